@@ -1,0 +1,128 @@
+"""KV memory at token granularity (page size 1).
+
+Three pieces, as in docs/architecture.md:
+- ReqToTokenPool: int32 table [max_requests, context_len] mapping (request slot, position) -> KV slot.
+- TokenSlotAllocator: a free list over KV slots 1..size (slot 0 is reserved as the write target
+  for padded tokens, e.g. CUDA-graph padding, and is never handed out).
+- KVPool: per-layer K and V tensors [size + 1, kv_heads, head_dim].
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Union
+
+import torch
+
+
+class ReqToTokenPool:
+    def __init__(self, size: int, max_context_len: int, device: str):
+        self.size = size
+        self.max_context_len = max_context_len
+        self.device = device
+        self.req_to_token = torch.zeros((size, max_context_len), dtype=torch.int32, device=device)
+        self._free: List[int] = list(range(size))
+
+    def available_size(self) -> int:
+        return len(self._free)
+
+    def alloc(self, n: int = 1) -> Optional[List[int]]:
+        if n > len(self._free):
+            return None
+        out, self._free = self._free[:n], self._free[n:]
+        return out
+
+    def free(self, indices: Union[int, List[int]]) -> None:
+        if isinstance(indices, int):
+            indices = [indices]
+        self._free.extend(indices)
+
+    def write(self, req_idx: int, start: int, end: int, slots: torch.Tensor) -> None:
+        self.req_to_token[req_idx, start:end] = slots.to(torch.int32)
+
+    def clear(self) -> None:
+        self._free = list(range(self.size))
+
+
+class TokenSlotAllocator:
+    """Free list of KV slots. Frees are batched and merged lazily so that the hot path is cheap."""
+
+    def __init__(self, size: int, device: str):
+        self.size = size
+        self.device = device
+        self.clear()
+
+    def clear(self) -> None:
+        # Slots live on the CPU: allocation happens in scheduler bookkeeping, not on the device.
+        self._free_slots = torch.arange(1, self.size + 1, dtype=torch.int64)
+        self._pending: List[torch.Tensor] = []
+
+    def _merge(self) -> None:
+        if self._pending:
+            self._free_slots = torch.cat([self._free_slots, *self._pending])
+            self._pending = []
+
+    def available_size(self) -> int:
+        return int(self._free_slots.numel()) + sum(int(t.numel()) for t in self._pending)
+
+    def alloc(self, n: int) -> Optional[torch.Tensor]:
+        if n > self._free_slots.numel():
+            self._merge()
+            if n > self._free_slots.numel():
+                return None
+        out, self._free_slots = self._free_slots[:n], self._free_slots[n:]
+        return out
+
+    def free(self, slots: torch.Tensor) -> None:
+        if slots.numel() == 0:
+            return
+        slots = slots.to(device="cpu", dtype=torch.int64)
+        assert int(slots.min()) >= 1, "slot 0 is reserved and must never be freed"
+        self._pending.append(slots)
+
+
+class KVPool:
+    """Per-layer K/V storage indexed by slot. Attention backends write and read through it."""
+
+    def __init__(
+        self,
+        size: int,
+        dtype: torch.dtype,
+        num_kv_heads: int,
+        head_dim: int,
+        num_layers: int,
+        device: str,
+        v_head_dim: Optional[int] = None,
+    ):
+        self.size = size
+        self.dtype = dtype
+        self.num_kv_heads = num_kv_heads
+        self.head_dim = head_dim
+        self.v_head_dim = v_head_dim or head_dim
+        self.num_layers = num_layers
+        self.device = device
+        shape_k = (size + 1, num_kv_heads, head_dim)
+        shape_v = (size + 1, num_kv_heads, self.v_head_dim)
+        self.k_buffer = [torch.zeros(shape_k, dtype=dtype, device=device) for _ in range(num_layers)]
+        self.v_buffer = [torch.zeros(shape_v, dtype=dtype, device=device) for _ in range(num_layers)]
+
+    @staticmethod
+    def bytes_per_token(num_kv_heads: int, head_dim: int, num_layers: int, dtype: torch.dtype) -> int:
+        return 2 * num_kv_heads * head_dim * num_layers * torch.tensor([], dtype=dtype).element_size()
+
+    def get_key_buffer(self, layer_id: int) -> torch.Tensor:
+        return self.k_buffer[layer_id]
+
+    def get_value_buffer(self, layer_id: int) -> torch.Tensor:
+        return self.v_buffer[layer_id]
+
+    def set_kv_buffer(self, layer_id: int, loc: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+        if k.dtype != self.dtype:
+            k, v = k.to(self.dtype), v.to(self.dtype)
+        self.k_buffer[layer_id][loc] = k.view(-1, self.num_kv_heads, self.head_dim)
+        self.v_buffer[layer_id][loc] = v.view(-1, self.num_kv_heads, self.v_head_dim)
+
+    def copy_slots(self, dst: torch.Tensor, src: torch.Tensor) -> None:
+        """Copy KV of slots `src` into slots `dst` in every layer (used for KV concatenation)."""
+        for layer in range(self.num_layers):
+            self.k_buffer[layer][dst] = self.k_buffer[layer][src]
+            self.v_buffer[layer][dst] = self.v_buffer[layer][src]

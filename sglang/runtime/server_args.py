@@ -1,0 +1,185 @@
+"""The one set of runtime options. The CLI (`launch_server`, benchmarks) is derived from it.
+
+Every field carries its help text in `metadata`; `add_cli_args` turns fields into flags with the
+same names as upstream SGLang (`model_path` -> `--model-path`). Defaults are written once, here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import random
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+logger = logging.getLogger(__name__)
+
+SCHEDULE_POLICIES = ("fcfs", "lpm", "dfs-weight", "lof", "random")
+LOAD_FORMATS = ("auto", "safetensors", "pt", "dummy")
+DTYPES = ("auto", "float32", "bfloat16", "float16", "half", "float", "bf16", "fp16", "fp32")
+
+
+def _f(default: Any, help: str, choices: Optional[tuple] = None, **kw) -> Any:
+    meta = {"help": help}
+    if choices is not None:
+        meta["choices"] = choices
+    if callable(default) and not isinstance(default, type):
+        return field(default_factory=default, metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
+
+
+@dataclass
+class ServerArgs:
+    # Model and tokenizer
+    model_path: str = _f(None, "Path of the Hugging Face checkpoint directory (config.json, weights, tokenizer).")
+    tokenizer_path: Optional[str] = _f(None, "Tokenizer directory; defaults to --model-path.")
+    tokenizer_mode: str = _f("auto", "'auto' uses the fast tokenizer when available; 'slow' forces the Python one.", ("auto", "slow"))
+    skip_tokenizer_init: bool = _f(False, "Do not load a tokenizer: requests must pass input_ids and get output_ids only.")
+    load_format: str = _f("auto", "Weight format: auto/safetensors/pt read the checkpoint; 'dummy' makes random weights at the real shapes (benchmarks).", LOAD_FORMATS)
+    trust_remote_code: bool = _f(False, "Allow custom code from the checkpoint when reading its config/tokenizer.")
+    dtype: str = _f("auto", "Weight and activation dtype. 'auto' takes the checkpoint's torch_dtype on GPU and float32 on CPU.", DTYPES)
+    kv_cache_dtype: str = _f("auto", "KV cache dtype; 'auto' follows --dtype.", ("auto", "float32", "bfloat16", "float16"))
+    context_length: Optional[int] = _f(None, "Maximum sequence length (prompt + output). Defaults to the model's max_position_embeddings.")
+    device: str = _f("auto", "Device to run on: 'cuda', 'cpu', or 'auto' (cuda when available).", ("auto", "cuda", "cpu"))
+    served_model_name: Optional[str] = _f(None, "Model name reported by the API; defaults to --model-path.")
+    chat_template: Optional[str] = _f(None, "Chat template: a built-in name, a Jinja file, or a Jinja string; defaults to the tokenizer's.")
+    revision: Optional[str] = _f(None, "Unused locally (kept for CLI compatibility): checkpoints are read from disk only.")
+    random_seed: Optional[int] = _f(None, "Seed for the server's random state (weights in dummy mode, unseeded sampling).")
+
+    # HTTP server
+    host: str = _f("127.0.0.1", "Address the HTTP server binds to.")
+    port: int = _f(30000, "Port the HTTP server listens on.")
+    api_key: Optional[str] = _f(None, "If set, every route except /health requires 'Authorization: Bearer <key>'.")
+    enable_metrics: bool = _f(False, "Expose Prometheus metrics at /metrics.")
+    log_level: str = _f("info", "Logging level for all processes.", ("debug", "info", "warning", "error"))
+    log_requests: bool = _f(False, "Log every request's inputs and outputs.")
+    skip_server_warmup: bool = _f(False, "Do not send a warm-up request at startup.")
+    stream_interval: int = _f(1, "Send a streaming chunk every N decoded tokens.")
+    watchdog_timeout: float = _f(300.0, "Seconds a forward pass may take before the scheduler is declared hung.")
+
+    # Memory and scheduling
+    mem_fraction_static: Optional[float] = _f(None, "Fraction of device memory (on CPU: of --cpu-memory-budget-gb) for weights plus KV cache.")
+    cpu_memory_budget_gb: float = _f(4.0, "On CPU, the memory budget that --mem-fraction-static is a fraction of.")
+    max_running_requests: Optional[int] = _f(None, "Most requests in the running batch at once.")
+    max_queued_requests: Optional[int] = _f(None, "Most requests waiting; beyond it new requests are rejected (HTTP 503).")
+    max_total_tokens: Optional[int] = _f(None, "Size of the KV token pool; overrides the size derived from --mem-fraction-static.")
+    chunked_prefill_size: Optional[int] = _f(None, "Longest prefill chunk in tokens; longer prompts are split. -1 disables chunking.")
+    max_prefill_tokens: int = _f(16384, "Most new prompt tokens in one prefill batch.")
+    schedule_policy: str = _f("fcfs", "Order of the waiting queue: fcfs, lpm (longest prefix match), dfs-weight, lof (longest output first), random.", SCHEDULE_POLICIES)
+    schedule_conservativeness: float = _f(1.0, "Scales the decode tokens reserved for running requests; larger admits fewer new ones.")
+    disable_radix_cache: bool = _f(False, "Turn off RadixAttention prefix caching.")
+
+    # Kernels and execution
+    attention_backend: Optional[str] = _f(None, "Attention backend; defaults to 'triton' on CUDA and 'torch_native' on CPU.")
+    sampling_backend: Optional[str] = _f(None, "Sampling implementation: 'pytorch' (default).")
+    disable_cuda_graph: bool = _f(False, "Do not capture CUDA graphs for decode.")
+    cuda_graph_max_bs: Optional[int] = _f(None, "Largest decode batch size captured in a CUDA graph.")
+    disable_overlap_schedule: bool = _f(False, "Do not overlap CPU scheduling with GPU execution.")
+    tp_size: int = _f(1, "Tensor-parallel size (processes, one per device).")
+    base_gpu_id: int = _f(0, "First GPU index to use.")
+
+    # Structured generation
+    grammar_backend: str = _f("xgrammar", "Backend for regex/JSON-schema/EBNF constraints.", ("xgrammar", "fsm", "none"))
+    disable_jump_forward: bool = _f(False, "Turn off jump-forward decoding of forced text in constrained generation.")
+    constrained_json_whitespace_pattern: Optional[str] = _f(None, "Regex for whitespace allowed between JSON tokens (fsm backend).")
+
+    def __post_init__(self) -> None:
+        if self.model_path is None:
+            raise ValueError("model_path is required (--model-path DIR)")
+        self.tokenizer_path = self.tokenizer_path or self.model_path
+        self.served_model_name = self.served_model_name or self.model_path
+        self.device = resolve_device(self.device)
+        if self.random_seed is None:
+            self.random_seed = random.randint(0, 1 << 30)
+        if self.attention_backend is None:
+            self.attention_backend = "triton" if self.device == "cuda" else "torch_native"
+        if self.mem_fraction_static is None:
+            self.mem_fraction_static = 0.85 if self.device == "cuda" else 0.5
+        if self.chunked_prefill_size is None:
+            self.chunked_prefill_size = 8192 if self.device == "cuda" else 2048
+        if self.device == "cpu":
+            self.disable_cuda_graph = True
+            self.disable_overlap_schedule = True
+        self.validate()
+
+    def validate(self) -> None:
+        if self.schedule_policy not in SCHEDULE_POLICIES:
+            raise ValueError(f"schedule_policy must be one of {SCHEDULE_POLICIES}, got {self.schedule_policy!r}")
+        if self.load_format not in LOAD_FORMATS:
+            raise ValueError(f"load_format must be one of {LOAD_FORMATS}, got {self.load_format!r}")
+        if not 0.0 < self.mem_fraction_static < 1.0:
+            raise ValueError(f"mem_fraction_static must be in (0, 1), got {self.mem_fraction_static}")
+        for name in ("max_running_requests", "max_total_tokens", "context_length", "max_queued_requests"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        if self.stream_interval < 1:
+            raise ValueError(f"stream_interval must be >= 1, got {self.stream_interval}")
+        if self.tp_size < 1:
+            raise ValueError(f"tp_size must be >= 1, got {self.tp_size}")
+
+    # ----- CLI -----
+    @staticmethod
+    def add_cli_args(parser: argparse.ArgumentParser) -> None:
+        for f in dataclasses.fields(ServerArgs):
+            flag = "--" + f.name.replace("_", "-")
+            help_text = f.metadata.get("help", "")
+            default = f.default if f.default is not dataclasses.MISSING else None
+            if f.type in ("bool", bool):
+                parser.add_argument(flag, action="store_true", help=help_text)
+                continue
+            kwargs: dict = {"default": default, "help": f"{help_text} (default: {default})"}
+            if "choices" in f.metadata:
+                kwargs["choices"] = f.metadata["choices"]
+            kwargs["type"] = _cli_type(f.type)
+            if f.name == "model_path":
+                kwargs["required"] = True
+            parser.add_argument(flag, **kwargs)
+
+    @classmethod
+    def from_cli_args(cls, args: argparse.Namespace) -> "ServerArgs":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in vars(args).items() if k in names})
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def _cli_type(type_name: Any):
+    text = str(type_name)
+    if "int" in text:
+        return int
+    if "float" in text:
+        return float
+    return str
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@dataclass
+class PortArgs:
+    """ZMQ ipc endpoints connecting the tokenizer manager, scheduler and detokenizer."""
+
+    tokenizer_ipc: str  # detokenizer -> tokenizer manager
+    scheduler_ipc: str  # tokenizer manager -> scheduler
+    detokenizer_ipc: str  # scheduler -> detokenizer
+
+    @staticmethod
+    def new(tmp_dir: Optional[str] = None) -> "PortArgs":
+        import tempfile
+
+        base = tempfile.mkdtemp(prefix="sglang-ipc-", dir=tmp_dir)
+        return PortArgs(
+            tokenizer_ipc=f"ipc://{os.path.join(base, 'tokenizer')}",
+            scheduler_ipc=f"ipc://{os.path.join(base, 'scheduler')}",
+            detokenizer_ipc=f"ipc://{os.path.join(base, 'detokenizer')}",
+        )
