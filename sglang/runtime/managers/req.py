@@ -1,0 +1,131 @@
+"""The scheduler's view of one request: its tokens, its KV ownership, its progress.
+
+Token bookkeeping (all lengths count tokens of `origin_input_ids + output_ids`):
+- `kv_committed_len`: leading tokens whose KV is written in req_to_token[req_pool_idx, :len].
+  The first len(prefix_indices) of them are owned by the radix tree, the rest by this request.
+- `fill_ids`: what the next prefill must cover (input + output so far, possibly cut to a chunk).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional, Set
+
+import torch
+
+from sglang.runtime.sampling.sampling_params import SamplingParams
+
+_EMPTY = torch.empty((0,), dtype=torch.int64)
+
+
+@dataclass
+class LogprobState:
+    """Accumulated logprob results not yet sent to the detokenizer."""
+
+    input_vals: List[Optional[float]] = field(default_factory=list)
+    input_ids: List[int] = field(default_factory=list)
+    input_top: List[Optional[list]] = field(default_factory=list)
+    input_token_ids: List[Optional[list]] = field(default_factory=list)
+    input_done: bool = False
+    input_sent: bool = False
+    output_vals: List[float] = field(default_factory=list)
+    output_ids: List[int] = field(default_factory=list)
+    output_top: List[list] = field(default_factory=list)
+    output_token_ids: List[list] = field(default_factory=list)
+
+
+class Req:
+    def __init__(
+        self,
+        rid: str,
+        origin_input_ids: List[int],
+        sampling_params: SamplingParams,
+        eos_token_ids: Set[int],
+        seed: int,
+        return_logprob: bool = False,
+        logprob_start_len: int = -1,
+        top_logprobs_num: int = 0,
+        token_ids_logprob: Optional[List[int]] = None,
+        stream: bool = False,
+        input_text: Optional[str] = None,
+    ):
+        self.rid = rid
+        self.input_text = input_text
+        self.origin_input_ids = list(origin_input_ids)
+        self.output_ids: List[int] = []
+        self.sampling_params = sampling_params
+        self.seed = seed
+        params = sampling_params
+        stop_ids = set(params.stop_token_ids or [])
+        # Tokens that end generation (masked while len(output) < min_new_tokens).
+        self.eos_token_ids: Set[int] = stop_ids | (set() if params.ignore_eos else set(eos_token_ids))
+        self.return_logprob = return_logprob
+        self.logprob_start_len = logprob_start_len
+        self.top_logprobs_num = top_logprobs_num
+        self.token_ids_logprob = token_ids_logprob
+        self.stream = stream
+
+        # memory
+        self.req_pool_idx: Optional[int] = None
+        self.prefix_indices: torch.Tensor = _EMPTY
+        self.last_node: Any = None
+        self.kv_committed_len = 0
+
+        # scheduling
+        self.fill_ids: List[int] = []
+        self.extend_input_len = 0
+        self.is_chunked = False  # the current prefill covers only part of fill_ids' target
+        self.cached_tokens = 0
+        self.prefilled_once = False
+        self.num_retractions = 0
+        self.to_abort: Optional[str] = None
+        self.finished_reason: Optional[dict] = None
+
+        # output
+        self.sent_offset = 0
+        self.logprobs = LogprobState() if return_logprob else None
+        self.extra_meta: dict = {}
+        # grammar hook (structured generation); None when unconstrained
+        self.grammar: Any = None
+
+    # ---------------------------------------------------------------- lengths
+    @property
+    def all_ids(self) -> List[int]:
+        return self.origin_input_ids + self.output_ids
+
+    @property
+    def seqlen(self) -> int:
+        return len(self.origin_input_ids) + len(self.output_ids)
+
+    def finished(self) -> bool:
+        return self.finished_reason is not None
+
+    def wants_input_logprobs(self) -> bool:
+        return (
+            self.return_logprob
+            and not self.logprobs.input_done
+            and 0 <= self.logprob_start_len < len(self.origin_input_ids)
+        )
+
+    def max_prefix_len(self) -> int:
+        """Cap on the reusable cached prefix: one token must always be computed (its logits are
+        sampled), and input logprobs need logits from position logprob_start_len - 1 onwards."""
+        cap = len(self.fill_ids) - 1
+        if self.wants_input_logprobs():
+            cap = min(cap, max(self.logprob_start_len - 1, 0))
+        return max(cap, 0)
+
+    def init_fill_ids(self) -> None:
+        self.fill_ids = self.all_ids
+
+    def reset_memory_state(self) -> None:
+        self.req_pool_idx = None
+        self.prefix_indices = _EMPTY
+        self.last_node = None
+        self.kv_committed_len = 0
+
+    def remaining_new_tokens(self) -> int:
+        return max(self.sampling_params.max_new_tokens - len(self.output_ids), 0)
+
+    def __repr__(self) -> str:
+        return f"Req(rid={self.rid!r}, input={len(self.origin_input_ids)}, output={len(self.output_ids)})"

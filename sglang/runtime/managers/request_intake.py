@@ -1,0 +1,67 @@
+"""Turn an incoming TokenizedGenerateReq into a scheduler Req, rejecting what cannot run.
+
+The tokenizer manager validates first (so HTTP callers get a 400 before anything is queued);
+this is the scheduler's own guard, since it alone knows the pool and queue sizes.
+"""
+
+from __future__ import annotations
+
+import random
+
+from sglang.runtime.managers.io_struct import TokenizedGenerateReq, finish_abort
+from sglang.runtime.managers.req import Req
+
+
+class RequestIntake:
+    def __init__(self, server_args, runner, tokenizer=None):
+        self.server_args = server_args
+        self.runner = runner
+        self.tokenizer = tokenizer
+        self.rng = random.Random(server_args.random_seed)
+        self.eos_ids = runner.eos_token_ids()
+        self.vocab_size = runner.vocab_size()
+
+    def make_req(self, msg: TokenizedGenerateReq, queue_len: int) -> Req:
+        params = msg.sampling_params
+        seed = params.seed if params.seed is not None else self.rng.randrange(1 << 31)
+        req = Req(
+            rid=msg.rid,
+            origin_input_ids=msg.input_ids,
+            sampling_params=params,
+            eos_token_ids=self.eos_ids,
+            seed=seed,
+            return_logprob=msg.return_logprob,
+            logprob_start_len=msg.logprob_start_len,
+            top_logprobs_num=msg.top_logprobs_num,
+            token_ids_logprob=msg.token_ids_logprob,
+            stream=msg.stream,
+            input_text=msg.input_text,
+        )
+        error = self._check(msg, queue_len)
+        if error is not None:
+            message, status = error
+            req.finished_reason = finish_abort(message, status_code=status,
+                                               err_type="ServiceUnavailableError" if status == 503 else "BadRequestError")
+        return req
+
+    def _check(self, msg: TokenizedGenerateReq, queue_len: int):
+        n = len(msg.input_ids)
+        ctx = self.runner.context_len
+        limit = self.server_args.max_queued_requests
+        if limit is not None and queue_len >= limit:
+            return f"too many queued requests ({queue_len}); try again later", 503
+        if n == 0:
+            return "the prompt is empty: give text or at least one input id", 400
+        if n >= ctx:
+            return (f"the prompt has {n} tokens but the context length is {ctx}; "
+                    f"shorten the prompt (it must leave room for at least one new token)"), 400
+        if n + 1 > self.runner.max_total_num_tokens:
+            return (f"the prompt has {n} tokens but the KV cache holds {self.runner.max_total_num_tokens}; "
+                    f"raise --max-total-tokens"), 400
+        if min(msg.input_ids) < 0 or max(msg.input_ids) >= self.vocab_size:
+            return f"input_ids must be in [0, {self.vocab_size}); got a value outside that range", 400
+        try:
+            msg.sampling_params.verify(self.vocab_size)
+        except ValueError as exc:
+            return str(exc), 400
+        return None

@@ -1,0 +1,288 @@
+"""The scheduler process: continuous batching over one model runner.
+
+Loop: receive messages -> admit into the waiting queue -> pick the next batch (prefill has
+priority, filled under budgets by PrefillAdder; otherwise one decode step of the running batch)
+-> run it -> record tokens, finish requests -> send TokenOuts to the detokenizer.
+The work is split into small collaborators: SchedulePolicy (queue order), PrefillAdder (budgets),
+ScheduleBatch (forward-batch building), memory_guard (retraction), OutputProcessor (finish checks,
+logprobs, outputs) and RequestIntake (validation of incoming requests).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import List, Optional
+
+import torch
+
+from sglang.runtime.managers.io_struct import (
+    AbortReq,
+    BatchTokenOut,
+    FlushCacheReply,
+    FlushCacheReq,
+    ServerStateReply,
+    ServerStateReq,
+    TokenizedGenerateReq,
+    finish_abort,
+    finish_length,
+)
+from sglang.runtime.managers.memory_guard import NewTokenRatio, retract_for_decode
+from sglang.runtime.managers.output_processor import OutputProcessor
+from sglang.runtime.managers.prefill_adder import AddResult, PrefillAdder
+from sglang.runtime.managers.req import Req
+from sglang.runtime.managers.request_intake import RequestIntake
+from sglang.runtime.managers.schedule_batch import KVResources, ScheduleBatch
+from sglang.runtime.managers.schedule_policy import SchedulePolicy
+from sglang.runtime.model_executor.forward_batch import ForwardMode
+from sglang.runtime.model_executor.model_runner import ModelRunner
+from sglang.runtime.sampling.sampling_batch_info import SamplingBatchInfo
+from sglang.runtime.server_args import ServerArgs
+
+logger = logging.getLogger(__name__)
+
+
+def make_prefix_cache(runner: ModelRunner, disable: bool):
+    if disable:
+        from sglang.runtime.mem_cache.chunk_cache import ChunkCache
+
+        return ChunkCache(runner.req_to_token_pool, runner.allocator)
+    from sglang.runtime.mem_cache.radix_cache import RadixCache
+
+    return RadixCache(runner.req_to_token_pool, runner.allocator)
+
+
+class Scheduler:
+    """Scheduling state and policy; transport-free (see scheduler_process.py for the ZMQ loop)."""
+
+    def __init__(self, server_args: ServerArgs, tokenizer=None, runner: Optional[ModelRunner] = None):
+        self.server_args = server_args
+        self.runner = runner or ModelRunner(server_args)
+        self.tree_cache = make_prefix_cache(self.runner, server_args.disable_radix_cache)
+        self.res = KVResources(self.runner.req_to_token_pool, self.runner.allocator, self.runner.kv_pool,
+                               self.tree_cache, self.runner.device)
+        self.policy = SchedulePolicy(server_args.schedule_policy, self.tree_cache, server_args.random_seed)
+        self.output = OutputProcessor(tokenizer, self.runner.context_len, server_args.stream_interval)
+        self.intake = RequestIntake(server_args, self.runner, tokenizer)
+        self.ratio = NewTokenRatio(server_args.schedule_conservativeness)
+        self.waiting: List[Req] = []
+        self.running: List[Req] = []
+        self.chunked_req: Optional[Req] = None
+        self.last_batch_chunked = False
+        self.outbox = []
+        self.stats = {"num_retractions": 0, "forward_steps": 0, "decode_steps": 0, "prefill_steps": 0}
+
+    # ---------------------------------------------------------------- messages
+    def handle(self, msg) -> Optional[object]:
+        """Process one incoming message; returns an immediate reply for control messages."""
+        if isinstance(msg, TokenizedGenerateReq):
+            self._admit(msg)
+        elif isinstance(msg, AbortReq):
+            self.abort(msg.rid, msg.message)
+        elif isinstance(msg, FlushCacheReq):
+            return self.flush_cache()
+        elif isinstance(msg, ServerStateReq):
+            return ServerStateReply(self.state())
+        else:
+            logger.error("scheduler got an unknown message %r", type(msg).__name__)
+        return None
+
+    def _admit(self, msg: TokenizedGenerateReq) -> None:
+        req = self.intake.make_req(msg, len(self.waiting))
+        if req.finished_reason is not None:
+            self.outbox.append(self.output.make_token_out(req))
+        else:
+            self.waiting.append(req)
+
+    def abort(self, rid: str, message: str) -> None:
+        for req in self.waiting:
+            if rid == "" or req.rid == rid:
+                req.to_abort = message
+        for req in self.running + ([self.chunked_req] if self.chunked_req else []):
+            if rid == "" or req.rid == rid:
+                req.to_abort = message
+        self._drop_aborted_waiting()
+
+    def _drop_aborted_waiting(self) -> None:
+        keep = []
+        for req in self.waiting:
+            if req.to_abort is None:
+                keep.append(req)
+                continue
+            req.finished_reason = finish_abort(req.to_abort)
+            if req.req_pool_idx is not None:  # retracted requests hold no memory; others neither
+                self.tree_cache.cache_finished_req(req)
+            self.outbox.append(self.output.make_token_out(req))
+        self.waiting = keep
+
+    def flush_cache(self) -> FlushCacheReply:
+        if self.running or self.waiting or self.chunked_req:
+            return FlushCacheReply(False, "cannot flush the cache while requests are in flight")
+        self.tree_cache.reset()
+        return FlushCacheReply(True, "cache flushed")
+
+    def state(self) -> dict:
+        avail = self.runner.allocator.available_size()
+        total = self.runner.max_total_num_tokens
+        used = total - avail - self.tree_cache.evictable_size()
+        return {
+            "max_total_num_tokens": total,
+            "available_kv_tokens": avail + self.tree_cache.evictable_size(),
+            "free_kv_tokens": avail,
+            "cached_tokens": self.tree_cache.total_size(),
+            "evictable_tokens": self.tree_cache.evictable_size(),
+            "protected_tokens": self.tree_cache.protected_size(),
+            "num_running_reqs": len(self.running) + (1 if self.chunked_req else 0),
+            "num_queue_reqs": len(self.waiting),
+            "token_usage": used / total if total else 0.0,
+            "max_running_requests": self.runner.max_running_requests,
+            "context_length": self.runner.context_len,
+            **self.stats,
+        }
+
+    # ---------------------------------------------------------------- stepping
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running or self.chunked_req)
+
+    def step(self) -> List:
+        """Run at most one forward pass; returns the messages to send."""
+        self._drop_aborted_waiting()
+        batch = None
+        if not (self.last_batch_chunked and self.running):
+            batch = self._next_prefill_batch()
+        if batch is not None:
+            self._run_extend(batch)
+        elif self.running:
+            self._run_decode()
+        out, self.outbox = self.outbox, []
+        if out:
+            return [BatchTokenOut(out)]
+        return []
+
+    def _next_prefill_batch(self) -> Optional[ScheduleBatch]:
+        self.last_batch_chunked = False
+        if not self.waiting and self.chunked_req is None:
+            return None
+        adder = PrefillAdder(self.tree_cache, self.runner.allocator, self.runner.req_to_token_pool,
+                             self.running, self.ratio.value, self.server_args.max_prefill_tokens,
+                             self.server_args.chunked_prefill_size, self.runner.max_running_requests)
+        if self.chunked_req is not None:
+            req, self.chunked_req = self.chunked_req, None
+            if req.to_abort is not None:
+                req.finished_reason = finish_abort(req.to_abort)
+                self._after_token(req, keep_running=False)
+            else:
+                adder.add_chunked_req(req)
+        admitted = set()
+        for req in self.policy.order(self.waiting):
+            if adder.new_chunked_req is not None:
+                break
+            result = adder.add_one(req)
+            if result != AddResult.ADDED:
+                break
+            admitted.add(id(req))
+        self.waiting = [r for r in self.waiting if id(r) not in admitted]
+        if not adder.can_run:
+            return None
+        self.chunked_req = adder.new_chunked_req
+        self.last_batch_chunked = self.chunked_req is not None
+        return ScheduleBatch(adder.can_run, ForwardMode.EXTEND, self.res)
+
+    def _run_extend(self, batch: ScheduleBatch) -> None:
+        fb = batch.build_extend()
+        batch.commit_extend()
+        out = self.runner.forward(fb)
+        self.stats["forward_steps"] += 1
+        self.stats["prefill_steps"] += 1
+        self._record_input_logprobs(batch.reqs, fb, out)
+        sample_rows = [i for i, r in enumerate(batch.reqs) if not r.is_chunked and r.sampling_params.max_new_tokens > 0]
+        next_ids = self._sample(batch.reqs, out.next_token_logits, sample_rows)
+        for i, req in enumerate(batch.reqs):
+            if req.is_chunked:
+                self.tree_cache.cache_unfinished_req(req)
+                continue
+            if req.sampling_params.max_new_tokens == 0:
+                req.finished_reason = finish_length(0)
+            elif i in next_ids:
+                self.output.append_token(req, next_ids[i])
+            if req.to_abort is not None and req.finished_reason is None:
+                req.finished_reason = finish_abort(req.to_abort)
+            self._after_token(req, keep_running=True)
+
+    def _record_input_logprobs(self, reqs: List[Req], fb, out) -> None:
+        if not fb.return_logprob or out.input_logits is None:
+            return
+        offset = 0
+        for req, start, n, prefix in zip(reqs, fb.extend_logprob_start_lens_cpu, fb.extend_seq_lens_cpu,
+                                         fb.extend_prefix_lens_cpu):
+            rows = n - start
+            if rows > 0:
+                self.output.record_input_logprobs(req, out.input_logits[offset : offset + rows], start, prefix)
+            offset += rows
+
+    def _sample(self, reqs: List[Req], logits: torch.Tensor, rows: List[int]) -> dict:
+        if not rows:
+            return {}
+        chosen = [reqs[i] for i in rows]
+        if len(rows) != len(reqs):
+            logits = logits[torch.tensor(rows, device=logits.device)]
+        info = SamplingBatchInfo.from_reqs(chosen, self.runner.vocab_size(), logits.device)
+        ids = self.runner.sample(logits, info)
+        self.output.record_output_logprobs(chosen, logits, ids)
+        return dict(zip(rows, ids.tolist()))
+
+    def _after_token(self, req: Req, keep_running: bool) -> None:
+        if req.finished_reason is not None:
+            self.tree_cache.cache_finished_req(req)
+            self.outbox.append(self.output.make_token_out(req))
+            if req in self.running:
+                self.running.remove(req)
+            return
+        if keep_running and req not in self.running:
+            self.running.append(req)
+        if self.output.should_send(req):
+            self.outbox.append(self.output.make_token_out(req))
+
+    def _run_decode(self) -> None:
+        self._finish_aborted_running()
+        retracted = retract_for_decode(self.running, self.runner.allocator, self.tree_cache)
+        if retracted:
+            self.stats["num_retractions"] += len(retracted)
+            self.ratio.on_retract()
+            self.running = [r for r in self.running if r not in retracted]
+            self.waiting = retracted + self.waiting
+            self._finish_aborted_running()
+        if not self.running:
+            return
+        batch = ScheduleBatch(list(self.running), ForwardMode.DECODE, self.res)
+        fb = batch.build_decode()
+        out = self.runner.forward(fb)
+        batch.commit_decode()
+        self.stats["forward_steps"] += 1
+        self.stats["decode_steps"] += 1
+        self.ratio.step()
+        next_ids = self._sample(batch.reqs, out.next_token_logits, list(range(len(batch.reqs))))
+        for i, req in enumerate(batch.reqs):
+            self.output.append_token(req, next_ids[i])
+            self._after_token(req, keep_running=True)
+
+    def _finish_aborted_running(self) -> None:
+        for req in [r for r in self.running if r.to_abort is not None]:
+            req.finished_reason = finish_abort(req.to_abort)
+            self._after_token(req, keep_running=False)
+
+    # ---------------------------------------------------------------- checks
+    def check_memory_idle(self) -> Optional[str]:
+        """When idle, every KV slot must be free or held by the (unlocked) cache."""
+        if self.has_work():
+            return None
+        total = self.runner.max_total_num_tokens
+        free = self.runner.allocator.available_size()
+        evictable = self.tree_cache.evictable_size()
+        protected = self.tree_cache.protected_size()
+        if free + evictable != total or protected != 0:
+            return f"KV leak: free={free} evictable={evictable} protected={protected} total={total}"
+        return None
+
+    def pid(self) -> int:
+        return os.getpid()

@@ -1,0 +1,78 @@
+"""The scheduler subprocess: a ZMQ loop around Scheduler.
+
+It blocks on its socket when idle (no busy spinning), drains all pending messages before each
+step when busy, and exits when its parent process is gone so that nothing is left orphaned.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+
+import zmq
+
+from sglang.runtime.server_args import PortArgs, ServerArgs
+from sglang.runtime.utils import configure_logging, load_server_tokenizer
+
+logger = logging.getLogger(__name__)
+
+_IDLE_POLL_MS = 100
+
+
+def run_scheduler_process(server_args: ServerArgs, port_args: PortArgs, pipe_writer, tp_rank: int = 0) -> None:
+    configure_logging(server_args.log_level, prefix=f"scheduler TP{tp_rank}")
+    parent = os.getppid()
+    try:
+        from sglang.runtime.managers.scheduler import Scheduler
+
+        scheduler = Scheduler(server_args, tokenizer=load_server_tokenizer(server_args))
+        runner = scheduler.runner
+        pipe_writer.send({
+            "status": "ready",
+            "max_total_num_tokens": runner.max_total_num_tokens,
+            "max_running_requests": runner.max_running_requests,
+            "context_len": runner.context_len,
+            "vocab_size": runner.vocab_size(),
+            "eos_token_ids": sorted(runner.eos_token_ids()),
+        })
+    except Exception as exc:
+        logger.error("scheduler failed to start: %s", traceback.format_exc())
+        pipe_writer.send({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
+        return
+    SchedulerLoop(scheduler, port_args, parent).run()
+
+
+class SchedulerLoop:
+    def __init__(self, scheduler, port_args: PortArgs, parent_pid: int):
+        self.scheduler = scheduler
+        self.parent_pid = parent_pid
+        self.ctx = zmq.Context(1)
+        self.recv = self.ctx.socket(zmq.PULL)
+        self.recv.bind(port_args.scheduler_ipc)
+        self.send = self.ctx.socket(zmq.PUSH)
+        self.send.connect(port_args.detokenizer_ipc)
+
+    def _drain(self, timeout_ms: int) -> list:
+        msgs = []
+        if not self.recv.poll(timeout_ms):
+            return msgs
+        while True:
+            try:
+                msgs.append(self.recv.recv_pyobj(zmq.NOBLOCK))
+            except zmq.Again:
+                return msgs
+
+    def run(self) -> None:
+        sched = self.scheduler
+        while True:
+            busy = sched.has_work()
+            for msg in self._drain(0 if busy else _IDLE_POLL_MS):
+                reply = sched.handle(msg)
+                if reply is not None:
+                    self.send.send_pyobj(reply)
+            for out in sched.step():
+                self.send.send_pyobj(out)
+            if not busy and os.getppid() != self.parent_pid:
+                logger.info("parent process is gone; scheduler exiting")
+                return

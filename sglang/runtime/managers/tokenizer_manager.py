@@ -1,0 +1,293 @@
+"""The tokenizer manager: lives in the caller's process (Engine or HTTP server), on one asyncio loop.
+
+It validates and tokenizes requests, sends them to the scheduler, and gathers the detokenizer's
+incremental outputs into upstream-shaped result dicts. It also watches the child processes: if
+one dies, every pending request fails at once with a message saying which, and new calls fail
+immediately instead of hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, AsyncIterator, Dict, List, Optional
+
+import zmq
+import zmq.asyncio
+
+from sglang.runtime.managers.generate_input import GenerateReqInput, SingleGenerateInput
+from sglang.runtime.managers.io_struct import (
+    AbortReq,
+    BatchStrOut,
+    FlushCacheReply,
+    FlushCacheReq,
+    ServerStateReply,
+    ServerStateReq,
+    StrOut,
+    TokenizedGenerateReq,
+)
+from sglang.runtime.managers.request_state import ReqState
+from sglang.runtime.sampling.sampling_params import SamplingParams
+from sglang.runtime.server_args import PortArgs, ServerArgs
+from sglang.runtime.utils import load_server_tokenizer
+
+logger = logging.getLogger(__name__)
+
+_WATCHDOG_PERIOD_S = 0.25
+
+
+class EngineDeadError(RuntimeError):
+    pass
+
+
+class TokenizerManager:
+    def __init__(self, server_args: ServerArgs, port_args: PortArgs, scheduler_info: dict, procs: list):
+        self.server_args = server_args
+        self.port_args = port_args
+        self.procs = procs
+        self.tokenizer = load_server_tokenizer(server_args)
+        self.context_len: int = scheduler_info["context_len"]
+        self.vocab_size: int = scheduler_info["vocab_size"]
+        self.max_total_num_tokens: int = scheduler_info["max_total_num_tokens"]
+        self.max_running_requests: int = scheduler_info["max_running_requests"]
+        self.eos_token_ids: List[int] = scheduler_info.get("eos_token_ids", [])
+        self.states: Dict[str, ReqState] = {}
+        self.dead_error: Optional[str] = None
+        self.listeners: List[Any] = []  # objects with on_finish(state) (metrics)
+        self._ctx: Optional[zmq.asyncio.Context] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._control_lock: Optional[asyncio.Lock] = None
+        self._control_future: Optional[asyncio.Future] = None
+
+    # ---------------------------------------------------------------- lifecycle
+    def _ensure_started(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return
+        if self._loop is not None:
+            raise RuntimeError("TokenizerManager is bound to another event loop")
+        self._loop = loop
+        self._ctx = zmq.asyncio.Context(1)
+        self._send = self._ctx.socket(zmq.PUSH)
+        self._send.connect(self.port_args.scheduler_ipc)
+        self._recv = self._ctx.socket(zmq.PULL)
+        self._recv.bind(self.port_args.tokenizer_ipc)
+        self._control_lock = asyncio.Lock()
+        self._tasks = [loop.create_task(self._handle_loop()), loop.create_task(self._watchdog())]
+
+    def close(self) -> None:
+        for task in getattr(self, "_tasks", []):
+            task.cancel()
+        if self._ctx is not None:
+            self._ctx.destroy(linger=0)
+            self._ctx = None
+
+    def _check_alive(self) -> None:
+        if self.dead_error is not None:
+            raise EngineDeadError(self.dead_error)
+
+    async def _watchdog(self) -> None:
+        while self.dead_error is None:
+            await asyncio.sleep(_WATCHDOG_PERIOD_S)
+            for name, proc in self.procs:
+                if not proc.is_alive():
+                    self._on_child_death(name, proc)
+                    return
+
+    def _on_child_death(self, name: str, proc) -> None:
+        self.dead_error = (f"the {name} process (pid {proc.pid}) exited unexpectedly with code {proc.exitcode}; "
+                           f"the engine is stopped — see the log above for its error, then restart")
+        logger.error(self.dead_error)
+        for state in list(self.states.values()):
+            state.fail(self.dead_error)
+        if self._control_future is not None and not self._control_future.done():
+            self._control_future.set_exception(EngineDeadError(self.dead_error))
+
+    # ---------------------------------------------------------------- requests
+    def tokenize(self, text: str) -> List[int]:
+        if self.tokenizer is None:
+            raise ValueError("this server runs without a tokenizer (--skip-tokenizer-init): send input_ids")
+        return self.tokenizer.encode(text)
+
+    def _tokenize_single(self, item: SingleGenerateInput) -> TokenizedGenerateReq:
+        ids = item.input_ids if item.input_ids is not None else self.tokenize(item.text)
+        if not ids:
+            raise ValueError("the prompt is empty: give text or at least one input id")
+        if len(ids) >= self.context_len:
+            raise ValueError(f"the prompt has {len(ids)} tokens but the context length is {self.context_len}; "
+                             f"shorten the prompt")
+        if min(ids) < 0 or max(ids) >= self.vocab_size:
+            raise ValueError(f"input_ids must be in [0, {self.vocab_size})")
+        params = SamplingParams.from_dict(item.sampling_params)
+        params.normalize(self.tokenizer)
+        params.verify(self.vocab_size)
+        if item.logprob_start_len >= len(ids):
+            raise ValueError(f"logprob_start_len ({item.logprob_start_len}) must be smaller than the prompt "
+                             f"length ({len(ids)})")
+        if item.top_logprobs_num < 0:
+            raise ValueError("top_logprobs_num must be >= 0")
+        return TokenizedGenerateReq(
+            rid=item.rid, input_text=item.text, input_ids=list(ids), sampling_params=params,
+            return_logprob=item.return_logprob, logprob_start_len=item.logprob_start_len,
+            top_logprobs_num=item.top_logprobs_num, token_ids_logprob=item.token_ids_logprob,
+            stream=item.stream, created_time=time.time(),
+        )
+
+    async def generate_request(self, obj: GenerateReqInput) -> AsyncIterator[Any]:
+        """Yields result dicts: for a single prompt (n == 1) each yield is the cumulative state of
+        that request (one yield when not streaming); otherwise yields one list with all results
+        (prompt-major, n samples per prompt) or, when streaming, dicts tagged with 'index'."""
+        self._ensure_started()
+        self._check_alive()
+        items = obj.normalize()
+        tokenized = [self._tokenize_single(it) for it in items]  # validate all before sending any
+        expanded = await self._expand_n(items, tokenized)
+        if len(expanded) == 1 and not obj.is_batch():
+            item, req = expanded[0]
+            async for out in self._run_one(item, req):
+                yield out
+            return
+        if obj.stream:
+            async for out in self._run_many_streaming(expanded):
+                yield out
+            return
+        results = await asyncio.gather(*[self._collect(item, req) for item, req in expanded])
+        yield list(results)
+
+    async def _expand_n(self, items, tokenized):
+        out = []
+        for item, req in zip(items, tokenized):
+            n = req.sampling_params.n
+            if n == 1:
+                out.append((item, req))
+                continue
+            if not self.server_args.disable_radix_cache:
+                await self._prefill_only(req)  # children then share the prompt's KV via the radix cache
+            for j in range(n):
+                child = _clone_for_sample(req, j)
+                out.append((item, child))
+        return out
+
+    async def _prefill_only(self, req: TokenizedGenerateReq) -> None:
+        warm = _clone_for_sample(req, 0, suffix="prefill")
+        warm.sampling_params = warm.sampling_params.copy_with(max_new_tokens=0, n=1)
+        warm.return_logprob = False
+        async for _ in self._run_one(None, warm):
+            pass
+
+    async def _collect(self, item, req) -> dict:
+        last = None
+        async for out in self._run_one(item, req):
+            last = out
+        return last
+
+    async def _run_many_streaming(self, expanded):
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def pump(index, item, req):
+            try:
+                async for out in self._run_one(item, req):
+                    out["index"] = index
+                    await queue.put(out)
+            except Exception as exc:  # surfaced to the consumer below
+                await queue.put(exc)
+            await queue.put(None)
+
+        tasks = [asyncio.ensure_future(pump(i, it, rq)) for i, (it, rq) in enumerate(expanded)]
+        remaining = len(tasks)
+        try:
+            while remaining:
+                got = await queue.get()
+                if got is None:
+                    remaining -= 1
+                elif isinstance(got, Exception):
+                    raise got
+                else:
+                    yield got
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _run_one(self, item: Optional[SingleGenerateInput], req: TokenizedGenerateReq):
+        self._check_alive()
+        if req.rid in self.states:
+            raise ValueError(f"a request with rid {req.rid!r} is already running")
+        text_logprobs = bool(item and item.return_text_in_logprobs)
+        state = ReqState(req, self.tokenizer if text_logprobs else None)
+        self.states[req.rid] = state
+        self._send.send_pyobj(req)
+        try:
+            while True:
+                await state.event.wait()
+                state.event.clear()
+                if state.error is not None:
+                    raise EngineDeadError(state.error)
+                out = state.to_dict()
+                if state.finished:
+                    yield out
+                    return
+                if req.stream:
+                    yield out
+        finally:
+            if not state.finished and self.dead_error is None:
+                self.abort_request(req.rid)  # client went away: free its KV
+            self.states.pop(req.rid, None)
+
+    def abort_request(self, rid: str = "", message: str = "aborted by request") -> None:
+        if self._ctx is None:
+            return
+        self._send.send_pyobj(AbortReq(rid, message))
+
+    # ---------------------------------------------------------------- control
+    async def _control(self, msg, reply_type):
+        self._ensure_started()
+        self._check_alive()
+        async with self._control_lock:
+            self._control_future = asyncio.get_running_loop().create_future()
+            self._send.send_pyobj(msg)
+            reply = await self._control_future
+            self._control_future = None
+        assert isinstance(reply, reply_type)
+        return reply
+
+    async def flush_cache(self) -> FlushCacheReply:
+        return await self._control(FlushCacheReq(), FlushCacheReply)
+
+    async def get_server_state(self) -> dict:
+        reply = await self._control(ServerStateReq(), ServerStateReply)
+        return reply.state
+
+    # ---------------------------------------------------------------- receiving
+    async def _handle_loop(self) -> None:
+        while True:
+            msg = await self._recv.recv_pyobj()
+            if isinstance(msg, BatchStrOut):
+                for out in msg.outputs:
+                    self._dispatch(out)
+            elif isinstance(msg, (FlushCacheReply, ServerStateReply)):
+                if self._control_future is not None and not self._control_future.done():
+                    self._control_future.set_result(msg)
+            else:
+                logger.error("tokenizer manager got an unexpected message %r", type(msg).__name__)
+
+    def _dispatch(self, out: StrOut) -> None:
+        state = self.states.get(out.rid)
+        if state is None:
+            return  # already aborted / collected
+        state.update(out)
+        if state.finished:
+            for listener in self.listeners:
+                listener.on_finish(state)
+        state.event.set()
+
+
+def _clone_for_sample(req: TokenizedGenerateReq, j: int, suffix: Optional[str] = None) -> TokenizedGenerateReq:
+    params = req.sampling_params
+    seed = None if params.seed is None else params.seed + j
+    return TokenizedGenerateReq(
+        rid=f"{req.rid}-{suffix or j}", input_text=req.input_text, input_ids=list(req.input_ids),
+        sampling_params=params.copy_with(n=1, seed=seed), return_logprob=req.return_logprob,
+        logprob_start_len=req.logprob_start_len, top_logprobs_num=req.top_logprobs_num,
+        token_ids_logprob=req.token_ids_logprob, stream=req.stream, created_time=req.created_time,
+    )

@@ -1,0 +1,46 @@
+"""Small process-level helpers shared by the runtime's processes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from typing import Optional
+
+
+def configure_logging(level: str = "info", prefix: str = "") -> None:
+    tag = f" {prefix}" if prefix else ""
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format=f"[%(asctime)s{tag}] %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def get_tokenizer(tokenizer_path: str, tokenizer_mode: str = "auto", trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(
+            tokenizer_path, use_fast=tokenizer_mode != "slow", trust_remote_code=trust_remote_code
+        )
+    except Exception as exc:  # surface a message that says what to change
+        raise RuntimeError(f"could not load a tokenizer from {tokenizer_path!r}: {exc}") from exc
+
+
+def load_server_tokenizer(server_args) -> Optional[object]:
+    if server_args.skip_tokenizer_init:
+        return None
+    return get_tokenizer(server_args.tokenizer_path, server_args.tokenizer_mode, server_args.trust_remote_code)
+
+
+def kill_process(pid: Optional[int], sig: int = signal.SIGKILL) -> None:
+    if pid is None:
+        return
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
