@@ -101,6 +101,8 @@ class GenerateReqInput:
 def _per_item(value, n: int, batch: bool, name: str, item_type, default):
     if value is None:
         return [default] * n
+    if batch and name == "rid" and not isinstance(value, list):
+        raise ValueError("'rid' must be a list with one id per prompt for a batch")
     if isinstance(value, list) and batch:
         if len(value) != n:
             raise ValueError(f"'{name}' has {len(value)} entries but the batch has {n} prompts")

@@ -70,7 +70,7 @@ class Scheduler:
         self.chunked_req: Optional[Req] = None
         self.last_batch_chunked = False
         self.outbox = []
-        self.stats = {"num_retractions": 0, "forward_steps": 0, "decode_steps": 0, "prefill_steps": 0}
+        self.stats = {"num_retractions": 0, "forward_steps": 0, "decode_steps": 0, "prefill_steps": 0, "prefill_tokens": 0}
 
     # ---------------------------------------------------------------- messages
     def handle(self, msg) -> Optional[object]:
@@ -194,6 +194,7 @@ class Scheduler:
         out = self.runner.forward(fb)
         self.stats["forward_steps"] += 1
         self.stats["prefill_steps"] += 1
+        self.stats["prefill_tokens"] += fb.num_tokens
         self._record_input_logprobs(batch.reqs, fb, out)
         sample_rows = [i for i, r in enumerate(batch.reqs) if not r.is_chunked and r.sampling_params.max_new_tokens > 0]
         next_ids = self._sample(batch.reqs, out.next_token_logits, sample_rows)

@@ -1,0 +1,60 @@
+"""Synthetic benchmark datasets, made locally (nothing is downloaded).
+
+- random-ids: random token ids (special tokens excluded) of lengths drawn in
+  [len * range_ratio, len].
+- random: the same ids decoded to text (what a client would send), re-tokenized by the server.
+- generated-shared-prefix: groups of prompts sharing a long system prompt, each with its own
+  question (the RadixAttention showcase).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import List, Optional
+
+
+@dataclass
+class BenchRequest:
+    input_ids: List[int]
+    output_len: int
+    text: Optional[str] = None
+
+
+def _usable_ids(tokenizer, vocab_size: int) -> List[int]:
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    limit = min(vocab_size, len(tokenizer)) if tokenizer is not None else vocab_size
+    return [i for i in range(limit) if i not in special]
+
+
+def _lengths(rng: random.Random, n: int, length: int, ratio: float) -> List[int]:
+    low = max(int(length * ratio), 1)
+    return [rng.randint(low, max(length, low)) for _ in range(n)]
+
+
+def random_requests(tokenizer, vocab_size: int, num_prompts: int, input_len: int, output_len: int,
+                    range_ratio: float = 0.0, seed: int = 1, as_text: bool = False) -> List[BenchRequest]:
+    rng = random.Random(seed)
+    ids = _usable_ids(tokenizer, vocab_size)
+    out = []
+    for in_len, out_len in zip(_lengths(rng, num_prompts, input_len, range_ratio),
+                               _lengths(rng, num_prompts, output_len, range_ratio)):
+        prompt = [rng.choice(ids) for _ in range(in_len)]
+        text = tokenizer.decode(prompt) if as_text else None
+        out.append(BenchRequest(prompt, out_len, text))
+    return out
+
+
+def shared_prefix_requests(tokenizer, vocab_size: int, num_groups: int, prompts_per_group: int,
+                           system_prompt_len: int, question_len: int, output_len: int,
+                           seed: int = 1, as_text: bool = False) -> List[BenchRequest]:
+    rng = random.Random(seed)
+    ids = _usable_ids(tokenizer, vocab_size)
+    out = []
+    for _ in range(num_groups):
+        system = [rng.choice(ids) for _ in range(system_prompt_len)]
+        for _ in range(prompts_per_group):
+            prompt = system + [rng.choice(ids) for _ in range(question_len)]
+            out.append(BenchRequest(prompt, output_len, tokenizer.decode(prompt) if as_text else None))
+    rng.shuffle(out)
+    return out

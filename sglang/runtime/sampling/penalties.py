@@ -1,0 +1,148 @@
+"""Logits processors: penalties, logit bias and the min_new_tokens EOS mask.
+
+Each piece is built only when some request in the batch needs it, so the common batch (no
+penalties, no bias) pays nothing. Index tensors are assembled on the host from Python lists and
+copied to the device once; nothing here reads device values back (no syncs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import chain
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
+
+import torch
+
+from sglang.runtime.sampling.sampling_params import parse_token_id
+
+if TYPE_CHECKING:
+    from sglang.runtime.sampling.sampling_batch_info import SamplingBatchInfo, SamplingReq
+
+
+def _scatter_index(
+    rows: Sequence[int], id_lists: Sequence[Sequence[int]], vocab_size: int, device: torch.device
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(row, token id) index pairs for `id_lists[j]` placed in batch row `rows[j]`."""
+    ids = torch.tensor(list(chain.from_iterable(id_lists)), dtype=torch.int64)
+    lens = torch.tensor([len(x) for x in id_lists], dtype=torch.int64)
+    row_idx = torch.repeat_interleave(torch.tensor(list(rows), dtype=torch.int64), lens)
+    keep = (ids >= 0) & (ids < vocab_size)  # ids beyond the logits width cannot be penalized
+    return row_idx[keep].to(device), ids[keep].to(device)
+
+
+@dataclass
+class PenaltyState:
+    """Frequency/presence penalties count output tokens; repetition penalty (Hugging Face
+    semantics) looks at every token seen so far, prompt included."""
+
+    frequency: torch.Tensor  # [bs, 1] float32
+    presence: torch.Tensor  # [bs, 1] float32
+    repetition: torch.Tensor  # [bs, 1] float32
+    output_counts: Optional[torch.Tensor]  # [bs, V] float32; None if no additive penalty
+    seen_mask: Optional[torch.Tensor]  # [bs, V] bool; None if no repetition penalty
+
+    @classmethod
+    def build(cls, reqs: Sequence["SamplingReq"], vocab_size: int, device: torch.device) -> Optional["PenaltyState"]:
+        params = [r.sampling_params for r in reqs]
+        additive = [i for i, p in enumerate(params) if p.frequency_penalty != 0.0 or p.presence_penalty != 0.0]
+        repetitive = [i for i, p in enumerate(params) if p.repetition_penalty != 1.0]
+        if not additive and not repetitive:
+            return None
+        bs = len(reqs)
+
+        def column(name: str) -> torch.Tensor:
+            return torch.tensor([float(getattr(p, name)) for p in params], dtype=torch.float32, device=device)[:, None]
+
+        counts = seen = None
+        if additive:
+            counts = torch.zeros((bs, vocab_size), dtype=torch.float32, device=device)
+            rows, ids = _scatter_index(additive, [reqs[i].output_ids for i in additive], vocab_size, device)
+            counts.index_put_((rows, ids), torch.ones_like(ids, dtype=torch.float32), accumulate=True)
+        if repetitive:
+            seen = torch.zeros((bs, vocab_size), dtype=torch.bool, device=device)
+            id_lists = [list(reqs[i].origin_input_ids) + list(reqs[i].output_ids) for i in repetitive]
+            rows, ids = _scatter_index(repetitive, id_lists, vocab_size, device)
+            seen[rows, ids] = True
+        return cls(column("frequency_penalty"), column("presence_penalty"), column("repetition_penalty"), counts, seen)
+
+    def apply(self, logits: torch.Tensor) -> None:
+        if self.seen_mask is not None:
+            # HF semantics: shrink positive logits, push negative ones further down.
+            scaled = torch.where(logits > 0, logits / self.repetition, logits * self.repetition)
+            torch.where(self.seen_mask, scaled, logits, out=logits)
+        if self.output_counts is not None:
+            logits -= self.frequency * self.output_counts
+            logits -= self.presence * (self.output_counts > 0).to(logits.dtype)
+
+
+@dataclass
+class TokenEdits:
+    """Sparse per-(row, token) edits: add `values` (logit bias) or set to -inf (masks)."""
+
+    rows: torch.Tensor  # int64
+    ids: torch.Tensor  # int64
+    values: Optional[torch.Tensor] = None  # float32; None means "mask to -inf"
+
+    def apply(self, logits: torch.Tensor) -> None:
+        if self.values is None:
+            logits[self.rows, self.ids] = float("-inf")
+        else:
+            logits.index_put_((self.rows, self.ids), self.values, accumulate=True)
+
+
+def build_logit_bias(reqs: Sequence["SamplingReq"], vocab_size: int, device: torch.device) -> Optional[TokenEdits]:
+    rows: List[int] = []
+    ids: List[int] = []
+    values: List[float] = []
+    for i, req in enumerate(reqs):
+        for key, value in (req.sampling_params.logit_bias or {}).items():
+            tid = parse_token_id(key)
+            if tid is None or not 0 <= tid < vocab_size:
+                raise ValueError(f"logit_bias key {key!r} is not a token id in [0, {vocab_size}); call verify() first")
+            rows.append(i)
+            ids.append(tid)
+            values.append(float(value))
+    if not rows:
+        return None
+    return TokenEdits(
+        torch.tensor(rows, dtype=torch.int64, device=device),
+        torch.tensor(ids, dtype=torch.int64, device=device),
+        torch.tensor(values, dtype=torch.float32, device=device),
+    )
+
+
+def build_min_tokens_mask(reqs: Sequence["SamplingReq"], vocab_size: int, device: torch.device) -> Optional[TokenEdits]:
+    """Forbid every ending token of requests that have not yet produced min_new_tokens."""
+    rows = [i for i, r in enumerate(reqs) if len(r.output_ids) < r.sampling_params.min_new_tokens and r.eos_token_ids]
+    if not rows:
+        return None
+    row_idx, ids = _scatter_index(rows, [sorted(reqs[i].eos_token_ids) for i in rows], vocab_size, device)
+    return TokenEdits(row_idx, ids)
+
+
+def apply_logits_processors(logits: torch.Tensor, info: "SamplingBatchInfo") -> torch.Tensor:
+    """Apply penalties, then logit bias, then hard masks, in place; returns `logits`.
+
+    Masks go last so that no bias or penalty can revive a forbidden token.
+    """
+    check_logits_shape(logits, info)
+    if logits.dtype != torch.float32:
+        raise ValueError(f"logits processors expect float32 logits, got {logits.dtype}; cast with logits.float()")
+    if info.penalties is not None:
+        info.penalties.apply(logits)
+    if info.logit_bias is not None:
+        info.logit_bias.apply(logits)
+    if info.min_tokens_mask is not None:
+        info.min_tokens_mask.apply(logits)
+    if info.allowed_token_mask is not None:
+        logits.masked_fill_(~info.allowed_token_mask, float("-inf"))
+    return logits
+
+
+def check_logits_shape(logits: torch.Tensor, info: "SamplingBatchInfo") -> None:
+    expected = (info.batch_size, info.vocab_size)
+    if logits.dim() != 2 or tuple(logits.shape) != expected:
+        raise ValueError(
+            f"logits have shape {tuple(logits.shape)} but the SamplingBatchInfo expects {expected} "
+            f"(batch size, vocab size); build it from the same requests and the model's vocab size"
+        )

@@ -1,0 +1,84 @@
+"""Greedy results must not depend on how the scheduler batches, caches, chunks or retracts."""
+
+from __future__ import annotations
+
+import pytest
+
+from sglang.runtime.mem_cache.base_prefix_cache import check_pool_invariant
+from sglang.testing.fixtures import tiny_model_dir
+from sglang.testing.hf_reference import hf_greedy
+from sglang.testing.scheduler_harness import SchedulerHarness
+from tests.engine.prompts import prompt_ids
+
+NEW_TOKENS = 16
+
+
+@pytest.fixture(scope="module")
+def model_path():
+    return tiny_model_dir("llama")
+
+
+@pytest.fixture(scope="module")
+def prompts(model_path):
+    from sglang.runtime.utils import get_tokenizer
+
+    return prompt_ids(get_tokenizer(model_path), n=8, extra_random=4)
+
+
+def _greedy(model_path, prompts, check_invariant=True, **overrides):
+    h = SchedulerHarness(model_path, **overrides)
+    for i, ids in enumerate(prompts):
+        h.submit(str(i), input_ids=ids, params={"max_new_tokens": NEW_TOKENS, "temperature": 0, "ignore_eos": True})
+
+    def invariant(hh):
+        check_pool_invariant(hh.runner.allocator, hh.scheduler.tree_cache, hh.live_reqs())
+
+    results = h.run_until_idle(after_step=invariant if check_invariant else None)
+    assert h.scheduler.check_memory_idle() is None
+    return [results[str(i)].output_ids for i in range(len(prompts))], h
+
+
+@pytest.fixture(scope="module")
+def reference(model_path, prompts):
+    outs, _ = _greedy(model_path, prompts)
+    return outs
+
+
+def test_batched_greedy_equals_transformers_one_at_a_time(model_path, prompts, reference):
+    assert reference == hf_greedy(model_path, prompts, NEW_TOKENS)
+
+
+@pytest.mark.parametrize("overrides", [
+    {"disable_radix_cache": True},
+    {"chunked_prefill_size": 7},
+    {"chunked_prefill_size": 7, "disable_radix_cache": True},
+    {"max_prefill_tokens": 20},
+    {"max_running_requests": 3},
+], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_greedy_unchanged_under_scheduler_options(model_path, prompts, reference, overrides):
+    outs, _ = _greedy(model_path, prompts, **overrides)
+    assert outs == reference
+
+
+@pytest.mark.parametrize("policy", ["fcfs", "lpm", "dfs-weight", "lof", "random"])
+def test_greedy_unchanged_under_each_policy(model_path, prompts, reference, policy):
+    outs, _ = _greedy(model_path, prompts, schedule_policy=policy)
+    assert outs == reference
+
+
+def test_retraction_happens_and_keeps_greedy_results(model_path, prompts, reference):
+    longest = max(len(p) for p in prompts) + NEW_TOKENS
+    outs, h = _greedy(model_path, prompts, max_total_tokens=longest + 24)
+    assert h.scheduler.stats["num_retractions"] > 0, "the pool was meant to be small enough to force retraction"
+    assert outs == reference
+
+
+def test_repeated_prompt_hits_the_cache(model_path, prompts):
+    h = SchedulerHarness(model_path)
+    long_prompt = sum(prompts[:4], [])
+    for rid in ("first", "second"):
+        h.submit(rid, input_ids=long_prompt, params={"max_new_tokens": 4, "temperature": 0})
+        h.run_until_idle()
+    assert h.results["first"].cached_tokens == 0
+    assert h.results["second"].cached_tokens >= len(long_prompt) - 1
+    assert h.results["first"].output_ids == h.results["second"].output_ids
