@@ -226,7 +226,8 @@ def _special_tokens_map(family: TokenizerFamily) -> dict[str, Any]:
     return out
 
 
-def _write_json(path: str, data: dict[str, Any]) -> None:
+def write_json(path: str, data: dict[str, Any]) -> None:
+    """Write `data` as stable JSON (sorted keys) so identical inputs give identical bytes."""
     with open(path, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=2, ensure_ascii=False, sort_keys=True)
         f.write("\n")
@@ -238,9 +239,9 @@ def save_tokenizer(
     """Write tokenizer.json, tokenizer_config.json and special_tokens_map.json to `out_dir`."""
     os.makedirs(out_dir, exist_ok=True)
     tok.save(os.path.join(out_dir, "tokenizer.json"), pretty=False)
-    _write_json(os.path.join(out_dir, "tokenizer_config.json"),
+    write_json(os.path.join(out_dir, "tokenizer_config.json"),
                 _tokenizer_config(family, model_max_length))
-    _write_json(os.path.join(out_dir, "special_tokens_map.json"), _special_tokens_map(family))
+    write_json(os.path.join(out_dir, "special_tokens_map.json"), _special_tokens_map(family))
 
 
 def write_tokenizer(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 
@@ -19,9 +19,12 @@ def _normalize(x: torch.Tensor, weight: torch.Tensor, eps: float, gemma: bool) -
     return (xf * rstd * w).to(x.dtype)
 
 
-def rmsnorm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6, gemma: bool = False) -> torch.Tensor:
-    """x / rms(x) * weight over the last dim (weight + 1 with gemma=True); returns a new tensor."""
-    return _normalize(x, weight, eps, gemma)
+def rmsnorm(
+    x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6, gemma: bool = False, out: Optional[torch.Tensor] = None
+) -> torch.Tensor:
+    """x / rms(x) * weight over the last dim (weight + 1 with gemma=True), into `out` or a new tensor."""
+    result = _normalize(x, weight, eps, gemma)
+    return result if out is None else out.copy_(result)
 
 
 def fused_add_rmsnorm(

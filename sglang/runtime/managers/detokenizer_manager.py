@@ -124,7 +124,8 @@ class DetokenizerManager:
             self.streams.pop(out.rid, None)
             if out.finished_reason is None:
                 self.failed.add(out.rid)
-            reason = finish_abort(f"detokenization failed: {type(exc).__name__}: {exc}", 500, "InternalServerError")
+            message = f"detokenization failed: {type(exc).__name__}: {exc}"
+            reason = finish_abort(message, status_code=500, err_type="InternalServerError")
             return _str_out(out, "", finished_reason=reason)
 
     def _text_delta(self, out: TokenOut) -> str:

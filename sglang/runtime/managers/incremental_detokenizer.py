@@ -4,9 +4,10 @@ that can no longer change.
 Technique (prefix offset / read offset): keep two token offsets into the id list.
 `ids[prefix:read]` is a small window of already-emitted tokens that gives the next tokens their
 decoding context (a leading space, a partial UTF-8 sequence); `ids[read:]` is not emitted yet.
-Each step decodes `ids[prefix:]` and `ids[prefix:read]` and emits the difference, unless the
-longer text ends in U+FFFD: that is what an incomplete multi-byte character decodes to, and the
-next token may complete it. Cost per step is O(window), independent of the output length.
+Each step decodes `ids[prefix:]` and `ids[prefix:read]` and emits the difference except for
+trailing U+FFFD characters: that is what an incomplete multi-byte character decodes to, and the
+next token may complete it. The window slides only when nothing is held back. Cost per step is
+O(window), independent of the output length.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class IncrementalDetokenizer:
         self._prefix = 0
         self._read = 0
         self._prefix_text: Optional[str] = ""  # decode(ids[prefix:read]); None = not computed yet
+        self._shown_past_read = 0  # characters of ids[read:]'s text already shown (before a held tail)
         self._flushed = False
         self._num_context = 0
         self._set_context(list(prompt_ids or [])[-PROMPT_CONTEXT_TOKENS:])
@@ -58,9 +60,11 @@ class IncrementalDetokenizer:
         if len(self._ids) == self._read:
             return ""
         full = self._decode(self._ids[self._prefix:])
-        if full.endswith(REPLACEMENT_CHAR):
-            return ""  # the last character may still be completed by the next token
-        return self._advance(full)
+        if not full.endswith(REPLACEMENT_CHAR):
+            return self._advance(full)
+        # The trailing replacement characters may still become real characters once the next
+        # token completes their bytes; the text before them is final and can be shown now.
+        return self._show_up_to(full, len(full.rstrip(REPLACEMENT_CHAR)))
 
     def flush(self) -> str:
         """Return all remaining text, stable or not. Call once, when the output is complete."""
@@ -85,13 +89,25 @@ class IncrementalDetokenizer:
         self._num_context = len(context)
         self._prefix_text = context_text
 
+    def _window_start(self) -> int:
+        """Offset in decode(ids[prefix:]) where not-yet-shown text begins."""
+        if self._prefix_text is None:
+            self._prefix_text = self._decode(self._ids[self._prefix:self._read])
+        return len(self._prefix_text) + self._shown_past_read
+
+    def _show_up_to(self, full: str, end: int) -> str:
+        start = self._window_start()
+        if end <= start:
+            return ""
+        self._shown_past_read += end - start
+        return full[start:end]
+
     def _advance(self, full: str) -> str:
-        prefix_text = self._prefix_text
-        if prefix_text is None:
-            prefix_text = self._decode(self._ids[self._prefix:self._read])
-        new_text = full[len(prefix_text):]
+        """Show all of `full` and slide the window: the unread tokens become the context."""
+        new_text = full[self._window_start():]
         self._prefix, self._read = self._read, len(self._ids)
         self._prefix_text = None  # decode(ids[prefix:read]) of the new window, computed on demand
+        self._shown_past_read = 0
         return new_text
 
     def _decode(self, ids: List[int]) -> str:

@@ -51,9 +51,10 @@ class OutputProcessor:
 
     def _match_stop_str(self, req: Req) -> Optional[str]:
         params = req.sampling_params
-        window = getattr(params, "stop_str_max_len", 0) or max(len(s) for s in params.stop)
+        # Enough tail tokens to contain the longest stop string plus the token that completed it.
+        window = params.stop_str_max_tokens or max(len(s) for s in params.stop)
         tail_ids = req.output_ids[-(window + 2):]
-        tail = self.tokenizer.decode(tail_ids, skip_special_tokens=False)
+        tail = self.tokenizer.decode(tail_ids, skip_special_tokens=params.skip_special_tokens)
         # A stop string must be found in the newest text; earlier steps checked the rest.
         for stop in params.stop:
             if stop and stop in tail:

@@ -250,7 +250,7 @@ class RadixCache(BasePrefixCache):
         and recency; sizes do not change (the tokens keep their lock state).
         """
         upper = TreeNode(node.key[:at], node.value[:at], node.parent, node.last_access_time)
-        upper.lock_ref = 0
+        upper.lock_ref = node.lock_ref
         upper.children = {node.key[at]: node}
         node.parent.children[node.key[0]] = upper
         node.key = node.key[at:]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 from sglang.runtime.sampling.sampling_params import parse_token_id
@@ -23,9 +24,10 @@ def _scatter_index(
     rows: Sequence[int], id_lists: Sequence[Sequence[int]], vocab_size: int, device: torch.device
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """(row, token id) index pairs for `id_lists[j]` placed in batch row `rows[j]`."""
-    ids = torch.tensor(list(chain.from_iterable(id_lists)), dtype=torch.int64)
-    lens = torch.tensor([len(x) for x in id_lists], dtype=torch.int64)
-    row_idx = torch.repeat_interleave(torch.tensor(list(rows), dtype=torch.int64), lens)
+    lens = [len(x) for x in id_lists]
+    # np.fromiter reads the Python ints without building an intermediate list.
+    ids = torch.from_numpy(np.fromiter(chain.from_iterable(id_lists), dtype=np.int64, count=sum(lens)))
+    row_idx = torch.repeat_interleave(torch.tensor(list(rows), dtype=torch.int64), torch.tensor(lens, dtype=torch.int64))
     keep = (ids >= 0) & (ids < vocab_size)  # ids beyond the logits width cannot be penalized
     return row_idx[keep].to(device), ids[keep].to(device)
 
@@ -60,8 +62,10 @@ class PenaltyState:
             counts.index_put_((rows, ids), torch.ones_like(ids, dtype=torch.float32), accumulate=True)
         if repetitive:
             seen = torch.zeros((bs, vocab_size), dtype=torch.bool, device=device)
-            id_lists = [list(reqs[i].origin_input_ids) + list(reqs[i].output_ids) for i in repetitive]
-            rows, ids = _scatter_index(repetitive, id_lists, vocab_size, device)
+            # Prompt and output as separate lists of the same row: no concatenated copy.
+            row_of_list = [i for i in repetitive for _ in range(2)]
+            id_lists = [ids for i in repetitive for ids in (reqs[i].origin_input_ids, reqs[i].output_ids)]
+            rows, ids = _scatter_index(row_of_list, id_lists, vocab_size, device)
             seen[rows, ids] = True
         return cls(column("frequency_penalty"), column("presence_penalty"), column("repetition_penalty"), counts, seen)
 

@@ -7,7 +7,7 @@ on its own seed, output position and probabilities: not on its batch companions,
 device, or any generator state. It needs no host sync and no per-row torch.Generator loop, and the
 same request sampled again at the same step (e.g. after retraction) gets the same token.
 
-Integer arithmetic stays below 2**63 (see `_mul32`), so results are identical on CPU and CUDA.
+Integer arithmetic never overflows int64 (see `_mul32`), so results are identical on CPU and CUDA.
 """
 
 from __future__ import annotations
@@ -23,10 +23,12 @@ _SEED_SALT = 0x5BD1E995
 
 
 def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
-    """(x * c) mod 2**32 for 32-bit x without int64 overflow: multiply by c's 16-bit halves."""
-    low = x * (c & 0xFFFF)
-    high = ((x * (c >> 16)) & 0xFFFF) << 16
-    return (low + high) & _M32
+    """(x * c) mod 2**32 for 32-bit x and c, without int64 overflow.
+
+    A constant >= 2**31 is replaced by c - 2**32 (same value mod 2**32, magnitude < 2**31), so
+    |x * c| < 2**63 always and the low 32 bits of the exact product survive the mask."""
+    signed_c = c - (1 << 32) if c >= (1 << 31) else c
+    return (x * signed_c) & _M32
 
 
 def mix32(x: torch.Tensor) -> torch.Tensor:

@@ -86,6 +86,12 @@ class SamplingParams:
             out[name] = list(value) if isinstance(value, list) else dict(value) if isinstance(value, dict) else value
         return out
 
+    def copy_with(self, **changes: Any) -> "SamplingParams":
+        """A copy with some fields replaced, keeping the derived (normalized) fields."""
+        out = dataclasses.replace(self, **changes)
+        out.stop_str_max_len, out.stop_str_max_tokens = self.stop_str_max_len, self.stop_str_max_tokens
+        return out
+
     @property
     def is_greedy(self) -> bool:
         return self.top_k == 1 or (_is_number(self.temperature) and self.temperature < GREEDY_TEMPERATURE_EPS)

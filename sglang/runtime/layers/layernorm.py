@@ -1,0 +1,58 @@
+"""RMSNorm variants, optionally fused with the residual add that precedes them.
+
+`forward(x)` returns the normalised x. `forward(x, residual)` first adds x to the residual stream
+and returns (normalised sum, new residual), which is how decoder layers chain norms without an
+extra pass over the activations.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+from torch import nn
+
+NormOut = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]
+
+
+def rms_norm_ref(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """Llama-style: normalise in float32, cast back, then scale by `weight` in x's dtype."""
+    xf = x.float()
+    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * xf.to(x.dtype)
+
+
+def gemma_rms_norm_ref(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """Gemma-style: scale by (1 + weight), all in float32, cast back only at the end."""
+    xf = x.float()
+    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return (xf * (1.0 + weight.float())).to(x.dtype)
+
+
+class RMSNorm(nn.Module):
+    # Value that makes the norm an identity scaling (used by dummy weight init).
+    identity_weight: float = 1.0
+
+    def __init__(self, hidden_size: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((hidden_size,), self.identity_weight))
+        self.variance_epsilon = eps
+
+    def _norm(self, x: torch.Tensor) -> torch.Tensor:
+        return rms_norm_ref(x, self.weight, self.variance_epsilon)
+
+    def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> NormOut:
+        if residual is None:
+            return self._norm(x)
+        residual = x + residual
+        return self._norm(residual), residual
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[0]}, eps={self.variance_epsilon}"
+
+
+class GemmaRMSNorm(RMSNorm):
+    identity_weight = 0.0  # (1 + w) scaling: zero weights are the identity
+
+    def _norm(self, x: torch.Tensor) -> torch.Tensor:
+        return gemma_rms_norm_ref(x, self.weight, self.variance_epsilon)

@@ -1,0 +1,211 @@
+"""Rotary position embedding (neox "rotate half" layout) with the scaling variants HF configs use.
+
+Each variant only changes the rotation frequencies (and, for YaRN, a magnitude factor), so they
+all reduce to one cos/sin table indexed by absolute position, computed once in float32 and kept
+in the model dtype (which is what transformers multiplies with).
+
+Dynamic NTK is position-dependent in transformers: a step whose sequence has grown to n > L tokens
+uses a base stretched for n. Under incremental decoding every token is therefore rotated with the
+base of its own position + 1, so our table does exactly that per position; prompts within the
+original context are unaffected, which is where the scaling is a no-op.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+SUPPORTED_ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "llama3")
+
+
+# ---------------------------------------------------------------- config reading
+
+
+def rope_params_from_config(config: Any) -> tuple[float, Optional[dict]]:
+    """(rope_theta, scaling dict or None) from `config.rope_parameters` (transformers 5) or the
+    older `rope_theta` + `rope_scaling` fields. The scaling dict always carries `rope_type`."""
+    params = getattr(config, "rope_parameters", None)
+    if isinstance(params, dict) and params:
+        theta = params.get("rope_theta", getattr(config, "rope_theta", None))
+        scaling = {k: v for k, v in params.items() if k != "rope_theta"}
+    else:
+        theta = getattr(config, "rope_theta", None)
+        scaling = dict(getattr(config, "rope_scaling", None) or {})
+    rope_type = scaling.get("rope_type", scaling.get("type", "default"))
+    theta = 10000.0 if theta is None else float(theta)
+    if rope_type == "default":
+        return theta, None
+    scaling["rope_type"] = rope_type
+    if rope_type in ("yarn", "llama3"):
+        scaling.setdefault("original_max_position_embeddings", config.max_position_embeddings)
+    if rope_type == "yarn" and scaling.get("factor") is None:
+        scaling["factor"] = config.max_position_embeddings / scaling["original_max_position_embeddings"]
+    return theta, scaling
+
+
+def rotary_dim_from_config(config: Any, head_dim: int) -> int:
+    params = getattr(config, "rope_parameters", None) or {}
+    factor = params.get("partial_rotary_factor", getattr(config, "partial_rotary_factor", 1.0)) or 1.0
+    return int(head_dim * factor)
+
+
+# ---------------------------------------------------------------- frequency variants
+
+
+def default_inv_freq(rotary_dim: int, base: float) -> torch.Tensor:
+    exponents = torch.arange(0, rotary_dim, 2, dtype=torch.int64).float() / rotary_dim
+    return 1.0 / (base**exponents)
+
+
+def llama3_inv_freq(rotary_dim: int, base: float, scaling: dict) -> torch.Tensor:
+    """Llama 3.1: long wavelengths divided by `factor`, short ones kept, a smooth blend between."""
+    inv_freq = default_inv_freq(rotary_dim, base)
+    factor = scaling["factor"]
+    low, high = scaling.get("low_freq_factor", 1.0), scaling.get("high_freq_factor", 4.0)
+    old_len = scaling["original_max_position_embeddings"]
+    wavelen = 2 * math.pi / inv_freq
+    scaled = torch.where(wavelen > old_len / low, inv_freq / factor, inv_freq)
+    smooth = (old_len / wavelen - low) / (high - low)
+    blended = (1 - smooth) * scaled / factor + smooth * scaled
+    is_medium = (wavelen >= old_len / high) & (wavelen <= old_len / low)
+    return torch.where(is_medium, blended, scaled)
+
+
+def _yarn_correction_dim(rotations: float, dim: int, base: float, max_pos: int) -> float:
+    """Dimension index whose wavelength completes `rotations` turns over `max_pos` positions."""
+    return (dim * math.log(max_pos / (rotations * 2 * math.pi))) / (2 * math.log(base))
+
+
+def yarn_inv_freq(rotary_dim: int, base: float, scaling: dict) -> torch.Tensor:
+    """YaRN: interpolate low frequencies by `factor`, keep high ones, linear ramp in between."""
+    factor = scaling["factor"]
+    orig = scaling["original_max_position_embeddings"]
+    beta_fast, beta_slow = scaling.get("beta_fast") or 32, scaling.get("beta_slow") or 1
+    low = _yarn_correction_dim(beta_fast, rotary_dim, base, orig)
+    high = _yarn_correction_dim(beta_slow, rotary_dim, base, orig)
+    if scaling.get("truncate", True):
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, rotary_dim - 1)
+    if low == high:
+        high += 0.001  # avoid a zero-width ramp
+    ramp = ((torch.arange(rotary_dim // 2, dtype=torch.float32) - low) / (high - low)).clamp(0, 1)
+    pos_freqs = base ** (torch.arange(0, rotary_dim, 2).float() / rotary_dim)
+    keep = 1 - ramp  # weight of the extrapolated (unscaled) frequency
+    return (1.0 / (factor * pos_freqs)) * (1 - keep) + (1.0 / pos_freqs) * keep
+
+
+def yarn_attention_factor(scaling: dict) -> float:
+    if scaling.get("attention_factor") is not None:
+        return float(scaling["attention_factor"])
+
+    def mscale(scale: float, m: float = 1.0) -> float:
+        return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
+
+    factor, m, m_all = scaling["factor"], scaling.get("mscale"), scaling.get("mscale_all_dim")
+    if m and m_all:
+        return mscale(factor, m) / mscale(factor, m_all)
+    return mscale(factor)
+
+
+def dynamic_ntk_angles(positions: torch.Tensor, rotary_dim: int, base: float, factor: float,
+                       max_position: int) -> torch.Tensor:
+    """Angles [P, rotary_dim/2] where position p >= max_position uses the NTK base for p + 1 tokens."""
+    exponents = torch.arange(0, rotary_dim, 2, dtype=torch.int64).float() / rotary_dim
+    seq_len = torch.clamp(positions.float() + 1, min=max_position)
+    stretch = (factor * seq_len / max_position - (factor - 1)) ** (rotary_dim / (rotary_dim - 2))
+    bases = base * stretch  # [P]; equals `base` inside the original context
+    inv_freq = 1.0 / (bases[:, None] ** exponents[None, :])
+    return positions.float()[:, None] * inv_freq
+
+
+# ---------------------------------------------------------------- application
+
+
+def apply_rotary_ref(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate the first 2 * cos.shape[-1] dims of x [T, heads, head_size] (neox layout).
+
+    cos/sin: [T, rotary_dim / 2]. Dims beyond rotary_dim pass through unchanged."""
+    half = cos.shape[-1]
+    x1, x2 = x[..., :half], x[..., half : 2 * half]
+    c, s = cos[:, None, :], sin[:, None, :]
+    rotated = torch.cat((x1 * c - x2 * s, x2 * c + x1 * s), dim=-1)
+    if 2 * half == x.shape[-1]:
+        return rotated
+    return torch.cat((rotated, x[..., 2 * half :]), dim=-1)
+
+
+class RotaryEmbedding(nn.Module):
+    """Holds the cos/sin table and rotates q/k given absolute positions."""
+
+    def __init__(self, head_size: int, rotary_dim: int, max_position: int, base: float,
+                 rope_scaling: Optional[dict], dtype: torch.dtype):
+        super().__init__()
+        if rotary_dim > head_size or rotary_dim % 2:
+            raise ValueError(f"rotary_dim={rotary_dim} must be even and <= head_size={head_size}")
+        self.head_size, self.rotary_dim, self.base = head_size, rotary_dim, base
+        self.scaling = dict(rope_scaling or {"rope_type": "default"})
+        self.rope_type = self.scaling.get("rope_type", self.scaling.get("type", "default"))
+        if self.rope_type not in SUPPORTED_ROPE_TYPES:
+            raise ValueError(
+                f"unsupported rope scaling type {self.rope_type!r}; supported: {SUPPORTED_ROPE_TYPES}"
+            )
+        self.max_position = max_position
+        self.dtype = dtype
+        self.register_buffer("cos_cache", torch.empty(0), persistent=False)
+        self.register_buffer("sin_cache", torch.empty(0), persistent=False)
+        self.ensure_capacity(self._initial_capacity())
+
+    def _initial_capacity(self) -> int:
+        factor = float(self.scaling.get("factor", 1.0) or 1.0)
+        if self.rope_type in ("linear", "dynamic"):
+            return int(self.max_position * factor)
+        if self.rope_type == "yarn":
+            orig = self.scaling["original_max_position_embeddings"]
+            return max(self.max_position, int(orig * factor))
+        return self.max_position
+
+    def _angles(self, positions: torch.Tensor) -> torch.Tensor:
+        if self.rope_type == "dynamic":
+            return dynamic_ntk_angles(positions, self.rotary_dim, self.base, self.scaling["factor"],
+                                      self.max_position)
+        if self.rope_type == "llama3":
+            inv_freq = llama3_inv_freq(self.rotary_dim, self.base, self.scaling)
+        elif self.rope_type == "yarn":
+            inv_freq = yarn_inv_freq(self.rotary_dim, self.base, self.scaling)
+        else:
+            inv_freq = default_inv_freq(self.rotary_dim, self.base)
+            if self.rope_type == "linear":
+                inv_freq = inv_freq / self.scaling["factor"]
+        return positions.float()[:, None] * inv_freq[None, :]
+
+    def ensure_capacity(self, num_positions: int) -> None:
+        """Grow the cos/sin table to cover positions [0, num_positions) (never shrinks)."""
+        if self.cos_cache.shape[0] >= num_positions:
+            return
+        device = self.cos_cache.device
+        angles = self._angles(torch.arange(num_positions, dtype=torch.int64))
+        mag = yarn_attention_factor(self.scaling) if self.rope_type == "yarn" else 1.0
+        self.cos_cache = (angles.cos() * mag).to(device=device, dtype=self.dtype)
+        self.sin_cache = (angles.sin() * mag).to(device=device, dtype=self.dtype)
+
+    def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """q: [T, heads * head_size], k: [T, kv_heads * head_size]; returns rotated copies."""
+        cos, sin = self.cos_cache[positions], self.sin_cache[positions]
+        q_rot = apply_rotary_ref(q.view(q.shape[0], -1, self.head_size), cos, sin)
+        k_rot = apply_rotary_ref(k.view(k.shape[0], -1, self.head_size), cos, sin)
+        return q_rot.reshape(q.shape), k_rot.reshape(k.shape)
+
+    def extra_repr(self) -> str:
+        return (f"head_size={self.head_size}, rotary_dim={self.rotary_dim}, base={self.base}, "
+                f"type={self.rope_type}, positions={self.cos_cache.shape[0]}")
+
+
+def get_rope(head_size: int, rotary_dim: int, max_position: int, base: float,
+             rope_scaling: Optional[dict] = None, dtype: Optional[torch.dtype] = None) -> RotaryEmbedding:
+    """Build a rotary embedding; `rope_scaling` is an HF-style dict (`rope_type`, `factor`, ...)."""
+    return RotaryEmbedding(head_size, rotary_dim, max_position, base, rope_scaling,
+                           dtype or torch.get_default_dtype())

@@ -1,0 +1,71 @@
+"""Token embedding and LM head, split over the vocabulary for tensor parallelism.
+
+Rank r holds rows [r * rows_per_rank, (r + 1) * rows_per_rank) of the (padded) vocabulary. With
+tp_size == 1 that is the whole table. Rows past the real vocabulary are zero padding; logits for
+them are sliced off by the logits processor.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sglang.runtime.layers.linear import ShardId, check_full_shape, require_single_rank
+
+
+class VocabParallelEmbedding(nn.Module):
+    def __init__(self, num_embeddings: int, embedding_dim: int, tp_rank: int = 0, tp_size: int = 1,
+                 params_dtype: Optional[torch.dtype] = None):
+        super().__init__()
+        if not 0 <= tp_rank < tp_size:
+            raise ValueError(f"tp_rank={tp_rank} must be in [0, tp_size={tp_size})")
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.tp_rank, self.tp_size = tp_rank, tp_size
+        self.rows_per_rank = -(-num_embeddings // tp_size)
+        self.vocab_start = tp_rank * self.rows_per_rank
+        self.vocab_end = min(self.vocab_start + self.rows_per_rank, num_embeddings)
+        dtype = params_dtype or torch.get_default_dtype()
+        self.weight = nn.Parameter(torch.empty(self.rows_per_rank, embedding_dim, dtype=dtype),
+                                   requires_grad=False)
+        self.weight.weight_loader = self.weight_loader
+
+    def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id: ShardId = None) -> None:
+        check_full_shape(loaded, (self.num_embeddings, self.embedding_dim), "embedding")
+        rows = self.vocab_end - self.vocab_start
+        with torch.no_grad():
+            param.data[:rows].copy_(loaded[self.vocab_start : self.vocab_end])
+            param.data[rows:].zero_()
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        require_single_rank(self.tp_size, type(self).__name__)
+        return F.embedding(input_ids, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}, tp={self.tp_rank}/{self.tp_size}"
+
+
+class ParallelLMHead(VocabParallelEmbedding):
+    """Output projection to vocabulary logits. Its weight is read by the LogitsProcessor."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, bias: bool = False, tp_rank: int = 0,
+                 tp_size: int = 1, params_dtype: Optional[torch.dtype] = None):
+        super().__init__(num_embeddings, embedding_dim, tp_rank, tp_size, params_dtype)
+        if bias:
+            self.bias = nn.Parameter(torch.zeros(self.rows_per_rank, dtype=self.weight.dtype),
+                                     requires_grad=False)
+            self.bias.weight_loader = self._bias_loader
+        else:
+            self.register_parameter("bias", None)
+
+    def _bias_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id: ShardId = None) -> None:
+        check_full_shape(loaded, (self.num_embeddings,), "lm_head bias")
+        rows = self.vocab_end - self.vocab_start
+        with torch.no_grad():
+            param.data[:rows].copy_(loaded[self.vocab_start : self.vocab_end])
+            param.data[rows:].zero_()
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("ParallelLMHead is not called directly; LogitsProcessor applies its weight")

@@ -1,0 +1,55 @@
+"""Build a model for a ModelConfig and fill its weights (from files or random for 'dummy')."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from sglang.runtime.layers.rotary_embedding import RotaryEmbedding
+from sglang.runtime.models.model_config import ModelConfig
+from sglang.runtime.models.registry import get_model_class
+from sglang.runtime.models.weight_utils import find_weight_files, init_dummy_weights, iterate_weights
+
+logger = logging.getLogger(__name__)
+
+LOAD_FORMATS = ("auto", "safetensors", "pt", "dummy")
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """Create parameters directly in the target dtype (no float32 copy of a large model)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def _fit_rope_to_context(model: nn.Module, context_len: int) -> None:
+    """A --context-length beyond the checkpoint's limit needs cos/sin rows for those positions."""
+    for module in model.modules():
+        if isinstance(module, RotaryEmbedding):
+            module.ensure_capacity(context_len)
+
+
+def load_model(model_config: ModelConfig, load_format: str = "auto", device: str = "cpu",
+               seed: int = 0) -> nn.Module:
+    """The model of `model_config.architecture` in eval mode, on `device`, in model_config.dtype."""
+    if load_format not in LOAD_FORMATS:
+        raise ValueError(f"load_format must be one of {LOAD_FORMATS}, got {load_format!r}")
+    model_cls = get_model_class(model_config.architecture)
+    with _default_dtype(model_config.dtype), torch.device(device):
+        model = model_cls(model_config.hf_config)
+    if load_format == "dummy":
+        init_dummy_weights(model, seed)
+    else:
+        files, kind = find_weight_files(model_config.model_path, load_format)
+        logger.info("loading %d %s file(s) from %s", len(files), kind, model_config.model_path)
+        model.load_weights(iterate_weights(files, kind))
+    _fit_rope_to_context(model, model_config.context_len)
+    return model.eval()

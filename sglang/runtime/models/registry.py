@@ -1,0 +1,36 @@
+"""Architecture name (config.json "architectures"[0]) -> model class, imported on first use."""
+
+from __future__ import annotations
+
+import importlib
+from types import MappingProxyType
+from typing import List
+
+_PKG = "sglang.runtime.models"
+_MODELS = MappingProxyType({
+    "LlamaForCausalLM": f"{_PKG}.llama:LlamaForCausalLM",
+    "MistralForCausalLM": f"{_PKG}.mistral:MistralForCausalLM",
+    "Qwen2ForCausalLM": f"{_PKG}.qwen2:Qwen2ForCausalLM",
+    "Qwen3ForCausalLM": f"{_PKG}.qwen3:Qwen3ForCausalLM",
+    "Gemma2ForCausalLM": f"{_PKG}.gemma2:Gemma2ForCausalLM",
+})
+
+
+def supported_architectures() -> List[str]:
+    return sorted(_MODELS)
+
+
+def is_supported(architecture: str) -> bool:
+    return architecture in _MODELS
+
+
+def unsupported_message(architecture: str) -> str:
+    return (f"model architecture {architecture!r} is not supported; supported architectures: "
+            f"{', '.join(supported_architectures())}")
+
+
+def get_model_class(architecture: str) -> type:
+    if architecture not in _MODELS:
+        raise ValueError(unsupported_message(architecture))
+    module_name, class_name = _MODELS[architecture].split(":")
+    return getattr(importlib.import_module(module_name), class_name)

@@ -1,0 +1,33 @@
+"""Triton RMSNorm (+fused residual), rotary embedding and SiLU-and-mul vs their torch twins."""
+
+import pytest
+import torch
+
+pytest.importorskip("triton")
+
+from tests.gpu.kernel_checks import check_rmsnorm, check_rotary, check_silu_and_mul  # noqa: E402
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+
+
+@pytest.mark.parametrize("rows,hidden", [(1, 4096), (37, 4096), (64, 1000), (3, 16384)])
+@pytest.mark.parametrize("gemma", [False, True])
+def test_rmsnorm(rows, hidden, gemma):
+    check_rmsnorm("cuda", rows, hidden, gemma=gemma, seed=rows + hidden)
+
+
+def test_rmsnorm_float16():
+    check_rmsnorm("cuda", 9, 2048, dtype=torch.float16)
+
+
+@pytest.mark.parametrize("rows,inter", [(1, 14336), (33, 1000), (128, 11008)])
+def test_silu_and_mul(rows, inter):
+    check_silu_and_mul("cuda", rows, inter, seed=rows)
+
+
+@pytest.mark.parametrize(
+    "num_heads,num_kv_heads,head_dim,rot_dim,is_neox",
+    [(32, 8, 128, 128, True), (32, 8, 128, 128, False), (16, 4, 128, 64, True), (12, 2, 80, 80, True), (8, 1, 256, 256, False)],
+)
+def test_rotary_llama3_cache(num_heads, num_kv_heads, head_dim, rot_dim, is_neox):
+    check_rotary("cuda", 67, num_heads, num_kv_heads, head_dim, rot_dim, is_neox, seed=head_dim + rot_dim)
