@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import transformers
 from tokenizers import Tokenizer, pre_tokenizers
 
 from sglang.testing.tiny_model import arch_spec, config_json_dict, write_generation_config
 from sglang.testing.tokenizer_factory import (
+    TokenizerFamily,
     TokenizerIds,
     add_family_tokens,
     bpe_from_vocab,
@@ -89,7 +90,7 @@ def shape_spec(name: str) -> ShapeSpec:
         raise ValueError(f"unknown shape {name!r}; choose one of {sorted(SHAPES)}") from None
 
 
-def synthetic_bpe(num_entries: int) -> Tokenizer:
+def synthetic_bpe(num_entries: int, family: Optional[TokenizerFamily] = None) -> Tokenizer:
     """Byte-level BPE with exactly `num_entries` tokens: 256 bytes, byte pairs, byte triples."""
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     vocab = {ch: i for i, ch in enumerate(alphabet)}
@@ -112,7 +113,7 @@ def synthetic_bpe(num_entries: int) -> Tokenizer:
     for a, b in pairs:
         if not all(add(a + b, c) for c in alphabet):
             break
-    return bpe_from_vocab(vocab, merges)
+    return bpe_from_vocab(vocab, merges, family)
 
 
 def _shape_config(spec: ShapeSpec, ids: TokenizerIds) -> transformers.PretrainedConfig:
@@ -129,7 +130,7 @@ def write_shape_config(name: str, out_dir: str) -> str:
     spec = shape_spec(name)
     family = tokenizer_family(spec.arch)
     vocab_size = int(spec.fields["vocab_size"])
-    tok = synthetic_bpe(vocab_size - len(family.specials))
+    tok = synthetic_bpe(vocab_size - len(family.specials), family)
     ids = add_family_tokens(tok, family)
     os.makedirs(out_dir, exist_ok=True)
     save_tokenizer(tok, family, out_dir, model_max_length=int(spec.fields["max_position_embeddings"]))

@@ -206,7 +206,7 @@ def save_weights(tensors: dict[str, torch.Tensor], out_dir: str, shards: int = 1
         files.append(fname)
     total = sum(t.numel() * t.element_size() for t in tensors.values())
     write_json(os.path.join(out_dir, SAFETENSORS_INDEX),
-                {"metadata": {"total_size": total}, "weight_map": weight_map})
+               {"metadata": {"total_size": total}, "weight_map": weight_map})
     return files
 
 
@@ -224,10 +224,11 @@ def config_json_dict(config: transformers.PretrainedConfig) -> dict[str, Any]:
 
 
 def write_generation_config(out_dir: str, ids: TokenizerIds) -> None:
+    """generation_config.json: every stop token as eos_token_id (transformers stops on any)."""
     eos: Any = list(ids.stop_ids) if len(ids.stop_ids) > 1 else ids.eos_id
     data = {"bos_token_id": ids.bos_id, "eos_token_id": eos, "pad_token_id": ids.pad_id}
     write_json(os.path.join(out_dir, "generation_config.json"),
-                {k: v for k, v in data.items() if v is not None})
+               {k: v for k, v in data.items() if v is not None})
 
 
 def make_tiny_checkpoint(arch: str, out_dir: str, seed: int = 0, shards: int = 1,

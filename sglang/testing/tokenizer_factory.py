@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Mapping, Optional
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from sglang.testing.corpus import training_corpus
 
@@ -92,6 +92,7 @@ class TokenizerFamily:
     add_bos: bool  # prepend BOS through the post-processor
     chat_template: str
     unk: Optional[str] = None
+    qwen_pretokenizer: bool = False  # NFC + Qwen's split regex (see _apply_pipeline)
 
 
 _LLAMA = TokenizerFamily(
@@ -106,6 +107,7 @@ _QWEN = TokenizerFamily(
     specials=("<|endoftext|>", "<|im_start|>", "<|im_end|>"),
     bos=None, eos="<|im_end|>", pad="<|endoftext|>",
     stop_tokens=("<|im_end|>", "<|endoftext|>"), add_bos=False, chat_template=_CHATML_TEMPLATE,
+    qwen_pretokenizer=True,
 )
 _MISTRAL = TokenizerFamily(
     name="mistral",
@@ -146,16 +148,37 @@ def tokenizer_family(arch: str) -> TokenizerFamily:
         ) from None
 
 
-def _byte_level_tokenizer(model: models.BPE) -> Tokenizer:
-    tok = Tokenizer(model)
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+def _qwen_split_regex() -> Optional[str]:
+    """The split pattern transformers' Qwen2Tokenizer hard-codes, read from the installed library."""
+    try:
+        from transformers.models.qwen2 import tokenization_qwen2
+    except ImportError:
+        return None
+    return getattr(tokenization_qwen2, "PRETOKENIZE_REGEX", None)
+
+
+def _apply_pipeline(tok: Tokenizer, family: Optional[TokenizerFamily]) -> Tokenizer:
+    """Set normalizer, pre-tokenizer and decoder.
+
+    transformers 5 ignores tokenizer.json's pipeline for model_type "qwen2" and rebuilds Qwen's
+    own (NFC + regex split + byte-level). The qwen family uses that exact pipeline here, so
+    tokenizer.json and AutoTokenizer always produce the same ids."""
+    pattern = _qwen_split_regex() if family is not None and family.qwen_pretokenizer else None
+    if pattern is None:
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    else:
+        tok.normalizer = normalizers.NFC()
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ])
     tok.decoder = decoders.ByteLevel()
     return tok
 
 
-def train_bpe(vocab_size: int) -> Tokenizer:
+def train_bpe(vocab_size: int, family: Optional[TokenizerFamily] = None) -> Tokenizer:
     """Train a byte-level BPE with `vocab_size` entries on the built-in corpus (deterministic)."""
-    tok = _byte_level_tokenizer(models.BPE())
+    tok = _apply_pipeline(Tokenizer(models.BPE()), family)
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=1,
@@ -167,9 +190,10 @@ def train_bpe(vocab_size: int) -> Tokenizer:
     return tok
 
 
-def bpe_from_vocab(vocab: dict[str, int], merges: list[tuple[str, str]]) -> Tokenizer:
+def bpe_from_vocab(vocab: dict[str, int], merges: list[tuple[str, str]],
+                   family: Optional[TokenizerFamily] = None) -> Tokenizer:
     """Wrap a programmatically built BPE (byte-level symbols) into a byte-level tokenizer."""
-    return _byte_level_tokenizer(models.BPE(vocab=vocab, merges=merges))
+    return _apply_pipeline(Tokenizer(models.BPE(vocab=vocab, merges=merges)), family)
 
 
 def _post_processor(tok: Tokenizer, family: TokenizerFamily) -> processors.PostProcessor:
@@ -252,7 +276,7 @@ def write_tokenizer(
     if vocab_size < 256 + len(family.specials) + 1:
         raise ValueError(f"vocab_size={vocab_size} is too small: byte-level BPE needs at least "
                          f"{256 + len(family.specials) + 1} entries (256 bytes + specials + 1 merge)")
-    tok = train_bpe(vocab_size - len(family.specials))
+    tok = train_bpe(vocab_size - len(family.specials), family)
     ids = add_family_tokens(tok, family)
     save_tokenizer(tok, family, out_dir, model_max_length)
     return ids

@@ -1,25 +1,21 @@
-"""Session-cached tiny checkpoints (written once per session, keyed by arch + config overrides)."""
+"""Tiny checkpoints for the model tests, cached across sessions by sglang.testing.fixtures.
+
+Cached directories are shared: tests that need a modified checkpoint copy it first."""
 
 from __future__ import annotations
 
-import json
 from typing import Callable
 
 import pytest
 
-from sglang.testing.tiny_model import make_tiny_checkpoint
+from sglang.testing.fixtures import tiny_model_dir
 
 
 @pytest.fixture(scope="session")
-def tiny_ckpt(tmp_path_factory) -> Callable[..., str]:
-    """tiny_ckpt(arch, shards=1, **config_overrides) -> checkpoint directory."""
-    cache: dict = {}
+def tiny_ckpt() -> Callable[..., str]:
+    """tiny_ckpt(arch, shards=1, **config_overrides) -> checkpoint directory (read-only)."""
 
     def make(arch: str, shards: int = 1, **overrides) -> str:
-        key = (arch, shards, json.dumps(overrides, sort_keys=True))
-        if key not in cache:
-            out = tmp_path_factory.mktemp(f"tiny-{arch}")
-            cache[key] = make_tiny_checkpoint(arch, str(out), seed=0, shards=shards, **overrides)
-        return cache[key]
+        return tiny_model_dir(arch, shards=shards, **overrides)
 
     return make

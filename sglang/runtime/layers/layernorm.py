@@ -29,6 +29,13 @@ def gemma_rms_norm_ref(x: torch.Tensor, weight: torch.Tensor, eps: float) -> tor
     return (xf * (1.0 + weight.float())).to(x.dtype)
 
 
+def fused_add_rms_norm_ref(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
+                           eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rms_norm(x + residual), x + residual): the twin of a fused add+norm kernel."""
+    residual = x + residual
+    return rms_norm_ref(residual, weight, eps), residual
+
+
 class RMSNorm(nn.Module):
     # Value that makes the norm an identity scaling (used by dummy weight init).
     identity_weight: float = 1.0
@@ -44,7 +51,7 @@ class RMSNorm(nn.Module):
     def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> NormOut:
         if residual is None:
             return self._norm(x)
-        residual = x + residual
+        residual = x + residual  # kept separate from the norm so GemmaRMSNorm reuses it
         return self._norm(residual), residual
 
     def extra_repr(self) -> str:

@@ -246,13 +246,14 @@ class Scheduler:
 
     def _run_decode(self) -> None:
         self._finish_aborted_running()
+        self._pause_chunked_req_if_short()
         retracted = retract_for_decode(self.running, self.runner.allocator, self.tree_cache)
         if retracted:
             self.stats["num_retractions"] += len(retracted)
             self.ratio.on_retract()
             self.running = [r for r in self.running if r not in retracted]
             self.waiting = retracted + self.waiting
-            self._finish_aborted_running()
+        self._finish_aborted_running()
         if not self.running:
             return
         batch = ScheduleBatch(list(self.running), ForwardMode.DECODE, self.res)
@@ -266,6 +267,21 @@ class Scheduler:
         for i, req in enumerate(batch.reqs):
             self.output.append_token(req, next_ids[i])
             self._after_token(req, keep_running=True)
+
+    def _pause_chunked_req_if_short(self) -> None:
+        """A half-prefilled request holds locked KV; running decodes come first, so when they are
+        short of memory it goes back to the queue (its chunks stay in the cache for later)."""
+        req = self.chunked_req
+        avail = self.runner.allocator.available_size() + self.tree_cache.evictable_size()
+        if req is None or avail >= len(self.running):
+            return
+        self.chunked_req = None
+        self.tree_cache.cache_finished_req(req)
+        req.reset_memory_state()
+        req.is_chunked = False
+        req.num_retractions += 1
+        self.stats["num_retractions"] += 1
+        self.waiting.insert(0, req)
 
     def _finish_aborted_running(self) -> None:
         for req in [r for r in self.running if r.to_abort is not None]:

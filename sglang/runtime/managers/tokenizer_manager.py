@@ -120,8 +120,8 @@ class TokenizerManager:
         if min(ids) < 0 or max(ids) >= self.vocab_size:
             raise ValueError(f"input_ids must be in [0, {self.vocab_size})")
         params = SamplingParams.from_dict(item.sampling_params)
+        params.verify(self.vocab_size)  # before normalize, which maps temperature 0 to top_k 1
         params.normalize(self.tokenizer)
-        params.verify(self.vocab_size)
         if item.logprob_start_len >= len(ids):
             raise ValueError(f"logprob_start_len ({item.logprob_start_len}) must be smaller than the prompt "
                              f"length ({len(ids)})")

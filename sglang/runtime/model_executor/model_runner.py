@@ -65,6 +65,9 @@ class ModelRunner:
         cfg = self.model_config
         per_token = KVPool.bytes_per_token(cfg.num_key_value_heads, cfg.head_dim, cfg.num_hidden_layers, self.kv_dtype())
         budget_tokens = max(self._budget_bytes() // per_token, 0)
+        if self.device == "cpu":
+            # A tiny model would otherwise get millions of slots; more than this never helps on a CPU.
+            budget_tokens = min(budget_tokens, max(self.context_len * 16, 1 << 16))
         max_total = self.server_args.max_total_tokens
         num_tokens = min(budget_tokens, max_total) if max_total else budget_tokens
         if max_total and max_total > budget_tokens:

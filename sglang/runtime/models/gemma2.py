@@ -73,7 +73,9 @@ class Gemma2Model(LlamaModel):
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor,
                 forward_batch: ForwardBatch) -> torch.Tensor:
         embeds = self.embed_tokens(input_ids)
-        hidden_states = embeds * torch.tensor(self.embed_scale, dtype=embeds.dtype, device=embeds.device)
+        # float32 first, then the model dtype: the same rounding of sqrt(hidden) as transformers.
+        scale = torch.tensor(self.embed_scale, dtype=torch.float32, device=embeds.device).to(embeds.dtype)
+        hidden_states = embeds * scale
         residual = None
         for layer in self.layers:
             hidden_states, residual = layer(positions, hidden_states, forward_batch, residual)

@@ -107,7 +107,7 @@ class TorchNativeAttnBackend(AttentionBackend):
 
     @staticmethod
     def _extend_meta(fb: "ForwardBatch") -> List[_ExtendSegment]:
-        rows = fb.req_to_token_pool.req_to_token[fb.req_pool_indices]
+        rows = fb.req_to_token_pool.req_to_token[fb.req_pool_indices, : max(fb.seq_lens_cpu)]
         segments, start = [], 0
         for i, (q_len, prefix) in enumerate(zip(fb.extend_seq_lens_cpu, fb.extend_prefix_lens_cpu)):
             slots = rows[i, : prefix + q_len].long()
