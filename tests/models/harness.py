@@ -27,7 +27,8 @@ class KVHarness:
         self.req_to_token_pool = ReqToTokenPool(max_reqs, max_context, device)
         self.allocator = TokenSlotAllocator(pool_size, device)
         self.kv_pool = KVPool(pool_size, dtype, num_kv_heads, head_dim, num_layers, device)
-        runner = SimpleNamespace(device=device, req_to_token_pool=self.req_to_token_pool, kv_pool=self.kv_pool)
+        runner = SimpleNamespace(device=device, req_to_token_pool=self.req_to_token_pool,
+                                 kv_pool=self.kv_pool)
         self.backend = create_attention_backend(backend, runner)
         self.seq_lens: Dict[int, int] = {}
         self._gen = torch.Generator().manual_seed(seed)
@@ -54,7 +55,8 @@ class KVHarness:
         offset = 0
         for row, chunk in zip(rows, chunks):
             start = self.seq_lens[row]
-            self.req_to_token_pool.write(row, start, start + len(chunk), out_loc[offset : offset + len(chunk)])
+            slots = out_loc[offset : offset + len(chunk)]
+            self.req_to_token_pool.write(row, start, start + len(chunk), slots)
             input_ids.extend(chunk)
             positions.extend(range(start, start + len(chunk)))
             offset += len(chunk)
@@ -72,7 +74,8 @@ class KVHarness:
         for row, chunk in zip(rows, chunks):
             self.seq_lens[row] += len(chunk)
 
-    def _run(self, fb: ForwardBatch, rows: Sequence[int], chunks: Sequence[Sequence[int]]) -> LogitsProcessorOutput:
+    def _run(self, fb: ForwardBatch, rows: Sequence[int], chunks: Sequence[Sequence[int]]
+             ) -> LogitsProcessorOutput:
         self.backend.init_forward_metadata(fb)
         with torch.inference_mode():
             out = self.model.forward(fb.input_ids, fb.positions, fb)
@@ -108,6 +111,14 @@ class KVHarness:
 
 
 # ---------------------------------------------------------------- transformers references
+
+
+def hf_reference_model(path: str) -> torch.nn.Module:
+    """transformers' model in float32 with eager attention: some transformers versions default
+    Gemma2 to SDPA, which silently drops attention soft-capping."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="eager").eval()
 
 
 @torch.inference_mode()

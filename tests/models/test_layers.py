@@ -45,11 +45,13 @@ def test_rms_norm_and_fused_residual():
 
 def test_gemma_norm_scales_by_one_plus_weight_in_float32():
     norm = GemmaRMSNorm(8)
-    torch.testing.assert_close(norm(torch.ones(2, 8)), torch.ones(2, 8), atol=1e-5, rtol=0)  # w=0: identity scale
+    # w = 0 is the identity scale
+    torch.testing.assert_close(norm(torch.ones(2, 8)), torch.ones(2, 8), atol=1e-5, rtol=0)
     norm.weight.data = rnd(8)
     x = rnd(4, 8).to(torch.bfloat16)
     xf = x.float()
-    expected = (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + 1e-6) * (1 + norm.weight.float())).bfloat16()
+    normed = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + 1e-6)
+    expected = (normed * (1 + norm.weight.float())).bfloat16()
     out = norm(x)
     assert out.dtype == torch.bfloat16 and torch.equal(out, expected)
 
@@ -99,9 +101,11 @@ def test_qkv_shards_per_rank_and_kv_replication():
 
 def test_merged_column_and_row_parallel_shards():
     gate, up = rnd(8, 3), rnd(8, 3)
-    ranks = _load_ranks(lambda r, t: MergedColumnParallelLinear(3, [8, 8], False, r, t), [(gate, 0), (up, 1)], 2)
+    ranks = _load_ranks(lambda r, t: MergedColumnParallelLinear(3, [8, 8], False, r, t),
+                        [(gate, 0), (up, 1)], 2)
     for r, layer in enumerate(ranks):
-        torch.testing.assert_close(layer.weight.data, torch.cat([gate[4 * r : 4 * r + 4], up[4 * r : 4 * r + 4]]))
+        expected = torch.cat([gate[4 * r : 4 * r + 4], up[4 * r : 4 * r + 4]])
+        torch.testing.assert_close(layer.weight.data, expected)
     fused = MergedColumnParallelLinear(3, [8, 8], False)
     fused.weight.weight_loader(fused.weight, torch.cat([gate, up]))  # already-fused checkpoint
     torch.testing.assert_close(fused.weight.data, torch.cat([gate, up]))
@@ -172,7 +176,8 @@ def test_logits_rows_selection_and_softcap():
     torch.testing.assert_close(out.input_logits, full[[0, 1, 6, 7, 8]])
     torch.testing.assert_close(out.next_token_logits, full[[1, 4, 8]])
 
-    capped = LogitsProcessor(10, final_logit_softcapping=3.0)(hidden[:2], head, _fake_batch(ForwardMode.DECODE, [1, 1]))
+    capping = LogitsProcessor(10, final_logit_softcapping=3.0)
+    capped = capping(hidden[:2], head, _fake_batch(ForwardMode.DECODE, [1, 1]))
     torch.testing.assert_close(capped.next_token_logits, 3.0 * torch.tanh(full[:2] / 3.0))
     assert capped.next_token_logits.abs().max() <= 3.0 and full[:2].abs().max() > 3.0
     with pytest.raises(ValueError, match="outside"):

@@ -78,7 +78,8 @@ def test_tied_embeddings_share_one_parameter(arch, tiny_ckpt, tmp_path):
     expected = _last_logits(model, mc, prompts)
     # A tied checkpoint that still stores an lm_head copy: the copy is ignored.
     copy = _copy(path, tmp_path)
-    _rewrite(copy, lambda t: t.__setitem__("lm_head.weight", torch.randn_like(t["model.embed_tokens.weight"])))
+    _rewrite(copy, lambda t: t.__setitem__("lm_head.weight",
+                                           torch.randn_like(t["model.embed_tokens.weight"])))
     mc2 = ModelConfig(copy)
     torch.testing.assert_close(_last_logits(load_model(mc2), mc2, prompts), expected)
 
@@ -132,7 +133,8 @@ def test_low_precision_load(tiny_ckpt):
     assert torch.get_default_dtype() == torch.float32  # restored after construction
     logits = _last_logits(model, mc, [[5, 6, 7]])
     assert logits.dtype == torch.float32 and torch.isfinite(logits).all()
-    ref = _last_logits(load_model(ModelConfig(tiny_ckpt("llama"))), ModelConfig(tiny_ckpt("llama")), [[5, 6, 7]])
+    mc32 = ModelConfig(tiny_ckpt("llama"))
+    ref = _last_logits(load_model(mc32), mc32, [[5, 6, 7]])
     assert torch.equal(logits.argmax(-1), ref.argmax(-1))
 
 
@@ -148,5 +150,6 @@ def test_unsupported_architecture_lists_supported(tiny_ckpt, tmp_path):
     cfg = json.load(open(cfg_path))
     cfg["architectures"] = ["FancyForCausalLM"]
     json.dump(cfg, open(cfg_path, "w"))
-    with pytest.raises(ValueError, match="'FancyForCausalLM' is not supported.*Gemma2ForCausalLM.*LlamaForCausalLM"):
+    expected = "'FancyForCausalLM' is not supported.*Gemma2ForCausalLM.*LlamaForCausalLM"
+    with pytest.raises(ValueError, match=expected):
         ModelConfig(path)

@@ -29,7 +29,8 @@ def _with_config(src: str, dst, **changes) -> str:
 def test_fields_from_config(tiny_ckpt):
     mc = ModelConfig(tiny_ckpt("gemma2"))
     assert mc.architecture == "Gemma2ForCausalLM"
-    assert (mc.num_hidden_layers, mc.num_attention_heads, mc.num_key_value_heads, mc.head_dim) == (2, 4, 2, 16)
+    shape = (mc.num_hidden_layers, mc.num_attention_heads, mc.num_key_value_heads, mc.head_dim)
+    assert shape == (2, 4, 2, 16)
     assert mc.vocab_size == mc.hf_config.vocab_size
     assert mc.context_len == 1024
     assert mc.sliding_window == 8

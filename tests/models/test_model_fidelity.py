@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
 
 from sglang.runtime.model_executor.forward_batch import ForwardMode
 from sglang.runtime.models.loader import load_model
 from sglang.runtime.models.model_config import ModelConfig
-from tests.models.harness import KVHarness, hf_incremental_logprobs, hf_prompt_logprobs, logprobs
+from tests.models.harness import (
+    KVHarness,
+    hf_incremental_logprobs,
+    hf_prompt_logprobs,
+    hf_reference_model,
+    logprobs,
+)
 
 TOL = 2e-4
 
@@ -37,7 +42,7 @@ def pair(request, tiny_ckpt):
     arch, overrides = VARIANTS[request.param]
     path = tiny_ckpt(arch, **overrides)
     mc = ModelConfig(path)
-    hf = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    hf = hf_reference_model(path)
     return load_model(mc), hf, mc
 
 

@@ -6,7 +6,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
 
 from sglang.runtime.layers.rotary_embedding import (
     apply_rotary_ref,
@@ -15,7 +14,13 @@ from sglang.runtime.layers.rotary_embedding import (
 )
 from sglang.runtime.models.loader import load_model
 from sglang.runtime.models.model_config import ModelConfig
-from tests.models.harness import KVHarness, hf_incremental_logprobs, hf_prompt_logprobs, logprobs
+from tests.models.harness import (
+    KVHarness,
+    hf_incremental_logprobs,
+    hf_prompt_logprobs,
+    hf_reference_model,
+    logprobs,
+)
 
 TOL = 2e-4
 
@@ -38,7 +43,7 @@ def test_rope_variant_matches_hf(variant, tiny_ckpt):
     mc = ModelConfig(path)
     model = load_model(mc)
     assert model.model.layers[0].self_attn.rotary_emb.rope_type == params["rope_type"]
-    hf = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    hf = hf_reference_model(path)
     gen = torch.Generator().manual_seed(5)
     prompt = torch.randint(0, mc.vocab_size, (prompt_len,), generator=gen).tolist()
     new = torch.randint(0, mc.vocab_size, (steps,), generator=gen).tolist()

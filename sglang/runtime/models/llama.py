@@ -38,6 +38,10 @@ STACKED_PARAMS: StackedMapping = (
 )
 
 
+# Rotary buffers some checkpoints carry; we recompute them.
+ROTARY_BUFFERS = ("rotary_emb.inv_freq", "rotary_emb.cos_cached", "rotary_emb.sin_cached")
+
+
 def head_dim_of(config: PretrainedConfig) -> int:
     return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
 
@@ -183,7 +187,7 @@ class LlamaForCausalLM(nn.Module):
 
     def skip_weight(self, name: str) -> bool:
         """Checkpoint tensors to ignore: rotary buffers, and the tied copy of the embedding."""
-        if "rotary_emb.inv_freq" in name or "rotary_emb.cos_cached" in name or "rotary_emb.sin_cached" in name:
+        if any(buf in name for buf in ROTARY_BUFFERS):
             return True
         return self.tie_word_embeddings and name == "lm_head.weight"
 

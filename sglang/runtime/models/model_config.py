@@ -122,6 +122,7 @@ class ModelConfig:
         return int(override)
 
     def __repr__(self) -> str:
-        return (f"ModelConfig({self.model_path!r}, arch={self.architecture}, layers={self.num_hidden_layers}, "
+        return (f"ModelConfig({self.model_path!r}, arch={self.architecture}, "
+                f"layers={self.num_hidden_layers}, "
                 f"heads={self.num_attention_heads}/{self.num_key_value_heads}, head_dim={self.head_dim}, "
                 f"dtype={self.dtype}, context_len={self.context_len})")

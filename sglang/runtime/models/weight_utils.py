@@ -102,7 +102,8 @@ def _pt_iter(files: Sequence[str], progress: bool) -> Iterator[Tuple[str, torch.
         del state
 
 
-def iterate_weights(files: Sequence[str], kind: str, progress: bool = True) -> Iterator[Tuple[str, torch.Tensor]]:
+def iterate_weights(files: Sequence[str], kind: str, progress: bool = True
+                    ) -> Iterator[Tuple[str, torch.Tensor]]:
     if kind == "safetensors":
         return _safetensors_iter(files, progress)
     if kind == "pt":
@@ -117,7 +118,8 @@ def default_weight_loader(param: nn.Parameter, loaded: torch.Tensor, shard_id: S
     copy_checked(param.data, loaded)
 
 
-def _expected_entries(params: Dict[str, nn.Parameter], stacked: StackedMapping) -> Dict[Tuple[str, ShardId], str]:
+def _expected_entries(params: Dict[str, nn.Parameter], stacked: StackedMapping
+                      ) -> Dict[Tuple[str, ShardId], str]:
     """(param name, shard id) -> checkpoint tensor name, for every tensor the model needs."""
     expected: Dict[Tuple[str, ShardId], str] = {}
     for name in params:
@@ -158,7 +160,7 @@ def load_named_weights(model: nn.Module, weights: WeightIter, stacked: StackedMa
         param = params[target[0]]
         loader = getattr(param, "weight_loader", default_weight_loader)
         try:
-            loader(param, tensor, target[1]) if target[1] is not None else loader(param, tensor)
+            loader(param, tensor, target[1])
         except ValueError as e:
             raise ValueError(f"cannot load checkpoint tensor {name!r}: {e}") from e
         loaded.add(target)
