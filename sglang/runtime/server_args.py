@@ -117,8 +117,8 @@ class ServerArgs:
                 raise ValueError(f"{name} must be positive, got {value}")
         if self.stream_interval < 1:
             raise ValueError(f"stream_interval must be >= 1, got {self.stream_interval}")
-        if self.tp_size < 1:
-            raise ValueError(f"tp_size must be >= 1, got {self.tp_size}")
+        if self.tp_size != 1:
+            raise ValueError(f"--tp-size {self.tp_size}: tensor parallelism is not available in this build; use 1")
 
     # ----- CLI -----
     @staticmethod

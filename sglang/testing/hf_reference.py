@@ -12,7 +12,8 @@ import torch
 def hf_model(model_path: str, dtype: str = "float32", device: str = "cpu"):
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype))
+    # eager: some transformers versions drop Gemma 2 attention soft-capping under SDPA
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype), attn_implementation="eager")
     return model.to(device).eval()
 
 

@@ -48,7 +48,7 @@ def _divide(total: int, parts: int, what: str) -> int:
 
 def require_single_rank(tp_size: int, layer: str) -> None:
     if tp_size > 1:
-        raise NotImplementedError(
+        raise ValueError(
             f"{layer} with tp_size={tp_size} needs an all-reduce that is not wired yet; run with --tp-size 1"
         )
 
