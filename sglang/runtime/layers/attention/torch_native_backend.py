@@ -71,6 +71,11 @@ def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Opti
     return F.scaled_dot_product_attention(q, k, v, **kwargs)
 
 
+def _gather(buf: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+    """buf [num_slots, KVH, D] at slots [bs, L] -> [bs, L, KVH, D] (index_select beats fancy indexing)."""
+    return buf.index_select(0, slots.reshape(-1)).view(*slots.shape, *buf.shape[1:])
+
+
 # ---------------------------------------------------------------- per-batch metadata
 
 
@@ -180,8 +185,11 @@ class TorchNativeAttnBackend(AttentionBackend):
         bs = q.shape[0]
         h, d, dv = layer.tp_q_head_num, layer.qk_head_dim, layer.v_head_dim
         # [bs, max_len, KVH, D] -> [bs, KVH, max_len, D]
-        kb = forward_batch.kv_pool.get_key_buffer(layer.layer_id)[meta.kv_slots].to(q.dtype).transpose(1, 2)
-        vb = forward_batch.kv_pool.get_value_buffer(layer.layer_id)[meta.kv_slots].to(q.dtype).transpose(1, 2)
+        kb = _gather(forward_batch.kv_pool.get_key_buffer(layer.layer_id), meta.kv_slots).to(q.dtype).transpose(1, 2)
+        vb = _gather(forward_batch.kv_pool.get_value_buffer(layer.layer_id), meta.kv_slots).to(q.dtype).transpose(1, 2)
         mask = meta.masks[window][:, None, :]  # [bs, 1 (query), max_len]
-        out = grouped_attention(q.view(bs, h, 1, d), kb, vb, mask, layer.scaling, layer.logit_cap)
+        if layer.logit_cap:  # soft-capping is not expressible in SDPA
+            out = grouped_attention(q.view(bs, h, 1, d), kb, vb, mask, layer.scaling, layer.logit_cap)
+        else:  # SDPA's fused CPU/GPU kernels are several times faster than explicit matmuls here
+            out = sdpa_attention(q.view(bs, h, 1, d), kb, vb, mask, layer.scaling, is_causal=False)
         return out.reshape(bs, h * dv)
