@@ -8,14 +8,19 @@ backends end to end.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import math
+import subprocess
+import sys
 import threading
 import time
 from typing import Iterator
 
 import httpx
 import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -72,7 +77,8 @@ def test_itl_accounts_for_every_token_and_all_the_time(gaps_tokens, tail: float)
     for gap, k in gaps_tokens:
         t += gap
         chunks.append(Chunk(t, k))
-    out = RequestOutput(success=True, start_time=0.0, latency=t + tail, server_output_len=sum(k for _, k in gaps_tokens))
+    out = RequestOutput(success=True, start_time=0.0, latency=t + tail, chunks=chunks,
+                        server_output_len=sum(k for _, k in gaps_tokens))
     finalize_output(out, count_tokens=lambda text: pytest.fail("server count must win"))
     assert len(out.itl) == out.output_len - gaps_tokens[0][1]  # first chunk's tokens have no gap
     assert out.ttft + sum(out.itl) == pytest.approx(t)
@@ -153,10 +159,7 @@ def test_text_datasets_round_trip_to_asked_lengths(llama_dir: str) -> None:
 # ---------------------------------------------------------------- against a fake server
 
 
-def _fake_app(model_dir: str, chunk_tokens: int):
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, StreamingResponse
-
+def _fake_app(model_dir: str, chunk_tokens: int) -> FastAPI:
     app = FastAPI()
     app.state.flushes = 0
 
@@ -270,3 +273,72 @@ def test_fake_server_failures_are_counted_with_first_error(fake_server) -> None:
 def test_unreachable_server_says_what_to_do() -> None:
     with pytest.raises(RuntimeError, match="--base-url"):
         _bench(f"http://127.0.0.1:{_free_port()}", "--num-prompts", "1")
+
+
+# ---------------------------------------------------------------- against the real server
+
+
+@pytest.fixture(scope="module")
+def real_server(llama_dir: str, tmp_path_factory) -> Iterator[str]:
+    if importlib.util.find_spec("sglang.launch_server") is None:
+        pytest.skip("sglang.launch_server is not available yet")
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    cmd = [sys.executable, "-m", "sglang.launch_server", "--model-path", llama_dir, "--port", str(port),
+           "--device", "cpu", "--max-total-tokens", "4096", "--log-level", "warning"]
+    with open(log, "w") as log_file:
+        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(proc, url, log)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def _wait_healthy(proc: subprocess.Popen, url: str, log) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"server not healthy within 120 s:\n{log.read_text()[-3000:]}")
+
+
+def _check_consistent(m: dict, n: int, out_len: int) -> None:
+    assert (m["completed"], m["failed"]) == (n, 0), m["first_error"]
+    d = m["details"]
+    assert d["output_lens"] == [out_len] * n  # ignore_eos: every output has the asked length
+    assert m["total_output_tokens"] == n * out_len
+    assert all(0 < t <= e for t, e in zip(d["ttfts"], d["e2e_latencies"]))
+    assert all(t + sum(itl) <= e + 1e-6 for t, itl, e in zip(d["ttfts"], d["itls"], d["e2e_latencies"]))
+    assert 0 < m["concurrency"] <= n + 1e-6
+    assert m["mean_tpot_ms"] > 0 and m["p99_itl_ms"] >= m["median_itl_ms"] > 0
+    assert m["output_throughput"] == pytest.approx(m["total_output_tokens"] / m["duration"])
+
+
+@pytest.mark.parametrize("backend,dataset", [("sglang", "random"), ("openai", "random-ids"), ("openai-chat", "random")])
+def test_real_server_random(real_server: str, backend: str, dataset: str) -> None:
+    m = _bench(real_server, "--backend", backend, "--dataset-name", dataset, "--num-prompts", "16",
+               "--random-input-len", "32", "--random-output-len", "8", "--random-range-ratio", "1",
+               "--max-concurrency", "8")
+    _check_consistent(m, 16, 8)
+    assert m["total_input_tokens"] == 16 * 32
+
+
+def test_real_server_shared_prefix_with_poisson_arrivals(real_server: str) -> None:
+    m = _bench(real_server, "--dataset-name", "generated-shared-prefix", "--gsp-num-groups", "2",
+               "--gsp-prompts-per-group", "6", "--gsp-system-prompt-len", "64", "--gsp-question-len", "8",
+               "--gsp-output-len", "6", "--request-rate", "40", "--flush-cache")
+    _check_consistent(m, 12, 6)
+    assert m["total_input_tokens"] == 12 * 72 and m["num_prompts"] == 12

@@ -28,11 +28,7 @@ class OutputProcessor:
         self.context_len = context_len
         self.stream_interval = stream_interval
 
-    # ---------------------------------------------------------------- tokens
-    def append_token(self, req: Req, token_id: int) -> None:
-        req.output_ids.append(token_id)
-        self.check_finished(req)
-
+    # ---------------------------------------------------------------- finishing
     def check_finished(self, req: Req) -> None:
         if req.finished_reason is not None:
             return

@@ -85,8 +85,10 @@ class Req:
         self.sent_offset = 0
         self.logprobs = LogprobState() if return_logprob else None
         self.extra_meta: dict = {}
-        # grammar hook (structured generation); None when unconstrained
+        # grammar hook (structured generation); None when unconstrained. While compiling it holds
+        # a Future; afterwards the per-request grammar object.
         self.grammar: Any = None
+        self.jump_replaced = 0  # tokens re-tokenized by the last jump-forward
 
     # ---------------------------------------------------------------- lengths
     @property

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import List, Optional
 
 import torch
 
+from sglang.runtime.managers.grammar_support import GrammarSupport
 from sglang.runtime.managers.io_struct import (
     AbortReq,
     BatchTokenOut,
@@ -26,6 +28,7 @@ from sglang.runtime.managers.io_struct import (
     TokenizedGenerateReq,
     finish_abort,
     finish_length,
+    finish_matched_token,
 )
 from sglang.runtime.managers.memory_guard import NewTokenRatio, retract_for_decode
 from sglang.runtime.managers.output_processor import OutputProcessor
@@ -65,6 +68,7 @@ class Scheduler:
         self.output = OutputProcessor(tokenizer, self.runner.context_len, server_args.stream_interval)
         self.intake = RequestIntake(server_args, self.runner, tokenizer)
         self.ratio = NewTokenRatio(server_args.schedule_conservativeness)
+        self.grammar = GrammarSupport(server_args, tokenizer, self.runner.vocab_size(), self.runner.eos_token_ids())
         self.waiting: List[Req] = []
         self.running: List[Req] = []
         self.chunked_req: Optional[Req] = None
@@ -89,13 +93,15 @@ class Scheduler:
 
     def _admit(self, msg: TokenizedGenerateReq) -> None:
         req = self.intake.make_req(msg, len(self.waiting))
+        if req.finished_reason is None and self.grammar.attach(req):
+            return  # waits in the grammar queue while its grammar compiles
         if req.finished_reason is not None:
             self.outbox.append(self.output.make_token_out(req))
         else:
             self.waiting.append(req)
 
     def abort(self, rid: str, message: str) -> None:
-        for req in self.waiting:
+        for req in self.waiting + self.grammar.pending:
             if rid == "" or req.rid == rid:
                 req.to_abort = message
         for req in self.running + ([self.chunked_req] if self.chunked_req else []):
@@ -133,19 +139,23 @@ class Scheduler:
             "evictable_tokens": self.tree_cache.evictable_size(),
             "protected_tokens": self.tree_cache.protected_size(),
             "num_running_reqs": len(self.running) + (1 if self.chunked_req else 0),
-            "num_queue_reqs": len(self.waiting),
+            "num_queue_reqs": len(self.waiting) + len(self.grammar.pending),
             "token_usage": used / total if total else 0.0,
             "max_running_requests": self.runner.max_running_requests,
             "context_length": self.runner.context_len,
             **self.stats,
+            **self.grammar.manager_stats(),
         }
 
     # ---------------------------------------------------------------- stepping
     def has_work(self) -> bool:
-        return bool(self.waiting or self.running or self.chunked_req)
+        return bool(self.waiting or self.running or self.chunked_req or self.grammar.pending)
 
     def step(self) -> List:
         """Run at most one forward pass; returns the messages to send."""
+        ready, failed = self.grammar.poll()
+        self.waiting.extend(ready)
+        self.outbox.extend(self.output.make_token_out(r) for r in failed)
         self._drop_aborted_waiting()
         batch = None
         if not (self.last_batch_chunked and self.running):
@@ -154,6 +164,8 @@ class Scheduler:
             self._run_extend(batch)
         elif self.running:
             self._run_decode()
+        elif self.grammar.pending:
+            time.sleep(0.001)  # only compiling grammars: do not spin
         out, self.outbox = self.outbox, []
         if out:
             return [BatchTokenOut(out)]
@@ -205,7 +217,7 @@ class Scheduler:
             if req.sampling_params.max_new_tokens == 0:
                 req.finished_reason = finish_length(0)
             elif i in next_ids:
-                self.output.append_token(req, next_ids[i])
+                self._append(req, next_ids[i])
             if req.to_abort is not None and req.finished_reason is None:
                 req.finished_reason = finish_abort(req.to_abort)
             self._after_token(req, keep_running=True)
@@ -228,11 +240,47 @@ class Scheduler:
         if len(rows) != len(reqs):
             logits = logits[torch.tensor(rows, device=logits.device)]
         info = SamplingBatchInfo.from_reqs(chosen, self.runner.vocab_size(), logits.device)
+        info.allowed_token_mask = GrammarSupport.build_mask(chosen, self.runner.vocab_size(), logits.device)
         ids = self.runner.sample(logits, info)
         self.output.record_output_logprobs(chosen, logits, ids)
         return dict(zip(rows, ids.tolist()))
 
+    def _append(self, req: Req, token: int) -> None:
+        req.output_ids.append(token)
+        self.grammar.accept(req, token)
+        self.output.check_finished(req)
+        if (req.finished_reason is None and req.grammar is not None and token in self.grammar.eos_token_ids
+                and req.grammar.is_terminated()):
+            req.finished_reason = finish_matched_token(token)  # the grammar ended (even with ignore_eos)
+
+    def _jump_forward(self, req: Req) -> bool:
+        """Append the grammar's forced text; the request then re-prefills it from the cache."""
+        old_seqlen = req.seqlen
+        if not self.grammar.try_jump_forward(req):
+            return False
+        limit = req.sampling_params.max_new_tokens
+        if len(req.output_ids) > limit:
+            del req.output_ids[limit:]
+        valid = min(req.kv_committed_len, old_seqlen - req.jump_replaced, req.seqlen - 1)
+        if req.kv_committed_len > valid:
+            row = self.runner.req_to_token_pool.req_to_token[req.req_pool_idx]
+            self.runner.allocator.free(row[valid : req.kv_committed_len].to(torch.int64))
+            req.kv_committed_len = valid
+        self.output.check_finished(req)
+        if req.finished_reason is not None:
+            return False  # finishes normally below, from its (truncated) KV
+        self.tree_cache.cache_finished_req(req)
+        req.reset_memory_state()
+        if req in self.running:
+            self.running.remove(req)
+        self.waiting.insert(0, req)
+        if self.output.should_send(req):
+            self.outbox.append(self.output.make_token_out(req))
+        return True
+
     def _after_token(self, req: Req, keep_running: bool) -> None:
+        if req.finished_reason is None and req.grammar is not None and self._jump_forward(req):
+            return
         if req.finished_reason is not None:
             self.tree_cache.cache_finished_req(req)
             self.outbox.append(self.output.make_token_out(req))
@@ -265,7 +313,7 @@ class Scheduler:
         self.ratio.step()
         next_ids = self._sample(batch.reqs, out.next_token_logits, list(range(len(batch.reqs))))
         for i, req in enumerate(batch.reqs):
-            self.output.append_token(req, next_ids[i])
+            self._append(req, next_ids[i])
             self._after_token(req, keep_running=True)
 
     def _pause_chunked_req_if_short(self) -> None:

@@ -1,0 +1,100 @@
+"""The grammar interface the scheduler programs against.
+
+A backend (one per server, bound to the tokenizer) compiles a spec once; each request gets its
+own grammar object (`copy()`), which holds the mutable matcher state and shares the compiled
+grammar. Token ids are model vocabulary ids: ids at or above len(tokenizer) (padding of the
+embedding matrix) are never allowed.
+
+EOS convention, shared by every backend: the backend's `eos_token_ids` are allowed only where the
+grammar may end; once `is_terminated()`, only they are allowed.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Iterable, List, Optional
+
+import torch
+
+GRAMMAR_KINDS = ("regex", "json", "ebnf")
+
+
+class BaseGrammarObject(ABC):
+    """Per-request matcher state over one compiled grammar."""
+
+    @abstractmethod
+    def accept_token(self, token_id: int) -> bool:
+        """Advance by one token; False (state unchanged) if the grammar does not allow it."""
+
+    @abstractmethod
+    def is_terminated(self) -> bool:
+        """True once an EOS was accepted, or when the text is complete and only EOS may follow."""
+
+    @abstractmethod
+    def fill_allowed_mask(self, mask_row: torch.Tensor) -> None:
+        """Overwrite `mask_row` ([vocab] bool): True exactly where a token is allowed next.
+
+        A CPU row is fastest; build the batch mask on CPU and move it to the device once."""
+
+    @abstractmethod
+    def try_jump_forward(self) -> Optional[str]:
+        """The text every continuation must start with, from the current state; None if none."""
+
+    @abstractmethod
+    def rollback(self, num_tokens: int) -> None:
+        """Undo the last `num_tokens` accepted tokens (EOS included, if it was accepted)."""
+
+    @abstractmethod
+    def copy(self) -> "BaseGrammarObject":
+        """A fresh matcher at the start state, sharing the compiled grammar."""
+
+    def accept_tokens(self, token_ids: Iterable[int]) -> bool:
+        """Accept several tokens; on the first rejection, undo the ones accepted and return False."""
+        accepted = 0
+        for tid in token_ids:
+            if not self.accept_token(tid):
+                self.rollback(accepted)
+                return False
+            accepted += 1
+        return True
+
+
+class BaseGrammarBackend(ABC):
+    """Compiles specs for one tokenizer. `compile` may be called from several threads at once."""
+
+    name = "base"
+
+    def __init__(self, tokenizer: Any, vocab_size: int, **options: Any):
+        if vocab_size < len(tokenizer):
+            raise ValueError(
+                f"vocab_size={vocab_size} is smaller than the tokenizer's {len(tokenizer)} tokens; "
+                f"pass the model's vocabulary size (the logits width)"
+            )
+        self.tokenizer = tokenizer
+        self.vocab_size = vocab_size
+        eos = options.pop("eos_token_ids", None)
+        if eos is None:
+            eos = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
+        self.eos_token_ids: List[int] = sorted({int(t) for t in eos if 0 <= int(t) < vocab_size})
+        self.options = options
+
+    def compile(self, kind: str, spec: str) -> BaseGrammarObject:
+        """Compile `spec` of `kind` ("regex", "json" (a JSON-schema string) or "ebnf").
+
+        Raises ValueError naming the problem when the spec is invalid or unsupported."""
+        if kind not in GRAMMAR_KINDS:
+            raise ValueError(f"unknown grammar kind {kind!r}; expected one of {', '.join(GRAMMAR_KINDS)}")
+        if not isinstance(spec, str):
+            raise ValueError(f"a {kind} grammar must be given as a string, got {type(spec).__name__}")
+        return self._compile(kind, spec)
+
+    @abstractmethod
+    def _compile(self, kind: str, spec: str) -> BaseGrammarObject:
+        ...
+
+
+def eos_only_mask(mask_row: torch.Tensor, eos_ids: torch.Tensor) -> None:
+    """Fill `mask_row` so that only the EOS tokens are allowed."""
+    mask_row.fill_(False)
+    if eos_ids.numel():
+        mask_row.index_fill_(0, eos_ids.to(mask_row.device), True)

@@ -1,0 +1,147 @@
+"""Structured generation inside the scheduler: grammar compilation, per-step masks, jump-forward.
+
+- Requests with `regex` / `json_schema` / `ebnf` wait in a small queue while their grammar
+  compiles off the scheduler thread (GrammarManager caches by (kind, spec)); an invalid grammar
+  finishes only that request with a 400-status abort naming the problem.
+- Each step, the allowed-token mask of all constrained requests in the batch is built into one
+  [bs, vocab] tensor that the sampler applies to the whole batch at once.
+- Jump-forward (compressed FSM): after a token is accepted, if the grammar admits exactly one
+  continuation string, it is appended without decoding. The affected tail is re-tokenized so the
+  tokens are the tokenizer's own, the grammar is rolled back and re-accepts them, and the request
+  leaves the running batch: its KV is cached and it re-prefills the new tokens from the radix
+  cache. Only tokens not yet streamed to the client are ever re-tokenized.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import List, Optional, Tuple
+
+import torch
+
+from sglang.runtime.managers.io_struct import finish_abort
+from sglang.runtime.managers.req import Req
+
+logger = logging.getLogger(__name__)
+
+_JUMP_CONTEXT_TOKENS = 4
+
+
+class GrammarSupport:
+    def __init__(self, server_args, tokenizer, vocab_size: int, eos_token_ids: set):
+        self.backend = server_args.grammar_backend
+        self.jump_forward = not server_args.disable_jump_forward
+        self.tokenizer = tokenizer
+        self.vocab_size = vocab_size
+        self.eos_token_ids = set(eos_token_ids)
+        self.whitespace = server_args.constrained_json_whitespace_pattern
+        self._manager = None
+        self.pending: List[Req] = []
+        self.stats = {"jump_forward_events": 0, "jump_forward_tokens": 0, "aborted_grammars": 0}
+
+    # ---------------------------------------------------------------- compilation
+    def _get_manager(self):
+        if self._manager is None:
+            from sglang.runtime.constrained.grammar_manager import GrammarManager
+
+            self._manager = GrammarManager(self.backend, self.tokenizer, self.vocab_size, self.eos_token_ids,
+                                           whitespace_pattern=self.whitespace)
+        return self._manager
+
+    def attach(self, req: Req) -> bool:
+        """Start compiling the request's grammar; True when the request must wait for it."""
+        params = req.sampling_params
+        if params.regex is None and params.json_schema is None and params.ebnf is None:
+            return False
+        from sglang.runtime.constrained.grammar_manager import grammar_kind_of
+
+        spec = grammar_kind_of(params)
+        if spec is None:
+            return False
+        if self.backend == "none" or self.tokenizer is None:
+            req.finished_reason = finish_abort(
+                "structured generation (regex/json_schema/ebnf) is disabled on this server "
+                "(--grammar-backend none or no tokenizer)")
+            return False
+        req.grammar = self._get_manager().submit(*spec)
+        self.pending.append(req)
+        return True
+
+    def poll(self) -> Tuple[List[Req], List[Req]]:
+        """Requests whose grammar is ready (to the waiting queue) and those that failed (finished)."""
+        ready, failed, still = [], [], []
+        for req in self.pending:
+            future = req.grammar
+            if req.to_abort is not None:
+                req.finished_reason = finish_abort(req.to_abort)
+                failed.append(req)
+            elif not future.done():
+                still.append(req)
+            elif future.exception() is not None:
+                req.finished_reason = finish_abort(f"invalid grammar: {future.exception()}")
+                self.stats["aborted_grammars"] += 1
+                failed.append(req)
+            else:
+                req.grammar = future.result()
+                ready.append(req)
+        self.pending = still
+        return ready, failed
+
+    def manager_stats(self) -> dict:
+        base = dict(self.stats)
+        if self._manager is not None:
+            base.update({f"grammar_{k}": v for k, v in self._manager.stats().items()})
+        return base
+
+    # ---------------------------------------------------------------- sampling
+    @staticmethod
+    def build_mask(reqs: List[Req], vocab_size: int, device) -> Optional[torch.Tensor]:
+        rows = [i for i, r in enumerate(reqs) if r.grammar is not None]
+        if not rows:
+            return None
+        mask = torch.ones((len(reqs), vocab_size), dtype=torch.bool)
+        for i in rows:
+            mask[i].fill_(False)
+            reqs[i].grammar.fill_allowed_mask(mask[i])
+        return mask.to(device)
+
+    def accept(self, req: Req, token_id: int) -> None:
+        if req.grammar is None:
+            return
+        if not req.grammar.accept_token(token_id):
+            # The mask makes this impossible; if it happens, end the request rather than emit junk.
+            logger.error("grammar rejected sampled token %d for request %s", token_id, req.rid)
+            req.finished_reason = finish_abort("internal error: the grammar rejected a sampled token", 500,
+                                               "InternalServerError")
+
+    # ---------------------------------------------------------------- jump-forward
+    def try_jump_forward(self, req: Req) -> bool:
+        """Apply a forced continuation. Returns True when the request must re-prefill (it has been
+        detached from its KV by the caller-provided `detach`)."""
+        if not self.jump_forward or req.grammar is None or req.finished_reason is not None:
+            return False
+        jump = req.grammar.try_jump_forward()
+        if not jump:
+            return False
+        from sglang.runtime.constrained.jump_forward import jump_forward_retokenize
+
+        # Re-tokenize only tokens the client has not seen and whose KV the request owns.
+        unsent = len(req.output_ids) - req.sent_offset
+        owned_outputs = req.kv_committed_len - max(len(req.prefix_indices), len(req.origin_input_ids)) + 1
+        context = max(min(_JUMP_CONTEXT_TOKENS, unsent, owned_outputs, len(req.output_ids)), 0)
+        new_tail, replaced = jump_forward_retokenize(self.tokenizer, req.output_ids, jump, context_tokens=context)
+        if replaced:
+            req.grammar.rollback(replaced)
+            del req.output_ids[len(req.output_ids) - replaced:]
+        for token in new_tail:
+            if not req.grammar.accept_token(token):
+                raise RuntimeError(f"grammar rejected its own jump-forward token {token}")
+            req.output_ids.append(token)
+        added = len(new_tail) - replaced
+        req.extra_meta["jump_forward_tokens"] = req.extra_meta.get("jump_forward_tokens", 0) + added
+        if req.return_logprob:
+            req.extra_meta["jump_forward_logprobs"] = "tokens added by jump-forward have no logprobs"
+        self.stats["jump_forward_events"] += 1
+        self.stats["jump_forward_tokens"] += added
+        req.jump_replaced = replaced
+        return True
