@@ -14,6 +14,9 @@ import interegular
 from interegular.fsm import anything_else
 
 
+_LOOKAROUNDS = ("(?=", "(?!", "(?<=", "(?<!")
+
+
 def _validate(regex: str) -> None:
     """Python's parser first: its messages ("missing ), unterminated subpattern at position 0")
     name the problem precisely, and the random-walk tests validate outputs with `re`."""
@@ -21,6 +24,34 @@ def _validate(regex: str) -> None:
         re.compile(regex)
     except re.error as exc:
         raise ValueError(f"invalid regex {regex!r}: {exc}") from None
+    position = _lookaround_position(regex)
+    if position >= 0:
+        # interegular accepts lookaheads but gives them a meaning that differs from re.fullmatch.
+        raise ValueError(
+            f"regex {regex!r} uses a lookaround at position {position}, which the fsm grammar backend "
+            f"does not support; rewrite the regex without it or use --grammar-backend xgrammar"
+        )
+
+
+def _lookaround_position(regex: str) -> int:
+    """Index of the first lookaround group outside escapes and character classes, or -1."""
+    i, in_class = 0, False
+    while i < len(regex):
+        ch = regex[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+            i += 2 if regex.startswith("^", i + 1) else 1
+            i += 1 if regex.startswith("]", i) else 0  # a leading ']' is a literal member
+            continue
+        elif regex.startswith(_LOOKAROUNDS, i):
+            return i
+        i += 1
+    return -1
 
 
 class CharFSM:

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import List, Optional, Tuple
 
 ANY_DIGITS = "[0-9]"
-UNBOUNDED_INTEGER = r"-?(0|[1-9][0-9]*)"
+UNBOUNDED_INTEGER = r"(0|-?[1-9][0-9]*)"
 UNBOUNDED_NUMBER = r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?"
 _ANY_FRACTION = r"(\.[0-9]+)?"
 
@@ -127,7 +127,7 @@ class _Fraction:
         if tight_lo and tight_hi:
             return None if self.lo_strict or self.hi_strict else "0" + star
         if tight_lo:
-            return f"{ANY_DIGITS}*[1-9]" if self.lo_strict else ANY_DIGITS + star
+            return f"{ANY_DIGITS}*[1-9]{ANY_DIGITS}*" if self.lo_strict else ANY_DIGITS + star
         return None if self.hi_strict else "0" + star
 
     def _digits(self, pos: int, tight_lo: bool, tight_hi: bool, nonempty: bool) -> Optional[str]:

@@ -1,7 +1,8 @@
 """Gated activations of the MLP blocks: the input holds [gate | up] halves side by side.
 
 The math lives in `*_ref` functions (plain torch) so a fused kernel with the same signature can
-replace them on CUDA without touching the models.
+replace them on CUDA without touching the models: SiluAndMul runs `sglang.kernels.activation`
+there (one read of gate|up, one write, float32 math); GeluAndMul has no kernel yet.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from sglang.kernels import use_triton
 
 
 def _split_gate_up(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -30,6 +33,10 @@ def gelu_tanh_and_mul_ref(x: torch.Tensor) -> torch.Tensor:
 
 class SiluAndMul(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if use_triton(x):
+            from sglang.kernels.activation import silu_and_mul
+
+            return silu_and_mul(x if x.stride(-1) == 1 else x.contiguous())
         return silu_and_mul_ref(x)
 
 

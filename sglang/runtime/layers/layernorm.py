@@ -3,6 +3,11 @@
 `forward(x)` returns the normalised x. `forward(x, residual)` first adds x to the residual stream
 and returns (normalised sum, new residual), which is how decoder layers chain norms without an
 extra pass over the activations.
+
+On CUDA (with Triton) both forms run our kernels (`sglang.kernels.rmsnorm`): statistics and the
+scale in float32 with one rounding at the end. The fused form works in place there (x becomes
+the normalised sum, residual the sum), so callers must not reuse the tensors they pass in; the
+decoder layers never do. Elsewhere the plain-torch `*_ref` functions below run unchanged.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from typing import Optional, Union
 
 import torch
 from torch import nn
+
+from sglang.kernels import use_triton
 
 NormOut = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]
 
@@ -39,6 +46,8 @@ def fused_add_rms_norm_ref(x: torch.Tensor, residual: torch.Tensor, weight: torc
 class RMSNorm(nn.Module):
     # Value that makes the norm an identity scaling (used by dummy weight init).
     identity_weight: float = 1.0
+    # Whether the kernel scales by (1 + weight) (Gemma) instead of weight.
+    kernel_gemma: bool = False
 
     def __init__(self, hidden_size: int, eps: float = 1e-6):
         super().__init__()
@@ -49,10 +58,21 @@ class RMSNorm(nn.Module):
         return rms_norm_ref(x, self.weight, self.variance_epsilon)
 
     def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> NormOut:
+        if use_triton(x):
+            return self._forward_triton(x, residual)
         if residual is None:
             return self._norm(x)
         residual = x + residual  # kept separate from the norm so GemmaRMSNorm reuses it
         return self._norm(residual), residual
+
+    def _forward_triton(self, x: torch.Tensor, residual: Optional[torch.Tensor]) -> NormOut:
+        from sglang.kernels import rmsnorm as kernels
+
+        eps, gemma = self.variance_epsilon, self.kernel_gemma
+        if residual is None:
+            return kernels.rmsnorm(x.contiguous(), self.weight, eps, gemma=gemma)
+        # In place on (contiguous copies of) the inputs: one read and one write of each.
+        return kernels.fused_add_rmsnorm(x.contiguous(), residual.contiguous(), self.weight, eps, gemma=gemma)
 
     def extra_repr(self) -> str:
         return f"{self.weight.shape[0]}, eps={self.variance_epsilon}"
@@ -60,6 +80,7 @@ class RMSNorm(nn.Module):
 
 class GemmaRMSNorm(RMSNorm):
     identity_weight = 0.0  # (1 + w) scaling: zero weights are the identity
+    kernel_gemma = True
 
     def _norm(self, x: torch.Tensor) -> torch.Tensor:
         return gemma_rms_norm_ref(x, self.weight, self.variance_epsilon)

@@ -8,6 +8,10 @@ Dynamic NTK is position-dependent in transformers: a step whose sequence has gro
 uses a base stretched for n. Under incremental decoding every token is therefore rotated with the
 base of its own position + 1, so our table does exactly that per position; prompts within the
 original context are unaffected, which is where the scaling is a no-op.
+
+On CUDA (with Triton) the rotation runs our in-place kernel (`sglang.kernels.rotary`) over a
+float32 [positions, rotary_dim] table (cos | sin) built from the same angles: q and k are then
+rotated where they lie (views into the fused qkv output), not copied.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from typing import Any, Optional
 
 import torch
 from torch import nn
+
+from sglang.kernels import use_triton
 
 SUPPORTED_ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "llama3")
 
@@ -156,6 +162,8 @@ class RotaryEmbedding(nn.Module):
         self.dtype = dtype
         self.register_buffer("cos_cache", torch.empty(0), persistent=False)
         self.register_buffer("sin_cache", torch.empty(0), persistent=False)
+        # The kernel's float32 table; built only on CUDA (see kernel_cache).
+        self.register_buffer("cos_sin_cache", torch.empty(0), persistent=False)
         self.ensure_capacity(self._initial_capacity())
 
     def _initial_capacity(self) -> int:
@@ -186,14 +194,36 @@ class RotaryEmbedding(nn.Module):
         if self.cos_cache.shape[0] >= num_positions:
             return
         device = self.cos_cache.device
+        cos, sin = self._float_tables(num_positions)
+        self.cos_cache = cos.to(device=device, dtype=self.dtype)
+        self.sin_cache = sin.to(device=device, dtype=self.dtype)
+        if device.type == "cuda":
+            # Built here, not lazily, so it exists before any CUDA-graph capture.
+            self.cos_sin_cache = torch.cat([cos, sin], dim=-1).to(device)
+
+    def _float_tables(self, num_positions: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """float32 cos and sin [num_positions, rotary_dim / 2], YaRN magnitude included."""
         angles = self._angles(torch.arange(num_positions, dtype=torch.int64))
         mag = yarn_attention_factor(self.scaling) if self.rope_type == "yarn" else 1.0
-        self.cos_cache = (angles.cos() * mag).to(device=device, dtype=self.dtype)
-        self.sin_cache = (angles.sin() * mag).to(device=device, dtype=self.dtype)
+        return angles.cos() * mag, angles.sin() * mag
+
+    def kernel_cache(self, device: torch.device) -> torch.Tensor:
+        """The Triton kernel's [positions, rotary_dim] float32 table on `device` (rebuilt if the
+        module moved or grew since it was made)."""
+        cache, rows = self.cos_sin_cache, self.cos_cache.shape[0]
+        if cache.device != device or cache.shape[0] != rows:
+            self.cos_sin_cache = torch.cat(self._float_tables(rows), dim=-1).to(device)
+        return self.cos_sin_cache
 
     def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """q: [T, heads * head_size], k: [T, kv_heads * head_size]; returns rotated copies."""
+        """q: [T, heads * head_size], k: [T, kv_heads * head_size]; returns rotated q, k.
+
+        Rotated copies on CPU; on CUDA q and k are rotated in place and returned."""
+        if use_triton(q) and q.dim() == 2 and k.dim() == 2:
+            from sglang.kernels.rotary import apply_rotary
+
+            return apply_rotary(positions, q, k, self.kernel_cache(q.device), self.head_size, is_neox=True)
         cos, sin = self.cos_cache[positions], self.sin_cache[positions]
         q_rot = apply_rotary_ref(q.view(q.shape[0], -1, self.head_size), cos, sin)
         k_rot = apply_rotary_ref(k.view(k.shape[0], -1, self.head_size), cos, sin)

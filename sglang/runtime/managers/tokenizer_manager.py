@@ -54,7 +54,7 @@ class TokenizerManager:
         self.eos_token_ids: List[int] = scheduler_info.get("eos_token_ids", [])
         self.states: Dict[str, ReqState] = {}
         self.dead_error: Optional[str] = None
-        self.listeners: List[Any] = []  # objects with on_finish(state) (metrics)
+        self.listeners: List[Any] = []  # objects with on_finish(state), optional on_abort(state) (metrics)
         self._ctx: Optional[zmq.asyncio.Context] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._control_lock: Optional[asyncio.Lock] = None
@@ -127,12 +127,21 @@ class TokenizerManager:
                              f"length ({len(ids)})")
         if item.top_logprobs_num < 0:
             raise ValueError("top_logprobs_num must be >= 0")
+        self._check_logprob_targets(item)
         return TokenizedGenerateReq(
             rid=item.rid, input_text=item.text, input_ids=list(ids), sampling_params=params,
             return_logprob=item.return_logprob, logprob_start_len=item.logprob_start_len,
             top_logprobs_num=item.top_logprobs_num, token_ids_logprob=item.token_ids_logprob,
             stream=item.stream, created_time=time.time(),
         )
+
+    def _check_logprob_targets(self, item: SingleGenerateInput) -> None:
+        # Out-of-range values would otherwise fail inside the scheduler, for the whole batch.
+        if item.logprob_start_len < -1:
+            raise ValueError(f"logprob_start_len must be -1 (output only) or >= 0, got {item.logprob_start_len}")
+        bad = [t for t in item.token_ids_logprob or [] if not 0 <= t < self.vocab_size]
+        if bad:
+            raise ValueError(f"token_ids_logprob entries must be token ids in [0, {self.vocab_size}), got {bad[0]}")
 
     async def generate_request(self, obj: GenerateReqInput) -> AsyncIterator[Any]:
         """Yields result dicts: for a single prompt (n == 1) each yield is the cumulative state of
@@ -232,6 +241,10 @@ class TokenizerManager:
         finally:
             if not state.finished and self.dead_error is None:
                 self.abort_request(req.rid)  # client went away: free its KV
+                for listener in self.listeners:
+                    on_abort = getattr(listener, "on_abort", None)
+                    if on_abort is not None:
+                        on_abort(state)
             self.states.pop(req.rid, None)
 
     def abort_request(self, rid: str = "", message: str = "aborted by request") -> None:

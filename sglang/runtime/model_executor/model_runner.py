@@ -1,19 +1,25 @@
-"""ModelRunner: owns the model, the KV memory and the attention backend; runs forward + sample.
+"""ModelRunner: owns the model, the KV memory, the attention backend and the decode CUDA graphs;
+runs forward + sample.
 
-KV pool sizing: on CUDA, `mem_fraction_static` of total device memory holds weights plus KV, so
-the pool gets what that leaves after weights; on CPU the same rule applies to
-`--cpu-memory-budget-gb`. `--max-total-tokens` caps (or, alone, sets) the pool size.
+Memory sizing (`--mem-fraction-static`): that fraction of the device's total memory holds the
+weights plus the KV cache (and the req_to_token table). The rest is headroom for activations and
+for the CUDA graphs, which are captured after the pool exists (their memory is logged). On CUDA the
+pool therefore gets `free_after_weights - total * (1 - fraction)`; on CPU the same rule applies to
+`--cpu-memory-budget-gb`. `--max-total-tokens` caps (or, alone, sets) the pool size. Startup logs
+the resulting token capacity.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import List, Optional
 
 import torch
 
-from sglang.runtime.layers.attention.registry import create_attention_backend
+from sglang.runtime.layers.attention.registry import create_attention_backend, get_attention_backend_class
+from sglang.runtime.layers.logits_processor import LogitsProcessorOutput
 from sglang.runtime.mem_cache.memory_pool import KVPool, ReqToTokenPool, TokenSlotAllocator
+from sglang.runtime.model_executor.cuda_graph_runner import CudaGraphRunner, capture_batch_sizes, default_max_bs
 from sglang.runtime.model_executor.forward_batch import ForwardBatch
 from sglang.runtime.models.loader import load_model
 from sglang.runtime.models.model_config import ModelConfig
@@ -23,6 +29,11 @@ from sglang.runtime.server_args import ServerArgs
 logger = logging.getLogger(__name__)
 
 _GiB = 1 << 30
+_MiB = 1 << 20
+MIN_KV_TOKENS = 16
+CPU_MAX_RUNNING = 512
+CUDA_MAX_RUNNING = 4096
+_INT32_BYTES = 4
 
 
 class ModelRunner:
@@ -44,47 +55,78 @@ class ModelRunner:
         self.model = load_model(self.model_config, server_args.load_format, self.device, server_args.random_seed)
         self.weight_bytes = sum(p.numel() * p.element_size() for p in self.model.parameters())
         self.context_len = self.model_config.context_len
+        self.use_cuda_graph = self._wants_cuda_graph()
         self._init_memory()
         self.attn_backend = create_attention_backend(server_args.attention_backend, self)
         self.sampler = Sampler()
+        self.graph_runner: Optional[CudaGraphRunner] = None
+        if self.use_cuda_graph:
+            self.graph_runner = CudaGraphRunner(self, self.cuda_graph_batch_sizes(), self.padding_req_row)
 
     # ---------------------------------------------------------------- memory
     def kv_dtype(self) -> torch.dtype:
         name = self.server_args.kv_cache_dtype
         return self.dtype if name == "auto" else getattr(torch, name)
 
+    def _wants_cuda_graph(self) -> bool:
+        if self.device != "cuda" or self.server_args.disable_cuda_graph:
+            return False
+        backend = get_attention_backend_class(self.server_args.attention_backend)
+        if not backend.supports_cuda_graph:
+            logger.info("attention backend %r has no CUDA-graph hooks: decode runs eagerly",
+                        self.server_args.attention_backend)
+        return bool(backend.supports_cuda_graph)
+
     def _budget_bytes(self) -> int:
+        """Bytes the KV pool and req_to_token table may take (see the module docstring)."""
         frac = self.server_args.mem_fraction_static
         if self.device == "cuda":
+            torch.cuda.empty_cache()  # scratch freed by weight init would otherwise count as used
             free, total = torch.cuda.mem_get_info()
-            used_by_others = total - free  # includes our weights
-            return int(total * frac - used_by_others)
+            logger.info("device memory: %.2f GiB total, %.2f GiB free after weights (%.2f GiB)",
+                        total / _GiB, free / _GiB, self.weight_bytes / _GiB)
+            return int(free - total * (1.0 - frac))
         return int(self.server_args.cpu_memory_budget_gb * _GiB * frac - self.weight_bytes)
 
-    def _init_memory(self) -> None:
-        cfg = self.model_config
-        per_token = KVPool.bytes_per_token(cfg.num_key_value_heads, cfg.head_dim, cfg.num_hidden_layers, self.kv_dtype())
-        budget_tokens = max(self._budget_bytes() // per_token, 0)
+    def _default_max_running(self, tokens: int) -> int:
+        cap = CPU_MAX_RUNNING if self.device == "cpu" else CUDA_MAX_RUNNING
+        return min(max(tokens // 4, MIN_KV_TOKENS), cap)
+
+    def _table_rows(self, max_running: int) -> int:
+        # +1 so a request slot is always there for a request admitted while others finish,
+        # +1 for the all-zero row that CUDA-graph padding rows point at.
+        return max_running + 1 + (1 if self.use_cuda_graph else 0)
+
+    def _plan_memory(self, per_token: int) -> tuple:
+        """(KV token capacity, max running requests) within the budget."""
+        budget = self._budget_bytes()
+        tokens = max(budget // per_token, 0)
         if self.device == "cpu":
             # A tiny model would otherwise get millions of slots; more than this never helps on a CPU.
-            budget_tokens = min(budget_tokens, max(self.context_len * 16, 1 << 16))
+            tokens = min(tokens, max(self.context_len * 16, 1 << 16))
         max_total = self.server_args.max_total_tokens
-        num_tokens = min(budget_tokens, max_total) if max_total else budget_tokens
-        if max_total and max_total > budget_tokens:
-            logger.warning("--max-total-tokens %d exceeds the memory budget (%d tokens); using it anyway", max_total, budget_tokens)
-            num_tokens = max_total
-        if num_tokens < 16:
+        max_running = self.server_args.max_running_requests or self._default_max_running(max_total or tokens)
+        table_bytes = self._table_rows(max_running) * (self.context_len + 4) * _INT32_BYTES
+        tokens = min(tokens, max((budget - table_bytes) // per_token, 0))
+        if max_total and max_total > tokens:
+            logger.warning("--max-total-tokens %d exceeds the memory budget (%d tokens); using it anyway",
+                           max_total, tokens)
+        num_tokens = max_total or tokens
+        if num_tokens < MIN_KV_TOKENS:
             raise RuntimeError(
                 f"not enough memory for the KV cache ({num_tokens} tokens); raise --mem-fraction-static "
                 f"or --max-total-tokens"
             )
-        self.max_total_num_tokens = int(num_tokens)
-        max_running = self.server_args.max_running_requests or min(
-            max(self.max_total_num_tokens // 4, 16), 512 if self.device == "cpu" else 4096
-        )
-        self.max_running_requests = max_running
-        # +1 row so a request slot is always there for a request admitted while others finish
-        self.req_to_token_pool = ReqToTokenPool(max_running + 1, self.context_len + 4, self.device)
+        return int(num_tokens), int(max_running)
+
+    def _init_memory(self) -> None:
+        cfg = self.model_config
+        per_token = KVPool.bytes_per_token(cfg.num_key_value_heads, cfg.head_dim, cfg.num_hidden_layers, self.kv_dtype())
+        self.max_total_num_tokens, self.max_running_requests = self._plan_memory(per_token)
+        self.req_to_token_pool = ReqToTokenPool(self._table_rows(self.max_running_requests), self.context_len + 4,
+                                                self.device)
+        # Taken from the free list so no request ever writes it: it stays all zeros (slot 0).
+        self.padding_req_row: Optional[int] = self.req_to_token_pool.alloc(1)[0] if self.use_cuda_graph else None
         self.allocator = TokenSlotAllocator(self.max_total_num_tokens, self.device)
         self.kv_pool = KVPool(
             self.max_total_num_tokens,
@@ -95,16 +137,37 @@ class ModelRunner:
             self.device,
         )
         logger.info(
-            "KV cache: %d tokens (%.1f MiB), max running requests %d, context length %d",
+            "KV cache: token capacity %d (%.1f MiB at %d bytes/token), max running requests %d, "
+            "context length %d",
             self.max_total_num_tokens,
-            self.max_total_num_tokens * per_token / (1 << 20),
-            max_running,
+            self.max_total_num_tokens * per_token / _MiB,
+            per_token,
+            self.max_running_requests,
             self.context_len,
         )
 
+    def cuda_graph_batch_sizes(self) -> List[int]:
+        """Decode batch sizes to capture: --cuda-graph-bs if given, else the standard ladder up to
+        --cuda-graph-max-bs (default by device memory), never above max running requests."""
+        explicit = getattr(self.server_args, "cuda_graph_bs", None)
+        if explicit:
+            return sorted(bs for bs in set(explicit) if 0 < bs <= self.max_running_requests)
+        max_bs = self.server_args.cuda_graph_max_bs or default_max_bs(
+            torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory)
+        return capture_batch_sizes(min(max_bs, self.max_running_requests))
+
     # ---------------------------------------------------------------- execution
     @torch.inference_mode()
-    def forward(self, forward_batch: ForwardBatch):
+    def forward(self, forward_batch: ForwardBatch) -> LogitsProcessorOutput:
+        """Decode batches that fit a captured size replay a CUDA graph (their logits are then a
+        view of a static buffer, valid until the next forward); everything else runs eagerly."""
+        if self.graph_runner is not None and self.graph_runner.can_run(forward_batch):
+            forward_batch.attn_backend = self.attn_backend
+            return self.graph_runner.replay(forward_batch)
+        return self.forward_eager(forward_batch)
+
+    @torch.inference_mode()
+    def forward_eager(self, forward_batch: ForwardBatch) -> LogitsProcessorOutput:
         forward_batch.attn_backend = self.attn_backend
         self.attn_backend.init_forward_metadata(forward_batch)
         return self.model.forward(forward_batch.input_ids, forward_batch.positions, forward_batch)
@@ -120,4 +183,8 @@ class ModelRunner:
         return set(self.model_config.hf_eos_token_ids or ())
 
     def memory_info(self) -> Optional[dict]:
-        return {"max_total_num_tokens": self.max_total_num_tokens, "weight_bytes": self.weight_bytes}
+        info = {"max_total_num_tokens": self.max_total_num_tokens, "weight_bytes": self.weight_bytes}
+        if self.graph_runner is not None:
+            info["cuda_graph_batch_sizes"] = list(self.graph_runner.batch_sizes)
+            info["cuda_graph_bytes"] = self.graph_runner.capture_bytes
+        return info

@@ -1,0 +1,148 @@
+"""The "xgrammar" grammar backend (default): JSON schema, EBNF, regex through xgrammar.
+
+The vocabulary is handed to xgrammar as raw bytes from `token_bytes_table`, the same table our
+FSM uses, with special tokens as empty strings (xgrammar then never allows them as text;
+`TokenizerInfo.from_huggingface` would treat e.g. "<|begin_of_text|>" as literal text).
+
+JSON whitespace: without a whitespace pattern, xgrammar's compact layout (separators ", " and
+": ", no other whitespace) keeps outputs short and gives long jump-forward strings; with one,
+xgrammar allows any JSON whitespace (it cannot take a regex for it).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+import torch
+import xgrammar as xgr
+
+from sglang.runtime.constrained.base_grammar import BaseGrammarBackend, BaseGrammarObject, eos_only_mask
+from sglang.runtime.constrained.batch_mask import unpack_bitmask
+from sglang.runtime.constrained.json_schema_regex import load_schema
+from sglang.runtime.constrained.string_formats import with_format_patterns
+from sglang.runtime.constrained.vocab_bytes import token_bytes_table
+
+
+_LOOSE_STRING_CHAR = r'[^\"\\\r\n]'
+_STRICT_STRING_CHAR = r'[^\"\\\0-\x1f]'
+
+
+class XGrammarGrammar(BaseGrammarObject):
+    def __init__(self, compiled: Any, vocab_size: int, eos_ids: torch.Tensor):
+        self._compiled = compiled
+        self._vocab_size = vocab_size
+        self._eos_ids = eos_ids
+        self._eos_set = set(eos_ids.tolist())
+        self.matcher = xgr.GrammarMatcher(compiled, override_stop_tokens=eos_ids.tolist() or None)
+        self._bitmask = xgr.allocate_token_bitmask(1, vocab_size)
+        self._only_eos_cache: Optional[bool] = None  # per state; reset on every change
+
+    def accept_token(self, token_id: int) -> bool:
+        if not 0 <= token_id < self._vocab_size or self.matcher.is_terminated():
+            return False
+        ok = self.matcher.accept_token(token_id)
+        if ok:
+            self._only_eos_cache = None
+        return ok
+
+    def is_terminated(self) -> bool:
+        if self.matcher.is_terminated():
+            return True
+        if not self.matcher.is_completed():
+            return False
+        if self._only_eos_cache is None:
+            self._only_eos_cache = self._only_eos_allowed()
+        return self._only_eos_cache
+
+    def _only_eos_allowed(self) -> bool:
+        self.matcher.fill_next_token_bitmask(self._bitmask)
+        allowed = unpack_bitmask(self._bitmask[0], self._vocab_size).nonzero().flatten().tolist()
+        return all(tid in self._eos_set for tid in allowed)
+
+    def fill_allowed_mask(self, mask_row: torch.Tensor) -> None:
+        if self.matcher.is_terminated():
+            eos_only_mask(mask_row, self._eos_ids)
+            return
+        self.matcher.fill_next_token_bitmask(self._bitmask)
+        mask_row.copy_(unpack_bitmask(self._bitmask[0], self._vocab_size))
+
+    def fill_bitmask_row(self, bitmask: torch.Tensor, row: int) -> None:
+        """Batch fast path: write this request's packed mask into row `row` of an xgrammar bitmask."""
+        if self.matcher.is_terminated():
+            bitmask[row].zero_()
+            for tid in self._eos_set:
+                bitmask[row, tid // 32] |= _bit(tid % 32)
+            return
+        self.matcher.fill_next_token_bitmask(bitmask, row)
+
+    def try_jump_forward(self) -> Optional[str]:
+        if self.matcher.is_terminated():
+            return None
+        return self.matcher.find_jump_forward_string() or None
+
+    def rollback(self, num_tokens: int) -> None:
+        if num_tokens < 0:
+            raise ValueError(f"cannot roll back a negative number of tokens ({num_tokens})")
+        if num_tokens:
+            self.matcher.rollback(num_tokens)
+            self._only_eos_cache = None
+
+    def copy(self) -> "XGrammarGrammar":
+        return XGrammarGrammar(self._compiled, self._vocab_size, self._eos_ids)
+
+
+def _bit(position: int) -> int:
+    """int32 value with one bit set (bit 31 is the sign bit)."""
+    return -(1 << 31) if position == 31 else 1 << position
+
+
+class XGrammarBackend(BaseGrammarBackend):
+    """Options: eos_token_ids, whitespace_pattern (None: compact JSON), max_threads."""
+
+    name = "xgrammar"
+
+    def __init__(self, tokenizer: Any, vocab_size: int, **options: Any):
+        super().__init__(tokenizer, vocab_size, **options)
+        vocab = [b or b"" for b in token_bytes_table(tokenizer)]
+        info = xgr.TokenizerInfo(
+            vocab, xgr.VocabType.RAW, vocab_size=vocab_size, stop_token_ids=self.eos_token_ids or None
+        )
+        self._compiler = xgr.GrammarCompiler(info, max_threads=int(self.options.get("max_threads", 2)))
+        self._any_whitespace = self.options.get("whitespace_pattern") is not None
+        self._eos_ids = torch.tensor(self.eos_token_ids, dtype=torch.int64)
+
+    def _compile(self, kind: str, spec: str) -> XGrammarGrammar:
+        try:
+            if kind == "json":
+                compiled = self._compile_json(spec)
+            elif kind == "regex":
+                compiled = self._compiler.compile_regex(spec)
+            else:
+                compiled = self._compiler.compile_grammar(spec)
+        except ValueError:
+            raise
+        except Exception as exc:  # xgrammar reports bad specs as RuntimeError with a C++ prefix
+            raise ValueError(f"invalid {kind} grammar: {_clean_message(exc)}") from None
+        return XGrammarGrammar(compiled, self.vocab_size, self._eos_ids)
+
+    def _compile_json(self, spec: str) -> Any:
+        schema = with_format_patterns(load_schema(spec))  # same validation as the fsm backend
+        grammar = xgr.Grammar.from_json_schema(json.dumps(schema), any_whitespace=self._any_whitespace)
+        return self._compiler.compile_grammar(_escape_controls_in_strings(str(grammar)))
+
+
+def _escape_controls_in_strings(ebnf: str) -> str:
+    """xgrammar 0.2.8 spells a length-bounded string character as [^"\\\r\n], which admits raw
+    control characters (invalid JSON: they must be escaped). Narrow it to [^"\\\0-\x1f].
+    A no-op if a later xgrammar prints the rule differently."""
+    return ebnf.replace(_LOOSE_STRING_CHAR, _STRICT_STRING_CHAR)
+
+
+def _clean_message(exc: Exception) -> str:
+    """Drop xgrammar's '[time] /path/file.cc:123: ' prefix, keep the human part."""
+    text = str(exc).strip()
+    if "] " in text and ".cc:" in text:
+        text = text.split(".cc:", 1)[1]
+        text = text.split(": ", 1)[1] if ": " in text else text
+    return text

@@ -1,0 +1,188 @@
+"""Upstream SGLang's native routes (everything outside /v1)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import uuid
+from typing import Any, List, Optional, Union
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict
+
+import sglang
+from sglang.runtime.entrypoints.json_response import json_response
+from sglang.runtime.entrypoints.native_generate import handle_generate
+from sglang.runtime.entrypoints.openai.errors import APIError, bad_request
+from sglang.runtime.entrypoints.request_body import read_json_object, read_model, validate_model
+from sglang.runtime.entrypoints.request_runner import generate_once, to_api_error
+from sglang.runtime.entrypoints.server_context import ServerContext, get_ctx
+from sglang.runtime.managers.generate_input import GenerateReqInput
+from sglang.runtime.metrics.collector import CONTENT_TYPE as METRICS_CONTENT_TYPE
+
+logger = logging.getLogger(__name__)
+
+HEALTH_GENERATE_TIMEOUT_S = 20.0
+_SECRET_ARGS = ("api_key",)
+
+router = APIRouter()
+
+
+class TokenizeBody(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+    prompt: Optional[Union[str, List[str]]] = None
+    text: Optional[Union[str, List[str]]] = None  # alias of prompt
+    add_special_tokens: bool = True
+    model: Optional[str] = None
+
+
+class DetokenizeBody(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+    tokens: Union[List[int], List[List[int]]]
+    skip_special_tokens: bool = True
+    model: Optional[str] = None
+
+
+class AbortBody(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+    rid: Optional[str] = None
+    abort_all: bool = False
+
+
+# ---------------------------------------------------------------------------------- generation
+@router.api_route("/generate", methods=["POST", "PUT"])
+async def generate(request: Request) -> Response:
+    return await handle_generate(get_ctx(request), request)
+
+
+@router.post("/abort_request")
+async def abort_request(request: Request) -> Response:
+    body = await read_model(request, AbortBody)
+    if not body.abort_all and not body.rid:
+        raise bad_request("give the 'rid' of the request to abort, or set 'abort_all': true", param="rid")
+    get_ctx(request).tokenizer_manager.abort_request("" if body.abort_all else body.rid)
+    return json_response({"success": True})
+
+
+# ---------------------------------------------------------------------------------- health
+@router.get("/health")
+async def health(request: Request) -> Response:
+    ctx = get_ctx(request)
+    if ctx.tokenizer_manager.dead_error is not None:
+        raise APIError(ctx.tokenizer_manager.dead_error, 503)
+    if not ctx.ready:
+        raise APIError("the server is starting (warm-up not finished); retry shortly", 503)
+    return Response(status_code=200)
+
+
+@router.get("/health_generate")
+async def health_generate(request: Request) -> Response:
+    """Healthy only if a one-token generation completes end to end."""
+    ctx = get_ctx(request)
+    obj = GenerateReqInput(input_ids=[0], sampling_params={"max_new_tokens": 1, "temperature": 0},
+                           rid=f"health-{uuid.uuid4().hex}")
+    try:
+        await asyncio.wait_for(generate_once(ctx, obj, None), HEALTH_GENERATE_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        raise APIError(f"a 1-token generation did not finish within {HEALTH_GENERATE_TIMEOUT_S:.0f} s", 503)
+    except APIError as err:
+        raise APIError(f"health generation failed: {err.message}", 503) from None
+    return Response(status_code=200)
+
+
+# ---------------------------------------------------------------------------------- info
+@router.get("/get_model_info")
+async def get_model_info(request: Request) -> Response:
+    ctx = get_ctx(request)
+    tm = ctx.tokenizer_manager
+    return json_response({
+        "model_path": ctx.server_args.model_path, "tokenizer_path": ctx.server_args.tokenizer_path,
+        "served_model_name": ctx.model_name, "is_generation": True, "context_length": tm.context_len,
+        "vocab_size": tm.vocab_size, "max_total_num_tokens": tm.max_total_num_tokens,
+    })
+
+
+@router.get("/get_server_info")
+@router.get("/server_info")
+async def get_server_info(request: Request) -> Response:
+    ctx = get_ctx(request)
+    state = await _server_state(ctx)
+    args = {k: v for k, v in dataclasses.asdict(ctx.server_args).items() if k not in _SECRET_ARGS}
+    return json_response({**args, **state, "internal_states": [state], "version": sglang.__version__})
+
+
+async def _server_state(ctx: ServerContext) -> dict:
+    try:
+        return await ctx.tokenizer_manager.get_server_state()
+    except Exception as exc:
+        error = to_api_error(exc)
+        if error is None:
+            raise
+        raise error from None
+
+
+@router.api_route("/flush_cache", methods=["GET", "POST"])
+async def flush_cache(request: Request) -> Response:
+    ctx = get_ctx(request)
+    try:
+        reply = await ctx.tokenizer_manager.flush_cache()
+    except Exception as exc:
+        raise (to_api_error(exc) or exc) from None
+    if not reply.success:
+        raise bad_request(f"cache not flushed: {reply.message}")
+    return json_response({"success": True, "message": reply.message})
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    ctx = get_ctx(request)
+    if ctx.metrics is None:
+        raise APIError("metrics are disabled; start the server with --enable-metrics", 404)
+    try:
+        ctx.metrics.update_server_state(await ctx.tokenizer_manager.get_server_state())
+    except Exception as exc:  # request-level series are still worth serving
+        logger.warning("metrics: scheduler state unavailable (%s)", exc)
+    return Response(ctx.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+
+# ---------------------------------------------------------------------------------- tokenizer
+@router.post("/tokenize")
+@router.post("/v1/tokenize")
+async def tokenize(request: Request) -> Response:
+    ctx = get_ctx(request)
+    body = validate_model(await read_json_object(request), TokenizeBody)
+    ctx.check_model(body.model)
+    prompt = body.prompt if body.prompt is not None else body.text
+    if prompt is None:
+        raise bad_request("give the text to tokenize as 'prompt'", param="prompt")
+    tok = ctx.tokenizer()
+    texts = [prompt] if isinstance(prompt, str) else prompt
+    # Long texts take a while to tokenize: keep the event loop serving other requests meanwhile.
+    ids = await asyncio.to_thread(_encode_all, tok, texts, body.add_special_tokens)
+    if isinstance(prompt, str):
+        return json_response({"tokens": ids[0], "count": len(ids[0]), "max_model_len": ctx.context_len})
+    return json_response({"tokens": ids, "count": [len(x) for x in ids], "max_model_len": ctx.context_len})
+
+
+def _encode_all(tok: Any, texts: List[str], add_special_tokens: bool) -> List[List[int]]:
+    return [list(tok.encode(t, add_special_tokens=add_special_tokens)) for t in texts]
+
+
+@router.post("/detokenize")
+@router.post("/v1/detokenize")
+async def detokenize(request: Request) -> Response:
+    ctx = get_ctx(request)
+    body = await read_model(request, DetokenizeBody)
+    ctx.check_model(body.model)
+    tok = ctx.tokenizer()
+    single = not body.tokens or isinstance(body.tokens[0], int)
+    seqs = [body.tokens] if single else body.tokens
+    vocab = ctx.tokenizer_manager.vocab_size
+    for seq in seqs:
+        bad = [t for t in seq if not 0 <= t < vocab]
+        if bad:
+            raise bad_request(f"token ids must be in [0, {vocab}), got {bad[0]}", param="tokens")
+    texts = [tok.decode(seq, skip_special_tokens=body.skip_special_tokens) for seq in seqs]
+    return json_response({"text": texts[0] if single else texts})

@@ -1,0 +1,1 @@
+"""The OpenAI-compatible API: protocol models, request planning and response building."""

@@ -1,0 +1,141 @@
+"""POST /v1/chat/completions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Dict, List, Optional
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from sglang.runtime.entrypoints.json_response import json_response
+from sglang.runtime.entrypoints.openai import results
+from sglang.runtime.entrypoints.openai.chat_messages import message_dicts, render_prompt, tokenize_prompt
+from sglang.runtime.entrypoints.openai.errors import APIError, bad_request
+from sglang.runtime.entrypoints.openai.protocol import (
+    ChatCompletionChoice,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ChatMessageOut,
+    ChatStreamChoice,
+    ChoiceLogprobs,
+    DeltaMessage,
+    new_id,
+)
+from sglang.runtime.entrypoints.openai.sampling import (
+    LogprobOptions,
+    chat_logprobs,
+    choose_n,
+    resolve_max_tokens,
+    sampling_params,
+    wants_usage_chunk,
+)
+from sglang.runtime.entrypoints.openai.stream_state import StreamState
+from sglang.runtime.entrypoints.request_body import read_model
+from sglang.runtime.entrypoints.request_runner import generate_once, generate_stream
+from sglang.runtime.entrypoints.server_context import ServerContext
+from sglang.runtime.entrypoints.streaming import SSE_DONE, SSEResponse, sse_event
+from sglang.runtime.managers.generate_input import GenerateReqInput
+
+
+@dataclass
+class ChatPlan:
+    obj: GenerateReqInput
+    rid: str
+    n: int
+    logprobs: LogprobOptions
+
+
+async def handle_chat(ctx: ServerContext, request: Request) -> Response:
+    req = await read_model(request, ChatCompletionRequest)
+    plan = plan_chat(ctx, req)
+    response_id = f"chatcmpl-{plan.rid}"
+    if not req.stream:
+        result = await generate_once(ctx, plan.obj, request)
+        return json_response(_response(ctx, plan, result, response_id))
+    outputs = await generate_stream(ctx, plan.obj)
+    return SSEResponse(_stream(ctx, plan, outputs, response_id, wants_usage_chunk(req)))
+
+
+def plan_chat(ctx: ServerContext, req: ChatCompletionRequest) -> ChatPlan:
+    ctx.check_model(req.model)
+    if req.tools and req.tool_choice != "none":
+        raise bad_request("tool calling is not supported by this server yet; omit tools", param="tools")
+    if req.max_tokens is not None and req.max_completion_tokens is not None:
+        raise bad_request("give max_completion_tokens or max_tokens, not both", param="max_completion_tokens")
+    n = choose_n(req)
+    logprobs = chat_logprobs(req.logprobs, req.top_logprobs)
+    tok = ctx.tokenizer()
+    messages = message_dicts(req.messages)
+    prompt = render_prompt(tok, messages, ctx.chat_template, bool(req.continue_final_message),
+                           req.chat_template_kwargs)
+    ids = tokenize_prompt(tok, prompt)
+    limit, param = ((req.max_completion_tokens, "max_completion_tokens") if req.max_completion_tokens is not None
+                    else (req.max_tokens, "max_tokens"))
+    max_new = resolve_max_tokens(limit, len(ids), ctx.context_len, None, param)
+    rid = req.rid or new_id("")
+    obj = GenerateReqInput(
+        input_ids=ids, sampling_params=sampling_params(req, max_new, n), rid=rid,
+        return_logprob=logprobs.return_logprob, logprob_start_len=logprobs.logprob_start_len,
+        top_logprobs_num=logprobs.top_logprobs_num, return_text_in_logprobs=True, stream=bool(req.stream),
+    )
+    return ChatPlan(obj, rid, n, logprobs)
+
+
+def _response(ctx: ServerContext, plan: ChatPlan, result: Any, response_id: str) -> ChatCompletionResponse:
+    outputs = result if isinstance(result, list) else [result]
+    choices = []
+    for i, out in enumerate(outputs):
+        reason, matched = results.finish_fields(out["meta_info"])
+        logprobs = (ChoiceLogprobs(content=results.chat_logprobs(out["meta_info"]))
+                    if plan.logprobs.return_logprob else None)
+        choices.append(ChatCompletionChoice(index=i, message=ChatMessageOut(content=out["text"]), logprobs=logprobs,
+                                            finish_reason=reason, matched_stop=matched))
+    return ChatCompletionResponse(id=response_id, model=ctx.model_name, choices=choices,
+                                  usage=results.usage(outputs, plan.n))
+
+
+def _chunk(ctx: ServerContext, response_id: str, choices: List[ChatStreamChoice], usage=None) -> bytes:
+    return sse_event(ChatCompletionChunk(id=response_id, model=ctx.model_name, choices=choices,
+                                         usage=usage).model_dump())
+
+
+async def _stream(ctx: ServerContext, plan: ChatPlan, outputs: AsyncIterator[Any], response_id: str,
+                  include_usage: bool) -> AsyncIterator[bytes]:
+    state = StreamState()
+    # The role comes first, once per choice, before any content.
+    yield _chunk(ctx, response_id, [ChatStreamChoice(index=i, delta=DeltaMessage(role="assistant", content=""))
+                                    for i in range(plan.n)])
+    try:
+        async for out in outputs:
+            error = state.abort_error(out)
+            if error is not None:
+                yield sse_event({"error": error.body()})
+                break
+            choice = _stream_choice(plan, state, out.get("index", 0), out)
+            if choice is not None:
+                yield _chunk(ctx, response_id, [choice])
+        else:
+            if include_usage:
+                yield _chunk(ctx, response_id, [], results.usage(state.final_outputs(), plan.n))
+    except APIError as err:
+        yield sse_event({"error": err.body()})
+    yield SSE_DONE
+
+
+def _stream_choice(plan: ChatPlan, state: StreamState, index: int, out: Dict[str, Any]) -> Optional[ChatStreamChoice]:
+    meta = out["meta_info"]
+    delta = state.text_delta(index, out["text"])
+    logprobs = None
+    if plan.logprobs.return_logprob:
+        content = results.chat_logprobs(meta, state.logprobs_sent(index))
+        state.advance_logprobs(index, results.num_output_logprobs(meta), 0)
+        logprobs = ChoiceLogprobs(content=content) if content else None
+    reason, matched = results.finish_fields(meta)
+    if reason is not None:
+        state.finish(index, out)
+    if not delta and reason is None and logprobs is None:
+        return None
+    return ChatStreamChoice(index=index, delta=DeltaMessage(content=delta or None), logprobs=logprobs,
+                            finish_reason=reason, matched_stop=matched)

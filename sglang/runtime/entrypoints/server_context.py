@@ -1,0 +1,54 @@
+"""What every route handler needs, held on `app.state.ctx` (one per server, no module globals)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from fastapi import Request
+
+from sglang.runtime.entrypoints.openai.errors import APIError
+from sglang.runtime.metrics.collector import MetricsCollector
+from sglang.runtime.server_args import ServerArgs
+
+# Aliases a client may use for the one served model besides its name and path.
+DEFAULT_MODEL_ALIASES = ("default",)
+# Most samples per prompt and requests per call: bounds the work one HTTP call can queue.
+MAX_N = 128
+MAX_REQUESTS_PER_CALL = 4096
+
+
+@dataclass
+class ServerContext:
+    server_args: ServerArgs
+    tokenizer_manager: Any  # TokenizerManager (typed loosely so tests can pass a stand-in)
+    metrics: Optional[MetricsCollector] = None
+    chat_template: Optional[str] = None  # Jinja source; None = the tokenizer's own template
+    ready: bool = False  # set after the warm-up request (or at once with --skip-server-warmup)
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    @property
+    def model_name(self) -> str:
+        return self.server_args.served_model_name
+
+    @property
+    def context_len(self) -> int:
+        return self.tokenizer_manager.context_len
+
+    def tokenizer(self) -> Any:
+        tok = self.tokenizer_manager.tokenizer
+        if tok is None:
+            raise APIError("this server runs without a tokenizer (--skip-tokenizer-init): this route needs "
+                           "text; use /generate with input_ids instead", 400)
+        return tok
+
+    def check_model(self, name: Optional[str]) -> None:
+        known = {self.model_name, self.server_args.model_path, *DEFAULT_MODEL_ALIASES}
+        if name is not None and name not in known:
+            raise APIError(f"the model {name!r} does not exist; this server serves {self.model_name!r} "
+                           f"(see /v1/models)", 404, param="model")
+
+
+def get_ctx(request: Request) -> ServerContext:
+    return request.app.state.ctx

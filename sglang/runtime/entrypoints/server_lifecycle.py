@@ -1,0 +1,133 @@
+"""Server lifecycle: start the runtime, serve HTTP, warm up, and shut everything down cleanly.
+
+Order: check cheap options (chat template) -> start scheduler and detokenizer -> uvicorn binds
+and logs "listening on ..." -> one warm-up request through the real HTTP path -> /health turns
+200. SIGTERM/SIGINT: uvicorn drains connections, the tokenizer manager closes on its loop, then
+the child processes are stopped, and the process exits 0.
+
+uvicorn re-raises the signal it handled once it has stopped; our own handler (installed before
+uvicorn, so uvicorn restores it) turns that into ShutdownRequested, which unwinds to `serve`'s
+cleanup instead of killing the process before its children are stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import List, Optional
+
+import httpx
+import uvicorn
+
+from sglang.runtime.entrypoints.http_server import create_app
+from sglang.runtime.entrypoints.launch import launch_runtime, shutdown_processes
+from sglang.runtime.entrypoints.openai.chat_templates import resolve_chat_template, server_chat_template
+from sglang.runtime.entrypoints.server_context import ServerContext
+from sglang.runtime.metrics.collector import MetricsCollector
+from sglang.runtime.server_args import ServerArgs
+
+logger = logging.getLogger(__name__)
+
+WARMUP_TIMEOUT_S = 600.0
+GRACEFUL_SHUTDOWN_S = 5
+KEEP_ALIVE_S = 5
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class ShutdownRequested(BaseException):
+    """Raised by our signal handler; a BaseException so no `except Exception` swallows it."""
+
+
+def _on_signal(signum: int, frame) -> None:
+    raise ShutdownRequested(signal.Signals(signum).name)
+
+
+def serve(server_args: ServerArgs) -> int:
+    """Run the server until a signal or a fatal error; returns the process exit code."""
+    resolve_chat_template(server_args.chat_template)  # fail in milliseconds, not after model load
+    previous = {sig: signal.signal(sig, _on_signal) for sig in _SIGNALS}
+    procs: List[tuple] = []
+    exit_code = 0
+    try:
+        tokenizer_manager, procs = launch_runtime(server_args)
+        ctx = build_context(server_args, tokenizer_manager)
+        server = SGLangServer(_uvicorn_config(ctx), ctx)
+        server.run()
+        exit_code = server.exit_code
+    except ShutdownRequested as sig:
+        logger.info("received %s; shut down", sig)
+    finally:
+        for sig in _SIGNALS:  # a second signal must not interrupt the cleanup
+            signal.signal(sig, signal.SIG_IGN)
+        shutdown_processes(procs)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    logger.info("server stopped")
+    return exit_code
+
+
+def build_context(server_args: ServerArgs, tokenizer_manager) -> ServerContext:
+    metrics = MetricsCollector(server_args.served_model_name) if server_args.enable_metrics else None
+    if metrics is not None:
+        tokenizer_manager.listeners.append(metrics)
+    template = server_chat_template(server_args.chat_template, tokenizer_manager.tokenizer)
+    return ServerContext(server_args, tokenizer_manager, metrics, template, ready=server_args.skip_server_warmup)
+
+
+def _uvicorn_config(ctx: ServerContext) -> uvicorn.Config:
+    args = ctx.server_args
+    return uvicorn.Config(
+        create_app(ctx), host=args.host, port=args.port, log_level=args.log_level, loop="asyncio", http="h11",
+        access_log=args.log_requests or args.log_level == "debug", timeout_keep_alive=KEEP_ALIVE_S,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
+
+
+def client_base_url(host: str, port: int) -> str:
+    """URL this machine reaches the server at (wildcard binds are reached via loopback)."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+class SGLangServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, ctx: ServerContext):
+        super().__init__(config)
+        self.ctx = ctx
+        self.exit_code = 0
+        self._warmup: Optional[asyncio.Task] = None
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets)
+        if not self.started or self.should_exit:
+            return
+        args = self.ctx.server_args
+        logger.info("listening on http://%s:%d", args.host, args.port)
+        self._warmup = asyncio.get_running_loop().create_task(self._warm_up())
+
+    async def _warm_up(self) -> None:
+        args = self.ctx.server_args
+        if args.skip_server_warmup:
+            return
+        payload = {"sampling_params": {"temperature": 0, "max_new_tokens": 4}}
+        payload.update({"input_ids": [0, 1, 2]} if args.skip_tokenizer_init else {"text": "The capital of France is"})
+        headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+        try:
+            async with httpx.AsyncClient(timeout=WARMUP_TIMEOUT_S, trust_env=False) as client:
+                reply = await client.post(client_base_url(args.host, args.port) + "/generate", json=payload,
+                                          headers=headers)
+            if reply.status_code != 200:
+                raise RuntimeError(f"HTTP {reply.status_code}: {reply.text[:500]}")
+        except Exception as exc:
+            logger.error("the warm-up request failed (%s); shutting down. See the log above; "
+                         "--skip-server-warmup skips this check", exc)
+            self.exit_code = 1
+            self.should_exit = True
+            return
+        self.ctx.ready = True
+        logger.info("warm-up done; the server is ready")
