@@ -116,4 +116,4 @@ def format_table(metrics: dict, header: Optional[Dict[str, object]] = None, widt
 
 def _row(label: str, value: object, width: int) -> str:
     text = f"{value:.2f}" if isinstance(value, float) else str(value)
-    return f"{label + ':':<{width - 12}}{text:>12}"
+    return f"{label + ':'} {text:>{max(width - len(label) - 2, 0)}}"

@@ -83,7 +83,7 @@ class ServerArgs:
     # Structured generation
     grammar_backend: str = _f("xgrammar", "Backend for regex/JSON-schema/EBNF constraints.", ("xgrammar", "fsm", "none"))
     disable_jump_forward: bool = _f(False, "Turn off jump-forward decoding of forced text in constrained generation.")
-    constrained_json_whitespace_pattern: Optional[str] = _f(None, "Regex for whitespace allowed between JSON tokens (fsm backend).")
+    constrained_json_whitespace_pattern: Optional[str] = _f(None, "Regex for whitespace allowed between JSON tokens. The fsm backend defaults to '[ ]?'; setting it makes xgrammar allow any JSON whitespace.")
 
     def __post_init__(self) -> None:
         if self.model_path is None:

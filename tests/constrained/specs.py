@@ -101,6 +101,9 @@ SPECS = [
         "type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]{3}-[0-9]{3}$"}},
         "required": ["code"],
     }),
+    _json_spec("string_pattern_negated", {
+        "type": "object", "properties": {"csv": {"type": "string", "pattern": "^[^,]{1,8}$"}}, "required": ["csv"],
+    }),
     _json_spec("string_lengths", {"type": "string", "minLength": 2, "maxLength": 6}),
     _json_spec("unicode_strings", {
         "type": "object",

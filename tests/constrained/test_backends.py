@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -30,12 +32,15 @@ def test_eos_only_where_the_grammar_may_end(backend, compiled, tokenizer, eos_id
     allowed = _allowed(grammar, vocab.vocab_size)
     assert eos_ids <= allowed and _ids(tokenizer, "c")[0] in allowed  # may end or go on
     assert not grammar.is_terminated()
-    assert grammar.accept_tokens(_ids(tokenizer, "cd"))
+    cd_ids = _ids(tokenizer, "cd")
+    assert grammar.accept_tokens(cd_ids)
     assert grammar.is_terminated()  # complete, and nothing but EOS may follow
     assert _allowed(grammar, vocab.vocab_size) == set(eos_ids)
     assert grammar.accept_token(eos) and grammar.is_terminated()
     assert _allowed(grammar, vocab.vocab_size) == set(eos_ids)
     assert not grammar.accept_token(_ids(tokenizer, "a")[0])
+    grammar.rollback(1 + len(cd_ids))  # EOS and "cd": back to "ab"
+    assert not grammar.is_terminated() and eos_ids <= _allowed(grammar, vocab.vocab_size)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -60,6 +65,8 @@ def test_rollback_restores_earlier_masks(backend, compiled, tokenizer, vocab) ->
     assert _allowed(grammar, vocab.vocab_size) == masks[-4]
     grammar.rollback(0)
     assert _allowed(grammar, vocab.vocab_size) == masks[-4]
+    with pytest.raises(ValueError, match="cannot roll back"):
+        grammar.rollback(len(tokens))  # only len(tokens) - 3 remain accepted
     assert grammar.accept_tokens(tokens[-3:])
     assert _allowed(grammar, vocab.vocab_size) == masks[-1]
 
@@ -100,8 +107,18 @@ def test_disabled_backend_and_bad_backend_names(tokenizer) -> None:
         disabled.compile("regex", "a")
     with pytest.raises(ValueError, match="unknown grammar backend 'outlines'"):
         backend_class("outlines")
-    with pytest.raises(ValueError, match="smaller than the tokenizer"):
-        create_backend("fsm", tokenizer, 10)
+    with pytest.raises(ValueError, match="vocab_size must be"):
+        create_backend("fsm", tokenizer, 0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tokenizer_ids_beyond_the_model_vocab_are_never_allowed(backend, tokenizer, vocab) -> None:
+    small = create_backend(backend, tokenizer, 300, eos_token_ids=[5])
+    grammar = small.compile("regex", "[a-z ]+")
+    allowed = _allowed(grammar, 300)
+    assert allowed and max(allowed) < 300
+    word = next(t for t in range(300, 900) if vocab.token_bytes[t] and re.fullmatch(rb"[a-z]+", vocab.token_bytes[t]))
+    assert not grammar.accept_token(word)  # fits the regex, but the model cannot emit it
 
 
 def test_generic_json_object_spec(compiled, tokenizer, vocab) -> None:
@@ -110,3 +127,19 @@ def test_generic_json_object_spec(compiled, tokenizer, vocab) -> None:
         grammar = compiled(backend, "json", '{"type": "object"}')
         assert grammar.accept_tokens(_ids(tokenizer, '{"a": [1, 2], "b": "c"}'))
         assert min(vocab.eos_ids) in _allowed(grammar, vocab.vocab_size)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_json_strings_never_allow_raw_control_characters(backend, compiled, tokenizer, vocab) -> None:
+    for schema in ('{"type": "string", "maxLength": 5}', '{"type": "string"}'):
+        grammar = compiled(backend, "json", schema)
+        assert grammar.accept_tokens(_ids(tokenizer, '"'))
+        for tid in _allowed(grammar, vocab.vocab_size) - vocab.eos_ids:
+            assert min(vocab.token_bytes[tid]) >= 0x20, (schema, vocab.token_bytes[tid])
+
+
+def test_fsm_whitespace_pattern_option(tokenizer) -> None:
+    compact = create_backend("fsm", tokenizer, 1000, whitespace_pattern="")
+    grammar = compact.compile("json", '{"type": "array", "items": {"type": "null"}}')
+    assert not grammar.accept_tokens(_ids(tokenizer, "[ null]"))
+    assert grammar.accept_tokens(_ids(tokenizer, "[null,null]")) and grammar.is_terminated()

@@ -84,12 +84,28 @@ def test_batch_mask_matches_per_row_masks(compiled, tokenizer) -> None:
     xgr_grammar = compiled("xgrammar", "regex", "[a-z]+")
     xgr_done = compiled("xgrammar", "regex", "ok")
     assert xgr_done.accept_tokens(tokenizer.encode("ok", add_special_tokens=False)) and xgr_done.is_terminated()
-    batch = [None, fsm_grammar, xgr_grammar, xgr_done]
+    xgr_eos = compiled("xgrammar", "regex", "ok")
+    eos = tokenizer.convert_tokens_to_ids("<|eot_id|>")
+    assert xgr_eos.accept_tokens(tokenizer.encode("ok", add_special_tokens=False) + [eos])
+    batch = [None, fsm_grammar, xgr_grammar, xgr_done, xgr_eos]
     mask = build_allowed_token_mask(batch, MODEL_VOCAB)
-    assert mask.shape == (4, MODEL_VOCAB) and mask.dtype == torch.bool
+    assert mask.shape == (5, MODEL_VOCAB) and mask.dtype == torch.bool
     assert mask[0].all()
     for row, grammar in enumerate(batch[1:], start=1):
         expected = torch.zeros(MODEL_VOCAB, dtype=torch.bool)
         grammar.fill_allowed_mask(expected)
         assert torch.equal(mask[row], expected)
-    assert set(mask[3].nonzero().flatten().tolist()) == set(xgr_done._eos_set)
+    for row in (3, 4):  # complete (only EOS may follow) and after EOS
+        assert set(mask[row].nonzero().flatten().tolist()) == set(xgr_done._eos_set)
+
+
+def test_unpack_bitmask_cpu_and_shift_paths_agree() -> None:
+    from sglang.runtime.constrained import batch_mask
+
+    gen = torch.Generator().manual_seed(0)
+    packed = torch.randint(-(2**31), 2**31 - 1, (3, 5), dtype=torch.int32, generator=gen)
+    fast = batch_mask.unpack_bitmask(packed, 150)
+    shifts = ((packed.unsqueeze(-1) >> torch.arange(32, dtype=torch.int32)) & 1).flatten(-2)[..., :150].bool()
+    assert fast.shape == (3, 150) and torch.equal(fast, shifts)
+    word, bit = divmod(77, 32)
+    assert bool(fast[1, 77]) == bool((int(packed[1, word]) >> bit) & 1)

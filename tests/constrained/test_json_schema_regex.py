@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sglang.runtime.constrained.json_schema_regex import json_schema_to_regex
+from sglang.runtime.constrained.json_string_pattern import json_string_content
 from sglang.runtime.constrained.numeric_regex import integer_range_regex, number_range_regex
 from sglang.runtime.constrained.string_formats import FORMAT_PATTERNS
 
@@ -140,6 +141,22 @@ def test_generic_object_accepts_nested_values() -> None:
     assert not _matches({"type": "object"}, "[1]")
     # Unconstrained values nest at most GENERIC_DEPTH levels (a regex cannot count brackets).
     assert not _matches({"type": "object"}, '{"a": [[[1]]]}')
+
+
+@pytest.mark.parametrize("pattern", [r"^[^,]+$", r".{2,}", r"\S+", r"[^\]]\W"])
+def test_string_patterns_never_produce_unescaped_json(pattern: str) -> None:
+    regex = re.compile(json_string_content(pattern))
+    matched = 0
+    for text in ("ab", "a b", "é!", 'a"b', '"', "a\\b", "a\nb", "x\x01", "]é!"):
+        if regex.fullmatch(text):
+            assert json.loads(f'"{text}"') == text and re.search(pattern, text)
+            matched += 1
+    assert matched >= 1
+
+
+def test_string_pattern_naming_a_quote_is_rejected() -> None:
+    with pytest.raises(ValueError, match="admits the character '\"'"):
+        json_string_content('say "hi"')
 
 
 def test_date_format_knows_month_lengths_and_leap_years() -> None:

@@ -20,9 +20,10 @@ MAX_BS = 16
 # In order: a later, smaller batch padded inside a graph that an earlier, larger batch filled must
 # still send its padded rows to slot 0. 20 > MAX_BS runs eagerly.
 STEP_BATCH_SIZES = (13, 3, 8, 1, 16, 20, 5)
-# Relative error (norm) between graph and eager logits: both run the same kernels, but the padded
-# GEMMs may pick other cuBLAS algorithms, so bf16 allows a few ulps and float32 rounding noise.
-TOL = {"bfloat16": 1e-2, "float32": 1e-5}
+# Relative error (norm) between graph and eager logits: both run the same kernels, but a padded
+# batch runs GEMMs of another M, which cuBLAS may sum in another order; the model amplifies that
+# (H100, 2026-11-22: up to 5.2e-5 in float32). A real fault (wrong row, stale KV) is O(1).
+TOL = {"bfloat16": 1e-2, "float32": 2e-4}
 # head_dim 64 (256 / 4 heads), a size the Triton attention kernels are tested at.
 # Gemma2Model.forward makes torch.tensor(scale, device=cuda): a host-to-device copy, which stream
 # capture forbids. Fixed by computing the bf16-rounded scale as a Python float at init.

@@ -14,7 +14,7 @@ from tests.server.server_process import MODEL_NAME, ServerProcess, start_server
 
 @pytest.fixture(scope="package")
 def server() -> Iterator[ServerProcess]:
-    proc = start_server(tiny_model_dir("llama"), ["--enable-metrics"])
+    proc = start_server(tiny_model_dir("llama"), ["--enable-metrics", "--device", "cpu"])
     yield proc
     proc.terminate()
 

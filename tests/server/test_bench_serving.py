@@ -285,7 +285,8 @@ def real_server(llama_dir: str, tmp_path_factory) -> Iterator[str]:
     port = _free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
     cmd = [sys.executable, "-m", "sglang.launch_server", "--model-path", llama_dir, "--port", str(port),
-           "--device", "cpu", "--max-total-tokens", "4096", "--log-level", "warning"]
+           "--device", "cpu", "--max-total-tokens", "4096", "--log-level", "warning",
+           "--skip-server-warmup"]  # bench_serving sends its own warm-up request
     with open(log, "w") as log_file:
         proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

@@ -3,7 +3,7 @@
 A backend (one per server, bound to the tokenizer) compiles a spec once; each request gets its
 own grammar object (`copy()`), which holds the mutable matcher state and shares the compiled
 grammar. Token ids are model vocabulary ids: ids at or above len(tokenizer) (padding of the
-embedding matrix) are never allowed.
+embedding matrix) are never allowed, nor are tokenizer ids at or above the model's vocab_size.
 
 EOS convention, shared by every backend: the backend's `eos_token_ids` are allowed only where the
 grammar may end; once `is_terminated()`, only they are allowed.
@@ -15,6 +15,8 @@ from abc import ABC, abstractmethod
 from typing import Any, Iterable, List, Optional
 
 import torch
+
+from sglang.runtime.constrained.vocab_bytes import token_bytes_table
 
 GRAMMAR_KINDS = ("regex", "json", "ebnf")
 
@@ -65,11 +67,8 @@ class BaseGrammarBackend(ABC):
     name = "base"
 
     def __init__(self, tokenizer: Any, vocab_size: int, **options: Any):
-        if vocab_size < len(tokenizer):
-            raise ValueError(
-                f"vocab_size={vocab_size} is smaller than the tokenizer's {len(tokenizer)} tokens; "
-                f"pass the model's vocabulary size (the logits width)"
-            )
+        if vocab_size <= 0:
+            raise ValueError(f"vocab_size must be the model's vocabulary size (logits width), got {vocab_size}")
         self.tokenizer = tokenizer
         self.vocab_size = vocab_size
         eos = options.pop("eos_token_ids", None)
@@ -77,6 +76,11 @@ class BaseGrammarBackend(ABC):
             eos = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
         self.eos_token_ids: List[int] = sorted({int(t) for t in eos if 0 <= int(t) < vocab_size})
         self.options = options
+
+    def vocab_bytes(self) -> List[Optional[bytes]]:
+        """Bytes of every usable token id. Tokenizer ids beyond the model's vocabulary (added tokens
+        the embedding lacks) are dropped: the model can never produce them."""
+        return token_bytes_table(self.tokenizer)[: self.vocab_size]
 
     def compile(self, kind: str, spec: str) -> BaseGrammarObject:
         """Compile `spec` of `kind` ("regex", "json" (a JSON-schema string) or "ebnf").

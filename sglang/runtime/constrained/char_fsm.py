@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from typing import Dict, FrozenSet, List, Optional, Set
+from typing import Dict, FrozenSet, Iterable, List, Optional, Set
 
 import interegular
 from interegular.fsm import anything_else
@@ -122,6 +122,10 @@ class CharFSM:
     def _count_explicit(self, lo: int, hi: int) -> int:
         cps = self._explicit_cps
         return bisect.bisect_right(cps, hi) - bisect.bisect_left(cps, lo)
+
+    def states(self) -> Iterable[int]:
+        """Every live state."""
+        return self._map.keys()
 
     @property
     def num_states(self) -> int:

@@ -16,7 +16,6 @@ import torch
 from sglang.runtime.constrained.base_grammar import BaseGrammarBackend, BaseGrammarObject, eos_only_mask
 from sglang.runtime.constrained.json_schema_regex import DEFAULT_WHITESPACE_PATTERN, json_schema_to_regex
 from sglang.runtime.constrained.regex_fsm import RegexFSM
-from sglang.runtime.constrained.vocab_bytes import token_bytes_table
 from sglang.runtime.constrained.vocab_trie import VocabTrie
 
 _TERMINATED = -2  # history marker: an EOS was accepted
@@ -92,9 +91,10 @@ class FSMGrammarBackend(BaseGrammarBackend):
 
     def __init__(self, tokenizer: Any, vocab_size: int, **options: Any):
         super().__init__(tokenizer, vocab_size, **options)
-        self.whitespace_pattern: str = self.options.get("whitespace_pattern") or DEFAULT_WHITESPACE_PATTERN
+        pattern = self.options.get("whitespace_pattern")
+        self.whitespace_pattern: str = DEFAULT_WHITESPACE_PATTERN if pattern is None else pattern  # "" = compact
         self._cache_size: int = int(self.options.get("cache_size", 256))
-        self._trie = VocabTrie(token_bytes_table(tokenizer))
+        self._trie = VocabTrie(self.vocab_bytes())
         self._eos_ids = torch.tensor(self.eos_token_ids, dtype=torch.int64)
         self._fsms: "OrderedDict[str, RegexFSM]" = OrderedDict()
         self._lock = threading.Lock()

@@ -5,8 +5,8 @@ strings than the schema allows:
 - object properties appear in schema order; keys not listed in `properties` are never produced;
 - generic values (`{}`, `{"type": "object"}` without properties) nest at most GENERIC_DEPTH deep;
 - `oneOf` is treated as `anyOf` (exclusivity is not checked);
-- a string `pattern` is generated as a full match of the pattern (anchors dropped); it must not
-  admit `"`, `\\` or control characters, which would need JSON escaping.
+- a string `pattern` is generated as a full match of the pattern (anchors dropped), narrowed so
+  that it never produces characters JSON must escape (see json_string_pattern.py).
 Features a regex cannot express raise ValueError naming them (uniqueItems, recursive $ref,
 pattern together with length bounds, ...): use the xgrammar backend for those.
 
@@ -22,8 +22,7 @@ import json
 import re
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-import jsonschema
-
+from sglang.runtime.constrained.json_string_pattern import json_string_content
 from sglang.runtime.constrained.numeric_regex import integer_range_regex, number_range_regex
 from sglang.runtime.constrained.string_formats import FORMAT_PATTERNS
 
@@ -61,6 +60,10 @@ def load_schema(schema: Union[str, Dict[str, Any], bool]) -> Union[Dict[str, Any
             raise ValueError(f"json_schema is not valid JSON: {exc}") from None
     if not isinstance(schema, (dict, bool)):
         raise ValueError(f"a JSON schema must be an object or a boolean, got {type(schema).__name__}")
+    try:
+        import jsonschema  # optional: without it the schema itself is not meta-validated
+    except ImportError:
+        return schema
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as exc:
@@ -123,7 +126,9 @@ class _Translator:
         }
         if kind is None:
             return self.generic(GENERIC_DEPTH)
-        return handlers[kind]()  # check_schema already rejected unknown type names
+        if kind not in handlers:
+            raise ValueError(f"unknown JSON schema type {kind!r}; expected one of {', '.join(handlers)}")
+        return handlers[kind]()
 
     def _resolve(self, schema: Dict[str, Any], ref_depth: int) -> Dict[str, Any]:
         ref = schema["$ref"]
@@ -167,7 +172,7 @@ class _Translator:
         if "pattern" in schema:
             if "minLength" in schema or "maxLength" in schema:
                 raise ValueError("a string with both pattern and minLength/maxLength is not supported by the fsm backend")
-            return f'"{_content_pattern(schema["pattern"])}"'
+            return f'"{json_string_content(schema["pattern"])}"'
         fmt = schema.get("format")
         if fmt in FORMAT_PATTERNS and not ("minLength" in schema or "maxLength" in schema):
             return f'"{FORMAT_PATTERNS[fmt]}"'
@@ -284,14 +289,3 @@ def _ceil(value: float) -> int:
 
 def _floor(value: float) -> int:
     return int(value) if value == int(value) or value > 0 else int(value) - 1
-
-
-def _content_pattern(pattern: str) -> str:
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"string pattern {pattern!r} is not a valid regex: {exc}") from None
-    body = pattern[1:] if pattern.startswith("^") else pattern
-    if body.endswith("$") and not body.endswith("\\$"):
-        body = body[:-1]
-    return f"({body})"

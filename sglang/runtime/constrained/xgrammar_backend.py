@@ -21,9 +21,8 @@ from sglang.runtime.constrained.base_grammar import BaseGrammarBackend, BaseGram
 from sglang.runtime.constrained.batch_mask import unpack_bitmask
 from sglang.runtime.constrained.json_schema_regex import load_schema
 from sglang.runtime.constrained.string_formats import with_format_patterns
-from sglang.runtime.constrained.vocab_bytes import token_bytes_table
 
-
+# How xgrammar prints the character class of a length-bounded JSON string, and our fix of it.
 _LOOSE_STRING_CHAR = r'[^\"\\\r\n]'
 _STRICT_STRING_CHAR = r'[^\"\\\0-\x1f]'
 
@@ -37,6 +36,7 @@ class XGrammarGrammar(BaseGrammarObject):
         self.matcher = xgr.GrammarMatcher(compiled, override_stop_tokens=eos_ids.tolist() or None)
         self._bitmask = xgr.allocate_token_bitmask(1, vocab_size)
         self._only_eos_cache: Optional[bool] = None  # per state; reset on every change
+        self._num_accepted = 0  # bounds rollback (xgrammar would abort with a C++ check)
 
     def accept_token(self, token_id: int) -> bool:
         if not 0 <= token_id < self._vocab_size or self.matcher.is_terminated():
@@ -44,6 +44,7 @@ class XGrammarGrammar(BaseGrammarObject):
         ok = self.matcher.accept_token(token_id)
         if ok:
             self._only_eos_cache = None
+            self._num_accepted += 1
         return ok
 
     def is_terminated(self) -> bool:
@@ -79,14 +80,19 @@ class XGrammarGrammar(BaseGrammarObject):
     def try_jump_forward(self) -> Optional[str]:
         if self.matcher.is_terminated():
             return None
-        return self.matcher.find_jump_forward_string() or None
+        try:
+            return self.matcher.find_jump_forward_string() or None
+        except UnicodeDecodeError:
+            # The forced bytes stop inside a multi-byte character: nothing safe to jump yet.
+            return None
 
     def rollback(self, num_tokens: int) -> None:
-        if num_tokens < 0:
-            raise ValueError(f"cannot roll back a negative number of tokens ({num_tokens})")
+        if not 0 <= num_tokens <= self._num_accepted:
+            raise ValueError(f"cannot roll back {num_tokens} tokens: only {self._num_accepted} were accepted")
         if num_tokens:
             self.matcher.rollback(num_tokens)
             self._only_eos_cache = None
+            self._num_accepted -= num_tokens
 
     def copy(self) -> "XGrammarGrammar":
         return XGrammarGrammar(self._compiled, self._vocab_size, self._eos_ids)
@@ -104,7 +110,7 @@ class XGrammarBackend(BaseGrammarBackend):
 
     def __init__(self, tokenizer: Any, vocab_size: int, **options: Any):
         super().__init__(tokenizer, vocab_size, **options)
-        vocab = [b or b"" for b in token_bytes_table(tokenizer)]
+        vocab = [b or b"" for b in self.vocab_bytes()]
         info = xgr.TokenizerInfo(
             vocab, xgr.VocabType.RAW, vocab_size=vocab_size, stop_token_ids=self.eos_token_ids or None
         )
@@ -133,8 +139,8 @@ class XGrammarBackend(BaseGrammarBackend):
 
 
 def _escape_controls_in_strings(ebnf: str) -> str:
-    """xgrammar 0.2.8 spells a length-bounded string character as [^"\\\r\n], which admits raw
-    control characters (invalid JSON: they must be escaped). Narrow it to [^"\\\0-\x1f].
+    r"""xgrammar 0.2.8 spells a length-bounded string character as [^\"\\\r\n], which admits raw
+    control characters (invalid JSON: they must be escaped); narrow it to [^\"\\\0-\x1f].
     A no-op if a later xgrammar prints the rule differently."""
     return ebnf.replace(_LOOSE_STRING_CHAR, _STRICT_STRING_CHAR)
 

@@ -96,14 +96,11 @@ class GrammarSupport:
     # ---------------------------------------------------------------- sampling
     @staticmethod
     def build_mask(reqs: List[Req], vocab_size: int, device) -> Optional[torch.Tensor]:
-        rows = [i for i, r in enumerate(reqs) if r.grammar is not None]
-        if not rows:
+        if all(r.grammar is None for r in reqs):
             return None
-        mask = torch.ones((len(reqs), vocab_size), dtype=torch.bool)
-        for i in rows:
-            mask[i].fill_(False)
-            reqs[i].grammar.fill_allowed_mask(mask[i])
-        return mask.to(device)
+        from sglang.runtime.constrained import build_allowed_token_mask
+
+        return build_allowed_token_mask([r.grammar for r in reqs], vocab_size, device)
 
     def accept(self, req: Req, token_id: int) -> None:
         if req.grammar is None:
@@ -130,6 +127,8 @@ class GrammarSupport:
         owned_outputs = req.kv_committed_len - max(len(req.prefix_indices), len(req.origin_input_ids)) + 1
         context = max(min(_JUMP_CONTEXT_TOKENS, unsent, owned_outputs, len(req.output_ids)), 0)
         new_tail, replaced = jump_forward_retokenize(self.tokenizer, req.output_ids, jump, context_tokens=context)
+        if not new_tail:
+            return False  # no tokenization reproduces the text exactly: decode normally instead
         if replaced:
             req.grammar.rollback(replaced)
             del req.output_ids[len(req.output_ids) - replaced:]

@@ -70,9 +70,17 @@ def completion_logprobs(tokens: List, tops: List, text_offset: int) -> Completio
         out.tokens.append(text)
         out.token_logprobs.append(_value(entry[0]))
         top = tops[i] if i < len(tops) else None
-        out.top_logprobs.append({_text(t): _value(t[0]) for t in top} if top else None)
+        out.top_logprobs.append(_top_dict(top) if top else None)
         out.text_offset.append(offset)
         offset += len(text)
+    return out
+
+
+def _top_dict(top: List) -> Dict[str, Optional[float]]:
+    # Distinct tokens may share a text (e.g. partial UTF-8 shows as U+FFFD): keep the likeliest.
+    out: Dict[str, Optional[float]] = {}
+    for entry in top:
+        out.setdefault(_text(entry), _value(entry[0]))
     return out
 
 

@@ -66,10 +66,11 @@ def plan_completion(ctx: ServerContext, req: CompletionRequest) -> CompletionPla
         raise bad_request("suffix (fill-in-the-middle) is not supported by this server", param="suffix")
     n = choose_n(req)
     echo = bool(req.echo)
+    count = len(req.prompt) if req.prompt and isinstance(req.prompt[0], (str, list)) else 1
+    if count * n > MAX_REQUESTS_PER_CALL:
+        raise bad_request(f"{count} prompts x n={n} exceeds {MAX_REQUESTS_PER_CALL} completions per call; "
+                          f"split the request", param="prompt")
     prompts_ids, texts, batch = _prompts(ctx, req.prompt)
-    if len(prompts_ids) * n > MAX_REQUESTS_PER_CALL:
-        raise bad_request(f"{len(prompts_ids)} prompts x n={n} exceeds {MAX_REQUESTS_PER_CALL} completions "
-                          f"per call; split the request", param="prompt")
     params = [sampling_params(req, resolve_max_tokens(req.max_tokens, len(ids), ctx.context_len,
                                                       DEFAULT_MAX_TOKENS), n) for ids in prompts_ids]
     logprobs = completion_logprobs(req.logprobs, echo)
