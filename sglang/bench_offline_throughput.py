@@ -36,7 +36,8 @@ def add_bench_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="Dataset seed.")
     parser.add_argument("--compare-transformers", action="store_true",
                         help="Also time transformers' generate on the same prompts (CPU comparison).")
-    parser.add_argument("--hf-batch-size", type=int, default=16, help="Batch size for the transformers baseline.")
+    parser.add_argument("--hf-batch-size", type=int, nargs="+", default=[16],
+                        help="Batch size(s) for the transformers baseline (left-padded generate); one run each.")
     parser.add_argument("--result-file", default=None, help="Append a JSON line with the results here.")
 
 
@@ -104,11 +105,13 @@ def main(argv=None) -> dict:
           f"{result['elapsed_s']:.2f} s -> {result['output_tok_s']:.1f} output tok/s, "
           f"{result['total_tok_s']:.1f} total tok/s")
     if args.compare_transformers:
-        hf = run_transformers(server_args.model_path, reqs, args.hf_batch_size, server_args.device)
-        report["transformers"] = hf
-        report["ratio_output_tok_s"] = result["output_tok_s"] / hf["output_tok_s"]
-        print(f"transformers generate (batch {args.hf_batch_size}): {hf['output_tok_s']:.1f} output tok/s; "
-              f"ratio sglang/transformers = {report['ratio_output_tok_s']:.2f}x")
+        report["transformers"] = {}
+        for bs in args.hf_batch_size:
+            hf = run_transformers(server_args.model_path, reqs, bs, server_args.device)
+            hf["ratio_sglang_over_hf"] = result["output_tok_s"] / hf["output_tok_s"]
+            report["transformers"][f"batch_{bs}"] = hf
+            print(f"transformers generate (batch {bs}): {hf['output_tok_s']:.1f} output tok/s; "
+                  f"ratio sglang/transformers = {hf['ratio_sglang_over_hf']:.2f}x")
     if args.result_file:
         with open(args.result_file, "a") as f:
             f.write(json.dumps(report) + "\n")

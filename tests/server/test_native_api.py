@@ -3,6 +3,7 @@ disconnects, /metrics and /v1/models."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -158,3 +159,47 @@ def test_abort_request_ends_running_request(http, server):
     body = assert_error_body(results["response"], 400)
     assert "abort" in body["message"]
     wait_kv_idle(server.base_url)
+
+
+def test_abort_parent_rid_ends_every_sample(http, server):
+    results = {}
+
+    def run():
+        body = {"prompt": "abort all samples", "rid": "abort-n", "n": 2, "max_tokens": 1000, "ignore_eos": True}
+        results["response"] = httpx.post(server.base_url + "/v1/completions", timeout=60, json=body)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    deadline = time.monotonic() + 10
+    while http.get("/get_server_info").json()["num_running_reqs"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    http.post("/abort_request", json={"rid": "abort-n"})
+    worker.join(30)
+    assert "abort" in assert_error_body(results["response"], 400)["message"]
+    wait_kv_idle(server.base_url)
+
+
+def test_abort_mid_stream_ends_with_error_event(http, server):
+    body = {"text": "abort my stream", "rid": "abort-stream", "sampling_params": LONG, "stream": True}
+    events = []
+    with httpx.Client(base_url=server.base_url, timeout=60) as client:
+        with client.stream("POST", "/generate", json=body) as response:
+            for line in response.iter_lines():
+                if line.startswith("data:"):
+                    events.append(line[5:].strip())
+                    if len(events) == 2:
+                        http.post("/abort_request", json={"rid": "abort-stream"})
+    assert events[-1] == "[DONE]"
+    error = json.loads(events[-2])["error"]
+    assert error["code"] == 400 and "abort" in error["message"]
+    assert all("error" not in json.loads(e) for e in events[:-2])
+    wait_kv_idle(server.base_url)
+
+
+def test_disconnect_before_non_streamed_answer_aborts(http, server):
+    aborted = _metrics(http)["sglang:num_aborted_requests_total"]
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up long before 1000 tokens are done
+        httpx.post(server.base_url + "/v1/completions", timeout=0.5,
+                   json={"prompt": "never mind", "max_tokens": 1000, "ignore_eos": True})
+    wait_kv_idle(server.base_url, timeout=2.0)  # freed at once, not after the remaining ~1000 steps
+    assert _metrics(http)["sglang:num_aborted_requests_total"] == aborted + 1

@@ -62,7 +62,14 @@ async def abort_request(request: Request) -> Response:
     body = await read_model(request, AbortBody)
     if not body.abort_all and not body.rid:
         raise bad_request("give the 'rid' of the request to abort, or set 'abort_all': true", param="rid")
-    get_ctx(request).tokenizer_manager.abort_request("" if body.abort_all else body.rid)
+    tm = get_ctx(request).tokenizer_manager
+    if body.abort_all:
+        tm.abort_request("")
+        return json_response({"success": True})
+    # n > 1 and batched OpenAI calls run as children '<rid>-<i>': aborting the parent ends them all.
+    children = [rid for rid in list(tm.states) if rid.startswith(body.rid + "-")]
+    for rid in [body.rid, *children]:
+        tm.abort_request(rid)
     return json_response({"success": True})
 
 
@@ -86,7 +93,7 @@ async def health_generate(request: Request) -> Response:
     try:
         await asyncio.wait_for(generate_once(ctx, obj, None), HEALTH_GENERATE_TIMEOUT_S)
     except asyncio.TimeoutError:
-        raise APIError(f"a 1-token generation did not finish within {HEALTH_GENERATE_TIMEOUT_S:.0f} s", 503)
+        raise APIError(f"a 1-token generation did not finish within {HEALTH_GENERATE_TIMEOUT_S:.0f} s", 503) from None
     except APIError as err:
         raise APIError(f"health generation failed: {err.message}", 503) from None
     return Response(status_code=200)
@@ -159,8 +166,8 @@ async def tokenize(request: Request) -> Response:
         raise bad_request("give the text to tokenize as 'prompt'", param="prompt")
     tok = ctx.tokenizer()
     texts = [prompt] if isinstance(prompt, str) else prompt
-    # Long texts take a while to tokenize: keep the event loop serving other requests meanwhile.
-    ids = await asyncio.to_thread(_encode_all, tok, texts, body.add_special_tokens)
+    # On the event loop, not a thread: HF fast tokenizers are not safe to share across threads.
+    ids = _encode_all(tok, texts, body.add_special_tokens)
     if isinstance(prompt, str):
         return json_response({"tokens": ids[0], "count": len(ids[0]), "max_model_len": ctx.context_len})
     return json_response({"tokens": ids, "count": [len(x) for x in ids], "max_model_len": ctx.context_len})

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from sglang.runtime.entrypoints.json_response import json_response
 from sglang.runtime.entrypoints.openai.errors import APIError, bad_request
 from sglang.runtime.entrypoints.request_body import read_json_object, validate_model
-from sglang.runtime.entrypoints.request_runner import generate_once, generate_stream
+from sglang.runtime.entrypoints.request_runner import abort_error_of, generate_once, generate_stream
 from sglang.runtime.entrypoints.server_context import MAX_N, MAX_REQUESTS_PER_CALL, ServerContext
 from sglang.runtime.entrypoints.streaming import SSE_DONE, SSEResponse, sse_event
 from sglang.runtime.managers.generate_input import GenerateReqInput
@@ -76,12 +76,19 @@ async def handle_generate(ctx: ServerContext, request: Request) -> Response:
     check_request_count(obj)
     if not obj.stream:
         return json_response(await generate_once(ctx, obj, request))
-    return SSEResponse(_sse(await generate_stream(ctx, obj)))
+    outputs = await generate_stream(ctx, obj)
+    return SSEResponse(_sse(outputs), source=outputs)
 
 
 async def _sse(outputs: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+    """Chunks until done; an abort (client abort, scheduler rejection) ends the stream with an
+    error event, as does a runtime failure."""
     try:
         async for out in outputs:
+            error = abort_error_of(out)
+            if error is not None:
+                yield sse_event({"error": error.body()})
+                break
             yield sse_event(out)
     except APIError as err:
         yield sse_event({"error": err.body()})

@@ -91,7 +91,7 @@ async def generate_stream(ctx: ServerContext, obj: GenerateReqInput) -> AsyncIte
     if error is not None:
         await source.aclose()
         raise error
-    return _prepend(first, source)
+    return _Prepended(first, source)
 
 
 async def _translate_errors(source: AsyncIterator[Any]) -> AsyncIterator[Any]:
@@ -107,14 +107,27 @@ async def _translate_errors(source: AsyncIterator[Any]) -> AsyncIterator[Any]:
         await source.aclose()
 
 
-async def _prepend(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    try:
-        if first is not None:
-            yield first
-        async for item in rest:
-            yield item
-    finally:
-        await rest.aclose()
+class _Prepended:
+    """`first` then the rest of `rest`. A class rather than a generator so that aclose() closes
+    `rest` (and so aborts the request) even if iteration never started."""
+
+    _USED = object()
+
+    def __init__(self, first: Any, rest: AsyncIterator[Any]):
+        self._first = first if first is not None else self._USED
+        self._rest = rest
+
+    def __aiter__(self) -> "_Prepended":
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._first is not self._USED:
+            first, self._first = self._first, self._USED
+            return first
+        return await self._rest.__anext__()
+
+    async def aclose(self) -> None:
+        await self._rest.aclose()
 
 
 async def _cancel_on_disconnect(request: Optional[Request], work: Awaitable[Any]) -> Any:

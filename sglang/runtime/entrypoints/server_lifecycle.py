@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from typing import List, Optional
 
 import httpx
@@ -45,7 +46,9 @@ def _on_signal(signum: int, frame) -> None:
 
 def serve(server_args: ServerArgs) -> int:
     """Run the server until a signal or a fatal error; returns the process exit code."""
-    resolve_chat_template(server_args.chat_template)  # fail in milliseconds, not after model load
+    # Fail in milliseconds, not after the model has loaded.
+    resolve_chat_template(server_args.chat_template)
+    check_port_free(server_args.host, server_args.port)
     previous = {sig: signal.signal(sig, _on_signal) for sig in _SIGNALS}
     procs: List[tuple] = []
     exit_code = 0
@@ -65,6 +68,17 @@ def serve(server_args: ServerArgs) -> int:
             signal.signal(sig, handler)
     logger.info("server stopped")
     return exit_code
+
+
+def check_port_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise RuntimeError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port "
+                               f"or stop the process using it") from None
 
 
 def build_context(server_args: ServerArgs, tokenizer_manager) -> ServerContext:

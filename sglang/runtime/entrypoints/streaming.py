@@ -3,13 +3,13 @@
 Closing matters for memory: when a client disconnects, the generation generator must be closed
 so that the tokenizer manager's `finally` sends an abort and the scheduler frees the request's KV
 slots. Starlette cancels the stream task on disconnect, but if the cancel lands while our
-generator is suspended at a `yield`, nothing closes it until garbage collection; SSEResponse
-closes it explicitly.
+generator is suspended at a `yield` (or before it started), nothing closes it until garbage
+collection; SSEResponse closes it explicitly.
 """
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Optional
 
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -25,13 +25,19 @@ def sse_event(payload: Any) -> bytes:
 
 
 class SSEResponse(StreamingResponse):
-    def __init__(self, content: AsyncIterator[bytes]):
+    """`content` renders events from `source` (the runtime's output stream); both are closed when
+    the response ends for any reason. `source` is closed separately because a generator that never
+    started (client gone before the first byte) does not close what it would have iterated."""
+
+    def __init__(self, content: AsyncIterator[bytes], source: Optional[AsyncIterator[Any]] = None):
         super().__init__(content, media_type="text/event-stream", headers=SSE_HEADERS)
+        self.source = source
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
-            aclose = getattr(self.body_iterator, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            for stream in (self.body_iterator, self.source):
+                aclose = getattr(stream, "aclose", None)
+                if aclose is not None:
+                    await aclose()

@@ -55,7 +55,7 @@ async def handle_chat(ctx: ServerContext, request: Request) -> Response:
         result = await generate_once(ctx, plan.obj, request)
         return json_response(_response(ctx, plan, result, response_id))
     outputs = await generate_stream(ctx, plan.obj)
-    return SSEResponse(_stream(ctx, plan, outputs, response_id, wants_usage_chunk(req)))
+    return SSEResponse(_stream(ctx, plan, outputs, response_id, wants_usage_chunk(req)), source=outputs)
 
 
 def plan_chat(ctx: ServerContext, req: ChatCompletionRequest) -> ChatPlan:
