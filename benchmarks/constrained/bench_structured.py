@@ -13,7 +13,10 @@ import argparse
 import datetime
 import json
 import subprocess
+import sys
 import time
+
+import torch
 
 from sglang.testing.fixtures import tiny_model_dir
 from sglang.testing.scheduler_harness import SchedulerHarness
@@ -39,7 +42,9 @@ def timed_run(h: SchedulerHarness, n: int, params: dict, tag: str) -> dict:
             decode_time += time.perf_counter() - t
     elapsed = time.perf_counter() - start
     decode_steps = h.scheduler.stats["decode_steps"] - before["decode_steps"]
-    return {"elapsed_s": elapsed, "decode_steps": decode_steps,
+    out_tokens = sum(len(h.results[f"{tag}{i}"].output_ids) for i in range(n))
+    return {"elapsed_s": elapsed, "decode_steps": decode_steps, "output_tokens": out_tokens,
+            "output_tok_s": out_tokens / elapsed,
             "ms_per_decode_step": 1e3 * decode_time / max(decode_steps, 1),
             "forward_steps": h.scheduler.stats["forward_steps"] - before["forward_steps"]}
 
@@ -50,9 +55,12 @@ def main() -> None:
     parser.add_argument("--backend", default="xgrammar", choices=["xgrammar", "fsm"])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--out", default=None, help="write the JSON result here")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--load-format", default="auto")
     args = parser.parse_args()
     model = args.model or tiny_model_dir("llama")
-    h = SchedulerHarness(model, grammar_backend=args.backend)
+    opts = {"device": args.device, "load_format": args.load_format}
+    h = SchedulerHarness(model, grammar_backend=args.backend, **opts)
     timed_run(h, 4, {"max_new_tokens": 8}, "warm")
     free = timed_run(h, args.batch, {"max_new_tokens": 64, "min_new_tokens": 64, "temperature": 1.0,
                                      "ignore_eos": True}, "free")
@@ -61,15 +69,15 @@ def main() -> None:
                "json_vs_unconstrained_step_ratio": free["ms_per_decode_step"] / constrained["ms_per_decode_step"]}
     jf = {}
     for disable in (False, True):
-        hj = SchedulerHarness(model, grammar_backend=args.backend, disable_jump_forward=disable)
+        hj = SchedulerHarness(model, grammar_backend=args.backend, disable_jump_forward=disable, **opts)
         timed_run(hj, 2, {"max_new_tokens": 8, "regex": EXTRACTION}, "warm")
         jf["off" if disable else "on"] = timed_run(hj, args.batch, {"max_new_tokens": 128, "temperature": 1.0,
                                                                    "regex": EXTRACTION}, "x")
     results["jump_forward"] = {**jf, "speedup": jf["off"]["elapsed_s"] / jf["on"]["elapsed_s"]}
-    record = {"device": "cpu (2 cores)", "date": datetime.date.today().isoformat(),
+    record = {"device": "cpu (2 cores)" if args.device == "cpu" else torch.cuda.get_device_name(), "date": datetime.date.today().isoformat(),
               "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                                        text=True).stdout.strip(),
-              "command": "python benchmarks/constrained/bench_structured.py --backend " + args.backend,
+              "command": "python benchmarks/constrained/bench_structured.py " + " ".join(sys.argv[1:]),
               "model": "tiny llama (2 layers, hidden 64)" if args.model is None else args.model,
               "backend": args.backend, "batch": args.batch, "results": results}
     print(json.dumps(record, indent=2))

@@ -49,7 +49,9 @@ def _decode_split_kernel(
     seq_len = tl.load(Seq_lens + b).to(tl.int32)
     row = tl.load(Req_pool_indices + b).to(tl.int64)
     kv_lo = tl.maximum(seq_len - window, 0)  # the query at seq_len - 1 sees the last `window` positions
-    per_split = tl.cdiv(seq_len - kv_lo, NUM_SPLITS)
+    # Whole tiles per split: short sequences use fewer splits (the rest exit at once) instead of
+    # every split loading a mostly-masked tile.
+    per_split = tl.cdiv(tl.cdiv(seq_len - kv_lo, NUM_SPLITS), BLOCK_N) * BLOCK_N
     start = kv_lo + split * per_split
     end = tl.minimum(start + per_split, seq_len)
 

@@ -215,3 +215,34 @@ def test_port_in_use_fails_before_loading():
         busy.listen()
         done = _launch("--port", str(busy.getsockname()[1]))
     assert done.returncode == 1 and "choose another --port" in done.stderr
+
+
+# ---------------------------------------------------------------------------------- child watchdog
+def test_dead_child_stops_the_server():
+    import asyncio
+    from types import SimpleNamespace
+
+    from sglang.runtime.entrypoints.server_context import ServerContext
+    from sglang.runtime.entrypoints.server_lifecycle import SGLangServer, uvicorn_config
+
+    class Proc:
+        def __init__(self, alive):
+            self.alive, self.pid, self.exitcode = alive, 123, None if alive else -9
+
+        def is_alive(self):
+            return self.alive
+
+    procs = [("scheduler", Proc(True)), ("detokenizer", Proc(True))]
+    tm = SimpleNamespace(procs=procs, close=lambda: None)
+    ctx = ServerContext(parse_server_args(["--model-path", "/m", "--device", "cpu"]), tm)
+    server = SGLangServer(uvicorn_config(ctx), ctx)
+
+    async def run():
+        watch = asyncio.ensure_future(server.watch_children())
+        await asyncio.sleep(0.1)
+        assert not watch.done() and not server.should_exit  # all alive: keeps watching
+        procs[1][1].alive = False
+        await asyncio.wait_for(watch, 5)
+
+    asyncio.run(run())
+    assert server.should_exit and server.exit_code == 1

@@ -77,8 +77,12 @@ async def abort_request(request: Request) -> Response:
 @router.get("/health")
 async def health(request: Request) -> Response:
     ctx = get_ctx(request)
-    if ctx.tokenizer_manager.dead_error is not None:
-        raise APIError(ctx.tokenizer_manager.dead_error, 503)
+    tm = ctx.tokenizer_manager
+    if tm.dead_error is not None:
+        raise APIError(tm.dead_error, 503)
+    dead = [name for name, proc in tm.procs if not proc.is_alive()]
+    if dead:
+        raise APIError(f"the {dead[0]} process has exited; the server is shutting down", 503)
     if not ctx.ready:
         raise APIError("the server is starting (warm-up not finished); retry shortly", 503)
     return Response(status_code=200)

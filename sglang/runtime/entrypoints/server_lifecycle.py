@@ -3,7 +3,8 @@
 Order: check cheap options (chat template) -> start scheduler and detokenizer -> uvicorn binds
 and logs "listening on ..." -> one warm-up request through the real HTTP path -> /health turns
 200. SIGTERM/SIGINT: uvicorn drains connections, the tokenizer manager closes on its loop, then
-the child processes are stopped, and the process exits 0.
+the child processes are stopped, and the process exits 0. If a child process dies, the server
+logs which one and exits 1.
 
 uvicorn re-raises the signal it handled once it has stopped; our own handler (installed before
 uvicorn, so uvicorn restores it) turns that into ShutdownRequested, which unwinds to `serve`'s
@@ -31,6 +32,7 @@ from sglang.runtime.server_args import ServerArgs
 logger = logging.getLogger(__name__)
 
 WARMUP_TIMEOUT_S = 600.0
+CHILD_CHECK_PERIOD_S = 0.5
 GRACEFUL_SHUTDOWN_S = 5
 KEEP_ALIVE_S = 5
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -55,7 +57,7 @@ def serve(server_args: ServerArgs) -> int:
     try:
         tokenizer_manager, procs = launch_runtime(server_args)
         ctx = build_context(server_args, tokenizer_manager)
-        server = SGLangServer(_uvicorn_config(ctx), ctx)
+        server = SGLangServer(uvicorn_config(ctx), ctx)
         server.run()
         exit_code = server.exit_code
     except ShutdownRequested as sig:
@@ -89,7 +91,7 @@ def build_context(server_args: ServerArgs, tokenizer_manager) -> ServerContext:
     return ServerContext(server_args, tokenizer_manager, metrics, template, ready=server_args.skip_server_warmup)
 
 
-def _uvicorn_config(ctx: ServerContext) -> uvicorn.Config:
+def uvicorn_config(ctx: ServerContext) -> uvicorn.Config:
     args = ctx.server_args
     return uvicorn.Config(
         create_app(ctx), host=args.host, port=args.port, log_level=args.log_level, loop="asyncio", http="h11",
@@ -114,7 +116,7 @@ class SGLangServer(uvicorn.Server):
         super().__init__(config)
         self.ctx = ctx
         self.exit_code = 0
-        self._warmup: Optional[asyncio.Task] = None
+        self._tasks: List[asyncio.Task] = []
 
     async def startup(self, sockets=None) -> None:
         await super().startup(sockets)
@@ -122,7 +124,22 @@ class SGLangServer(uvicorn.Server):
             return
         args = self.ctx.server_args
         logger.info("listening on http://%s:%d", args.host, args.port)
-        self._warmup = asyncio.get_running_loop().create_task(self._warm_up())
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._warm_up()), loop.create_task(self.watch_children())]
+
+    async def watch_children(self) -> None:
+        """A dead scheduler or detokenizer takes the server down (exit code 1) instead of leaving
+        it up to answer every request with an error."""
+        while not self.should_exit:
+            dead = [(name, proc) for name, proc in self.ctx.tokenizer_manager.procs if not proc.is_alive()]
+            if dead:
+                name, proc = dead[0]
+                logger.error("the %s process (pid %s) exited with code %s; shutting the server down",
+                             name, proc.pid, proc.exitcode)
+                self.exit_code = 1
+                self.should_exit = True
+                return
+            await asyncio.sleep(CHILD_CHECK_PERIOD_S)
 
     async def _warm_up(self) -> None:
         args = self.ctx.server_args

@@ -115,20 +115,22 @@ class ScheduleBatch:
         slots = res.alloc_slots(len(reqs))
         if slots is None:
             raise OutOfKVMemory(f"cannot allocate {len(reqs)} KV slots for decode")
-        table = res.req_to_token_pool.req_to_token
-        rows = torch.tensor([r.req_pool_idx for r in reqs], dtype=torch.int64)
-        positions = torch.tensor([r.kv_committed_len for r in reqs], dtype=torch.int64)
-        table[rows.to(table.device), positions.to(table.device)] = slots.to(device=table.device, dtype=torch.int32)
         seq_lens = [r.kv_committed_len + 1 for r in reqs]
-        dev = res.device
+        # One host tensor, one copy to the device: per-step host overhead matters at decode.
+        host = torch.tensor([[r.output_ids[-1] for r in reqs], [r.kv_committed_len for r in reqs],
+                             [r.req_pool_idx for r in reqs], seq_lens], dtype=torch.int64)
+        packed = torch.cat([host, slots.view(1, -1)]).to(res.device, non_blocking=True)
+        input_ids, positions, rows, seq_lens_t, out_loc = packed.unbind(0)
+        table = res.req_to_token_pool.req_to_token
+        table[rows, positions] = out_loc.to(torch.int32)
         return ForwardBatch(
             forward_mode=ForwardMode.DECODE,
             batch_size=len(reqs),
-            input_ids=torch.tensor([r.output_ids[-1] for r in reqs], dtype=torch.int64, device=dev),
-            positions=positions.to(dev),
-            req_pool_indices=rows.to(dev),
-            seq_lens=torch.tensor(seq_lens, dtype=torch.int64, device=dev),
-            out_cache_loc=slots.to(dev),
+            input_ids=input_ids,
+            positions=positions,
+            req_pool_indices=rows,
+            seq_lens=seq_lens_t,
+            out_cache_loc=out_loc,
             seq_lens_cpu=seq_lens,
             req_to_token_pool=res.req_to_token_pool,
             kv_pool=res.kv_pool,

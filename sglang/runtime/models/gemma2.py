@@ -68,14 +68,15 @@ class Gemma2Model(LlamaModel):
     def __init__(self, config: PretrainedConfig):
         super().__init__(config)
         self.norm = GemmaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
-        self.embed_scale = float(config.hidden_size) ** 0.5
+        # sqrt(hidden) rounded to the model dtype, as transformers does; a buffer (not a per-step
+        # host->device copy) so decode can be captured in a CUDA graph.
+        scale = torch.tensor(float(config.hidden_size) ** 0.5, dtype=torch.float32)
+        self.register_buffer("embed_scale", scale.to(torch.get_default_dtype()), persistent=False)
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor,
                 forward_batch: ForwardBatch) -> torch.Tensor:
         embeds = self.embed_tokens(input_ids)
-        # float32 first, then the model dtype: the same rounding of sqrt(hidden) as transformers.
-        scale = torch.tensor(self.embed_scale, dtype=torch.float32, device=embeds.device).to(embeds.dtype)
-        hidden_states = embeds * scale
+        hidden_states = embeds * self.embed_scale.to(embeds.dtype)
         residual = None
         for layer in self.layers:
             hidden_states, residual = layer(positions, hidden_states, forward_batch, residual)

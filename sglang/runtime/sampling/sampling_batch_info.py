@@ -85,12 +85,14 @@ class SamplingBatchInfo:
         greedy = [p.top_k == 1 or p.temperature < GREEDY_TEMPERATURE_EPS for p in params]
         top_ks = [1 if g else _effective_top_k(p.top_k, vocab_size) for p, g in zip(params, greedy)]
         sampled = [i for i, g in enumerate(greedy) if not g]
+        # An all-greedy batch is an argmax: its per-row tensors stay on the host (no copies).
+        row_device = device if sampled else torch.device("cpu")
 
         def floats(values: List[float]) -> torch.Tensor:
-            return torch.tensor(values, dtype=torch.float32, device=device)
+            return torch.tensor(values, dtype=torch.float32, device=row_device)
 
         def ints(values: List[int]) -> torch.Tensor:
-            return torch.tensor(values, dtype=torch.int64, device=device)
+            return torch.tensor(values, dtype=torch.int64, device=row_device)
 
         return cls(
             batch_size=len(reqs),
@@ -101,7 +103,7 @@ class SamplingBatchInfo:
             min_ps=floats([float(p.min_p) for p in params]),
             seeds=ints([wrap_seed(r.seed) for r in reqs]),
             steps=ints([len(r.output_ids) for r in reqs]),
-            greedy_mask=torch.tensor(greedy, dtype=torch.bool, device=device),
+            greedy_mask=torch.tensor(greedy, dtype=torch.bool, device=row_device),
             is_all_greedy=not sampled,
             need_top_p=any(params[i].top_p < 1.0 for i in sampled),
             need_top_k=any(top_ks[i] < vocab_size for i in sampled),
