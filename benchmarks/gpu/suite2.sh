@@ -6,7 +6,7 @@ OUT=${1:-/tmp/out}
 export PYTHONUNBUFFERED=1 PYTHONPATH=.:${PYTHONPATH:-}
 python3 -m sglang.testing.tiny_model --shape llama-3-8b --out /tmp/l8b >/dev/null 2>&1
 timeout 150 python3 benchmarks/constrained/bench_structured.py --model /tmp/l8b --load-format dummy --device cuda \
-  --out "$OUT/structured.json" 2>&1 | grep -E "ratio|speedup|output_tok_s" | head -8
+  --out "$OUT/structured.json" > "$OUT/structured.log" 2>&1; grep -E "ratio|speedup|output_tok_s|Error" "$OUT/structured.log" | head -12
 GSP="--dataset-name generated-shared-prefix --gsp-num-groups 8 --gsp-prompts-per-group 32 --gsp-system-prompt-len 2048 --gsp-question-len 128 --gsp-output-len 32 --flush-cache --disable-tqdm"
 for mode in on off; do
   extra=""; [ $mode = off ] && extra="--disable-radix-cache"

@@ -82,3 +82,24 @@ def test_repeated_prompt_hits_the_cache(model_path, prompts):
     assert h.results["first"].cached_tokens == 0
     assert h.results["second"].cached_tokens >= len(long_prompt) - 1
     assert h.results["first"].output_ids == h.results["second"].output_ids
+
+
+def test_simultaneous_requests_sharing_a_prefix_compute_it_once(model_path):
+    """Requests that arrive together and share an uncached prefix: one computes it, the others
+    are deferred a batch and reuse it from the radix cache."""
+    import random
+
+    rng = random.Random(0)
+    groups = [[rng.randrange(900) for _ in range(120)] for _ in range(3)]
+    computed = {}
+    for disable in (False, True):
+        h = SchedulerHarness(model_path, disable_radix_cache=disable)
+        for g, prefix in enumerate(groups):
+            for j in range(6):
+                h.submit(f"{g}-{j}", input_ids=prefix + [rng.randrange(900) for _ in range(8)],
+                         params={"max_new_tokens": 2, "temperature": 0})
+        h.run_until_idle()
+        computed[disable] = h.scheduler.stats["prefill_tokens"]
+    total = 3 * 6 * 128
+    assert computed[True] == total
+    assert computed[False] <= 3 * 128 + 3 * 5 * 8 + 3 * 5 * 32  # each prefix once (up to a partial block)

@@ -21,10 +21,24 @@ from sglang.runtime.managers.req import Req
 # A running request is assumed to need at most this many more tokens soon; beyond it the adaptive
 # ratio and retraction take over. Keeps one request with max_new_tokens=1e6 from blocking admission.
 _RESERVE_CLIP = 4096
+# In-batch prefix sharing is detected on blocks of this many tokens; a request is deferred when it
+# would recompute at least one whole block that another request of the batch computes.
+_SHARE_BLOCK = 32
+
+
+def _block_hashes(ids: List[int], start: int) -> List[int]:
+    """Cumulative hashes of ids[:k * _SHARE_BLOCK] for each whole block ending after `start`."""
+    out, h = [], 0
+    for k in range(1, len(ids) // _SHARE_BLOCK + 1):
+        h = hash((h, tuple(ids[(k - 1) * _SHARE_BLOCK : k * _SHARE_BLOCK])))
+        if k * _SHARE_BLOCK > start:
+            out.append(h)
+    return out
 
 
 class AddResult(Enum):
     ADDED = auto()
+    DEFER = auto()  # shares an uncached prefix with a request already in this batch: next batch
     NO_TOKEN = auto()  # not enough KV memory: stop admitting
     OTHER = auto()  # another limit (requests, prefill tokens): stop admitting
 
@@ -43,6 +57,7 @@ class PrefillAdder:
         self.planned = 0  # KV tokens this batch will allocate
         self.can_run: List[Req] = []
         self.new_chunked_req: Optional[Req] = None
+        self.batch_prefixes: set = set()  # block hashes of prefixes this batch computes
 
     def _reserve(self, req: Req) -> int:
         return int(min(req.remaining_new_tokens(), _RESERVE_CLIP) * self.new_token_ratio)
@@ -73,19 +88,29 @@ class PrefillAdder:
         match = self.tree_cache.match_prefix(req.fill_ids[: req.max_prefix_len()])
         prefix_len = len(match.indices)
         extend = len(req.fill_ids) - prefix_len
+        blocks = [] if self.tree_cache.disabled else _block_hashes(req.fill_ids, prefix_len)
+        if blocks and blocks[0] in self.batch_prefixes:
+            # Another request of this batch computes the same uncached block; once it is cached
+            # (right after this batch) this one reuses it instead of computing it again.
+            return AddResult.DEFER
+        # Lock before measuring: the matched prefix stops being evictable memory once it is ours.
+        self.tree_cache.inc_lock_ref(match.last_node)
         rem_total = self.rem_total()
         chunk_cap = self.rem_chunk if self.rem_chunk is not None else extend
         if extend + self._reserve(req) <= rem_total and extend <= self.rem_input and extend <= chunk_cap:
             take = extend
         elif self.can_run or self.new_chunked_req is not None:
             # Something is already admitted: let this one wait for a later batch.
+            self.tree_cache.dec_lock_ref(match.last_node)
             return AddResult.NO_TOKEN if extend > rem_total else AddResult.OTHER
         else:
             # Alone in the batch: take a chunk of what fits, so long prompts always progress.
             take = min(extend, rem_total, self.rem_input, chunk_cap)
             if take <= 0:
+                self.tree_cache.dec_lock_ref(match.last_node)
                 return AddResult.NO_TOKEN
         self._lock(req, match)
+        self.batch_prefixes.update(blocks)
         req.fill_ids = req.fill_ids[: prefix_len + take]
         req.extend_input_len = take
         req.is_chunked = take < extend
@@ -95,9 +120,9 @@ class PrefillAdder:
         return AddResult.ADDED
 
     def _lock(self, req: Req, match) -> None:
+        """Record the (already locked) match on the request."""
         req.prefix_indices = match.indices
         req.last_node = match.last_node
-        self.tree_cache.inc_lock_ref(match.last_node)
         if not req.prefilled_once:
             req.cached_tokens = len(match.indices)
         self.slots_left -= 1

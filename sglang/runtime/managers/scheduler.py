@@ -190,6 +190,8 @@ class Scheduler:
             if adder.new_chunked_req is not None:
                 break
             result = adder.add_one(req)
+            if result == AddResult.DEFER:
+                continue
             if result != AddResult.ADDED:
                 break
             admitted.add(id(req))
@@ -220,6 +222,10 @@ class Scheduler:
                 self._append(req, next_ids[i])
             if req.to_abort is not None and req.finished_reason is None:
                 req.finished_reason = finish_abort(req.to_abort)
+            if req.finished_reason is None:
+                # The prompt goes into the radix tree now, not at finish: requests admitted
+                # next batch (e.g. deferred ones sharing this prefix) reuse it at once.
+                self.tree_cache.cache_unfinished_req(req)
             self._after_token(req, keep_running=True)
 
     def _record_input_logprobs(self, reqs: List[Req], fb, out) -> None:
