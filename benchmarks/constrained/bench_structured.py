@@ -69,7 +69,10 @@ def main() -> None:
                "json_vs_unconstrained_step_ratio": free["ms_per_decode_step"] / constrained["ms_per_decode_step"]}
     jf = {}
     for disable in (False, True):
-        hj = SchedulerHarness(model, grammar_backend=args.backend, disable_jump_forward=disable, **opts)
+        h.scheduler.tree_cache.reset()  # hand the model runner (and its KV pool) to the next harness
+        hj = SchedulerHarness(model, runner=h.runner, grammar_backend=args.backend, disable_jump_forward=disable,
+                              **opts)
+        h = hj
         timed_run(hj, 2, {"max_new_tokens": 8, "regex": EXTRACTION}, "warm")
         jf["off" if disable else "on"] = timed_run(hj, args.batch, {"max_new_tokens": 128, "temperature": 1.0,
                                                                    "regex": EXTRACTION}, "x")
