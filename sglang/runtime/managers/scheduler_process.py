@@ -22,6 +22,13 @@ _IDLE_POLL_MS = 100
 
 def run_scheduler_process(server_args: ServerArgs, port_args: PortArgs, pipe_writer, tp_rank: int = 0) -> None:
     configure_logging(server_args.log_level, prefix=f"scheduler TP{tp_rank}")
+    # tqdm's default lock is a multiprocessing semaphore that leaks (with a warning at exit) when
+    # this process is terminated; a thread lock is all one process needs.
+    import threading
+
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
     parent = os.getppid()
     try:
         from sglang.runtime.managers.scheduler import Scheduler
