@@ -16,24 +16,13 @@ import json
 import logging
 import time
 
-from sglang.benchmark.datasets import random_requests, shared_prefix_requests
+from sglang.benchmark.datasets import add_dataset_args, random_requests, shared_prefix_requests
 from sglang.runtime.server_args import ServerArgs
 
 
 def add_bench_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset-name", default="random", choices=["random", "random-ids", "generated-shared-prefix"],
-                        help="Synthetic dataset to generate (no downloads).")
-    parser.add_argument("--num-prompts", type=int, default=100, help="Number of prompts.")
-    parser.add_argument("--random-input-len", type=int, default=256, help="Prompt length (max) in tokens.")
-    parser.add_argument("--random-output-len", type=int, default=64, help="Output length (max) in tokens.")
-    parser.add_argument("--random-range-ratio", type=float, default=0.0,
-                        help="Lengths are drawn uniformly in [len * ratio, len]; 1 means fixed lengths.")
-    parser.add_argument("--gsp-num-groups", type=int, default=8, help="generated-shared-prefix: number of groups.")
-    parser.add_argument("--gsp-prompts-per-group", type=int, default=16, help="generated-shared-prefix: prompts per group.")
-    parser.add_argument("--gsp-system-prompt-len", type=int, default=512, help="generated-shared-prefix: shared prefix length.")
-    parser.add_argument("--gsp-question-len", type=int, default=64, help="generated-shared-prefix: per-prompt suffix length.")
-    parser.add_argument("--gsp-output-len", type=int, default=64, help="generated-shared-prefix: output length.")
-    parser.add_argument("--seed", type=int, default=1, help="Dataset seed.")
+    add_dataset_args(parser, num_prompts=100, random_input_len=256, random_output_len=64, gsp_num_groups=8,
+                     gsp_system_prompt_len=512, gsp_question_len=64, gsp_output_len=64)
     parser.add_argument("--compare-transformers", action="store_true",
                         help="Also time transformers' generate on the same prompts (CPU comparison).")
     parser.add_argument("--hf-batch-size", type=int, nargs="+", default=[16],

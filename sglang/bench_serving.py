@@ -17,6 +17,7 @@ import argparse
 from typing import List, Optional
 
 from sglang.benchmark.serving_benchmark import run_benchmark
+from sglang.benchmark.datasets import add_dataset_args
 from sglang.benchmark.serving_clients import BACKEND_NAMES
 
 __all__ = ["build_parser", "parse_args", "run_benchmark", "main"]
@@ -31,23 +32,6 @@ def _add_target_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="Model name for OpenAI routes; default: the server's /v1/models.")
     p.add_argument("--tokenizer", default=None,
                    help="Tokenizer directory for the dataset; default: the server's model path from /get_model_info.")
-
-
-def _add_dataset_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset-name", default="random", choices=("random", "random-ids", "generated-shared-prefix"),
-                   help="random: text prompts; random-ids: token-id prompts; generated-shared-prefix: groups "
-                        "sharing a system prompt.")
-    p.add_argument("--num-prompts", type=int, default=1000, help="Prompts for the random datasets.")
-    p.add_argument("--random-input-len", type=int, default=1024, help="Prompt tokens (max).")
-    p.add_argument("--random-output-len", type=int, default=1024, help="Output tokens (max).")
-    p.add_argument("--random-range-ratio", type=float, default=0.0,
-                   help="Lengths are drawn uniformly in [len * ratio, len]; 1 fixes them.")
-    p.add_argument("--gsp-num-groups", type=int, default=64, help="generated-shared-prefix: groups.")
-    p.add_argument("--gsp-prompts-per-group", type=int, default=16, help="generated-shared-prefix: prompts per group.")
-    p.add_argument("--gsp-system-prompt-len", type=int, default=2048, help="generated-shared-prefix: shared prefix tokens.")
-    p.add_argument("--gsp-question-len", type=int, default=128, help="generated-shared-prefix: per-prompt tokens.")
-    p.add_argument("--gsp-output-len", type=int, default=256, help="generated-shared-prefix: output tokens.")
-    p.add_argument("--seed", type=int, default=1, help="Seed for the dataset and the arrival times.")
 
 
 def _add_load_args(p: argparse.ArgumentParser) -> None:
@@ -69,7 +53,7 @@ def _add_output_args(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sglang.bench_serving", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    for add in (_add_target_args, _add_dataset_args, _add_load_args, _add_output_args):
+    for add in (_add_target_args, add_dataset_args, _add_load_args, _add_output_args):
         add(p)
     return p
 

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import argparse
 import random
 import re
 from dataclasses import dataclass
@@ -79,3 +80,25 @@ def shared_prefix_requests(tokenizer, vocab_size: int, num_groups: int, prompts_
             out.append(_as_text(tokenizer, prompt, output_len) if as_text else BenchRequest(prompt, output_len))
     rng.shuffle(out)
     return out
+
+
+def add_dataset_args(p: argparse.ArgumentParser, **defaults) -> None:
+    """The dataset flags shared by the benchmark CLIs (upstream's names); `defaults` overrides the
+    default of any of them by destination name, e.g. num_prompts=100."""
+    d = {"num_prompts": 1000, "random_input_len": 1024, "random_output_len": 1024, "gsp_num_groups": 64,
+         "gsp_prompts_per_group": 16, "gsp_system_prompt_len": 2048, "gsp_question_len": 128,
+         "gsp_output_len": 256, **defaults}
+    p.add_argument("--dataset-name", default="random", choices=("random", "random-ids", "generated-shared-prefix"),
+                   help="random: text prompts; random-ids: token-id prompts; generated-shared-prefix: groups "
+                        "sharing a system prompt.")
+    p.add_argument("--num-prompts", type=int, default=d["num_prompts"], help="Prompts for the random datasets.")
+    p.add_argument("--random-input-len", type=int, default=d["random_input_len"], help="Prompt tokens (max).")
+    p.add_argument("--random-output-len", type=int, default=d["random_output_len"], help="Output tokens (max).")
+    p.add_argument("--random-range-ratio", type=float, default=0.0,
+                   help="Lengths are drawn uniformly in [len * ratio, len]; 1 fixes them.")
+    p.add_argument("--gsp-num-groups", type=int, default=d["gsp_num_groups"], help="generated-shared-prefix: groups.")
+    p.add_argument("--gsp-prompts-per-group", type=int, default=d["gsp_prompts_per_group"], help="generated-shared-prefix: prompts per group.")
+    p.add_argument("--gsp-system-prompt-len", type=int, default=d["gsp_system_prompt_len"], help="generated-shared-prefix: shared prefix tokens.")
+    p.add_argument("--gsp-question-len", type=int, default=d["gsp_question_len"], help="generated-shared-prefix: per-prompt tokens.")
+    p.add_argument("--gsp-output-len", type=int, default=d["gsp_output_len"], help="generated-shared-prefix: output tokens.")
+    p.add_argument("--seed", type=int, default=1, help="Seed for the dataset and the arrival times.")
