@@ -16,6 +16,8 @@ import time
 from typing import Any, Deque, Dict, Optional, Tuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from sglang.runtime.metrics.grammar_metrics import GrammarMetrics
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 PREFIX = "sglang:"
@@ -42,6 +44,8 @@ class MetricsCollector:
         self._build_counters()
         self._build_histograms()
         self._build_gauges()
+        self.grammar = GrammarMetrics(model_name)
+        self.registry.register(self.grammar)
 
     # ---------------------------------------------------------------- series
     def _counter(self, name: str, doc: str):
@@ -106,6 +110,7 @@ class MetricsCollector:
 
     # ---------------------------------------------------------------- scrape
     def update_server_state(self, state: Dict[str, Any]) -> None:
+        self.grammar.update(state)
         self.num_running.set(state.get("num_running_reqs", 0))
         self.num_queue.set(state.get("num_queue_reqs", 0))
         self.token_usage.set(state.get("token_usage", 0.0))
