@@ -289,6 +289,10 @@ class TokenizerManager:
         if state is None:
             return  # already aborted / collected
         state.update(out)
+        reason = out.finished_reason or {}
+        if reason.get("type") == "abort" and reason.get("status_code") == 500:
+            # The detokenizer failed this request; the scheduler may still be generating it.
+            self.abort_request(out.rid, reason.get("message", "internal error"))
         if state.finished:
             for listener in self.listeners:
                 listener.on_finish(state)
