@@ -121,3 +121,38 @@ def test_json_object_response(harness):
         "k": {"type": "string", "maxLength": 3}}, "required": ["k"]}), "temperature": 1.0, "max_new_tokens": 64})
     res = h.run_until_idle()["obj"]
     assert isinstance(json.loads(h.tokenizer.decode(res.output_ids, skip_special_tokens=True)), dict)
+
+
+def test_stop_regex_finishes_and_is_trimmed():
+    h = SchedulerHarness(tiny_model_dir("llama"))
+    h.submit("base", text="Once upon a time", params={"max_new_tokens": 24, "temperature": 0, "ignore_eos": True})
+    base = h.run_until_idle()["base"].output_ids
+    text = h.tokenizer.decode(base, skip_special_tokens=True)
+    target = text[3:6]
+    h.submit("rx", text="Once upon a time", params={"max_new_tokens": 24, "temperature": 0, "ignore_eos": True,
+                                                    "stop_regex": re.escape(target)})
+    res = h.run_until_idle()["rx"]
+    assert res.finished_reason == {"type": "stop", "matched": target}
+    assert len(res.output_ids) < len(base)
+    from sglang.runtime.sampling.sampling_params import SamplingParams
+
+    with pytest.raises(ValueError, match="stop_regex"):
+        SamplingParams.from_dict({"stop_regex": "("}).verify(1000)
+
+
+@pytest.mark.parametrize("backend", ["xgrammar", "fsm"])
+def test_jump_forward_with_chunked_prefill_logprobs_and_streaming(backend):
+    pattern = r'\{"name": "[a-z]{1,6}", "city": "(Paris|Tokyo)", "ok": (true|false)\}'
+    h = SchedulerHarness(tiny_model_dir("llama"), grammar_backend=backend, chunked_prefill_size=7)
+    for i in range(6):
+        h.submit(f"s{i}", text="Some record:", params={"max_new_tokens": 64, "temperature": 1.0, "seed": i,
+                                                        "regex": pattern},
+                 return_logprob=True, logprob_start_len=0, stream=bool(i % 2))
+    res = h.run_until_idle()
+    for i in range(6):
+        r = res[f"s{i}"]
+        assert re.fullmatch(pattern, h.tokenizer.decode(r.output_ids, skip_special_tokens=True))
+        sampled = sum(len(d.output_token_logprobs) for d in r.logprobs)
+        assert sampled < len(r.output_ids)  # jumped tokens carry no logprobs
+    assert h.scheduler.state()["jump_forward_tokens"] > 0
+    assert h.scheduler.check_memory_idle() is None

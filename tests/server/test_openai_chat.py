@@ -150,29 +150,38 @@ def test_extra_body_sampling_extensions(oai, model):
     assert forced.usage.completion_tokens == 7
 
 
-def _structured_or_unavailable(call):
-    try:
-        return call()
-    except openai.BadRequestError as err:
-        assert "structured generation is not available" in str(err)
-        return None
-
-
 def test_response_format_json_schema(oai, model):
     schema = {"type": "object", "properties": {"answer": {"type": "string", "enum": ["yes", "no"]}},
               "required": ["answer"], "additionalProperties": False}
-    reply = _structured_or_unavailable(lambda: oai.chat.completions.create(
+    reply = oai.chat.completions.create(
         model=model, messages=MESSAGES, temperature=0, max_tokens=32,
-        response_format={"type": "json_schema", "json_schema": {"name": "yn", "schema": schema}}))
-    if reply is not None:
-        assert json.loads(reply.choices[0].message.content)["answer"] in ("yes", "no")
+        response_format={"type": "json_schema", "json_schema": {"name": "yn", "schema": schema}})
+    assert json.loads(reply.choices[0].message.content)["answer"] in ("yes", "no")
+
+
+def test_response_format_json_object(oai, model):
+    reply = oai.chat.completions.create(model=model, messages=MESSAGES, temperature=1.0, max_tokens=200, seed=3,
+                                        response_format={"type": "json_object"})
+    if reply.choices[0].finish_reason == "stop":  # random weights may run out of tokens inside the object
+        assert isinstance(json.loads(reply.choices[0].message.content), dict)
 
 
 def test_regex_extension(oai, model):
-    reply = _structured_or_unavailable(lambda: oai.chat.completions.create(
-        model=model, messages=MESSAGES, temperature=0, max_tokens=8, extra_body={"regex": "(red|blue)"}))
-    if reply is not None:
-        assert reply.choices[0].message.content in ("red", "blue")
+    reply = oai.chat.completions.create(
+        model=model, messages=MESSAGES, temperature=0, max_tokens=8, extra_body={"regex": "(red|blue)"})
+    assert reply.choices[0].message.content in ("red", "blue")
+
+
+@pytest.mark.parametrize("extra", [{"regex": "(unclosed"}, {"json_schema": '{"type": "nonsense"}'},
+                                   {"ebnf": "root ::= missing_rule"}, {"json_schema": "{not json"}])
+def test_invalid_grammar_is_a_400_and_the_server_keeps_serving(oai, model, http, extra):
+    with pytest.raises(openai.BadRequestError) as info:
+        oai.chat.completions.create(model=model, messages=MESSAGES, max_tokens=8, extra_body=extra)
+    assert "grammar" in str(info.value) or "regex" in str(info.value) or "schema" in str(info.value)
+    native = http.post("/generate", json={"text": "x", "sampling_params": {"max_new_tokens": 4, **extra}})
+    assert native.status_code == 400 and native.json()["message"]
+    ok = oai.chat.completions.create(model=model, messages=MESSAGES, max_tokens=4, extra_body={"regex": "[0-9]{2}"})
+    assert len(ok.choices[0].message.content) == 2
 
 
 def test_tool_role_and_text_parts(oai, model):

@@ -7,6 +7,7 @@ tokens is still found). The detokenizer trims the matched text later.
 
 from __future__ import annotations
 
+import re
 from typing import List, Optional
 
 import torch
@@ -20,6 +21,8 @@ from sglang.runtime.managers.io_struct import (
 )
 from sglang.runtime.managers.req import Req
 from sglang.runtime.sampling.logprobs import compute_logprobs
+
+_STOP_REGEX_WINDOW = 64  # output tokens searched for a stop_regex match
 
 
 class OutputProcessor:
@@ -40,8 +43,11 @@ class OutputProcessor:
             req.finished_reason = finish_length(params.max_new_tokens)
         elif req.seqlen >= self.context_len:
             req.finished_reason = finish_length(len(req.output_ids))
-        elif params.stop and self.tokenizer is not None and len(req.output_ids) >= max(params.min_new_tokens, 1):
-            matched = self._match_stop_str(req)
+        elif (params.stop or params.stop_regex) and self.tokenizer is not None and \
+                len(req.output_ids) >= max(params.min_new_tokens, 1):
+            matched = self._match_stop_str(req) if params.stop else None
+            if matched is None and params.stop_regex:
+                matched = self._match_stop_regex(req)
             if matched is not None:
                 req.finished_reason = finish_matched_str(matched)
 
@@ -55,6 +61,19 @@ class OutputProcessor:
         for stop in params.stop:
             if stop and stop in tail:
                 return stop
+        return None
+
+    def _match_stop_regex(self, req: Req) -> Optional[str]:
+        """The text matched by a `stop_regex` pattern in the newest output (the detokenizer then
+        trims it like a stop string). Matches are searched in a tail window of the output."""
+        params = req.sampling_params
+        tail = self.tokenizer.decode(req.output_ids[-_STOP_REGEX_WINDOW:], skip_special_tokens=params.skip_special_tokens)
+        patterns = [params.stop_regex] if isinstance(params.stop_regex, str) else params.stop_regex
+        newest = len(self.tokenizer.decode(req.output_ids[-1:], skip_special_tokens=params.skip_special_tokens))
+        for pattern in patterns:
+            for match in re.finditer(pattern, tail):
+                if match.end() > len(tail) - newest and match.group():  # completed by the new token
+                    return match.group()
         return None
 
     # ---------------------------------------------------------------- logprobs

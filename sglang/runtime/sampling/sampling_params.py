@@ -11,6 +11,7 @@ All errors are `ValueError`, so the server can answer them uniformly with HTTP 4
 from __future__ import annotations
 
 import dataclasses
+import re
 import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Union
@@ -148,6 +149,15 @@ class SamplingParams:
         grammars = [name for name in _GRAMMAR_FIELDS if getattr(self, name) is not None]
         if len(grammars) > 1:
             raise ValueError(f"only one of regex, json_schema, ebnf may be set; got {', '.join(grammars)}")
+        self._verify_stop_regex()
+
+    def _verify_stop_regex(self) -> None:
+        patterns = [self.stop_regex] if isinstance(self.stop_regex, str) else (self.stop_regex or [])
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"stop_regex {pattern!r} is not a valid regular expression: {exc}") from None
 
     def _verify_sampling_ranges(self) -> None:
         _require_range("temperature", self.temperature, 0.0, math.inf, "[0, inf)")
