@@ -107,7 +107,8 @@ def test_abort_all_and_duplicate_rid(server):
 
 def test_disconnects_mid_stream_free_kv(server):
     asyncio.run(_disconnects(server.base_url))
-    wait_kv_idle(server.base_url)
+    info = wait_kv_idle(server.base_url)
+    assert info["available_kv_tokens"] == info["max_total_num_tokens"]
 
 
 def test_server_still_healthy_and_serving_after_abuse(server, http):

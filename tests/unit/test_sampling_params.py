@@ -166,7 +166,9 @@ def test_verify_rejects_out_of_range(kwargs: dict, message: str) -> None:
     ],
 )
 def test_verify_accepts_boundary_values(kwargs: dict) -> None:
-    SamplingParams.from_dict(kwargs).verify(VOCAB)
+    params = SamplingParams.from_dict(kwargs)
+    params.verify(VOCAB)  # raises on rejection
+    assert all(getattr(params, key) == value for key, value in kwargs.items() if not isinstance(value, dict))
 
 
 def test_normalize_stop_list_and_lengths() -> None:
