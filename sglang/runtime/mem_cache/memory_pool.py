@@ -43,6 +43,9 @@ class ReqToTokenPool:
         self._free = list(range(self.size))
 
 
+_MERGE_EVERY = 64  # pending frees merged into the free list in one cat, not one per free
+
+
 class TokenSlotAllocator:
     """Free list of KV slots. Frees are batched and merged lazily so that the hot path is cheap."""
 
@@ -55,14 +58,16 @@ class TokenSlotAllocator:
         # Slots live on the CPU: allocation happens in scheduler bookkeeping, not on the device.
         self._free_slots = torch.arange(1, self.size + 1, dtype=torch.int64)
         self._pending: List[torch.Tensor] = []
+        self._pending_count = 0  # kept so available_size() is O(1): the scheduler asks every step
 
     def _merge(self) -> None:
         if self._pending:
             self._free_slots = torch.cat([self._free_slots, *self._pending])
             self._pending = []
+            self._pending_count = 0
 
     def available_size(self) -> int:
-        return int(self._free_slots.numel()) + sum(int(t.numel()) for t in self._pending)
+        return int(self._free_slots.numel()) + self._pending_count
 
     def alloc(self, n: int) -> Optional[torch.Tensor]:
         if n > self._free_slots.numel():
@@ -78,6 +83,9 @@ class TokenSlotAllocator:
         slots = slots.to(device="cpu", dtype=torch.int64)
         assert int(slots.min()) >= 1, "slot 0 is reserved and must never be freed"
         self._pending.append(slots)
+        self._pending_count += int(slots.numel())
+        if len(self._pending) >= _MERGE_EVERY:
+            self._merge()
 
 
 class KVPool:
