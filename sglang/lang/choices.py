@@ -13,6 +13,7 @@ A token logprob may be a float or a tuple/list whose first item is the float (th
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,18 +46,19 @@ def _argmax(scores: Sequence[float]) -> int:
     return best
 
 
-class ChoicesSamplingMethod:
+class ChoicesSamplingMethod(ABC):
     """Base class: subclasses implement `__call__` and may require unconditional logprobs."""
 
     @property
     def requires_unconditional_logprobs(self) -> bool:
         return False
 
+    @abstractmethod
     def __call__(self, choices: list[str], normalized_prompt_logprobs: list[float],
                  input_token_logprobs: list[list[Any]], output_token_logprobs: list[list[Any]],
                  unconditional_token_logprobs: list[list[Any]] | None = None
                  ) -> ChoicesDecision:
-        raise NotImplementedError
+        """Pick one of `choices` from the logprobs the backend returned."""
 
     @staticmethod
     def _check(choices: list[str], *per_choice: Sequence[Any] | None) -> None:
