@@ -11,7 +11,6 @@ logprobs, outputs) and RequestIntake (validation of incoming requests).
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import List, Optional
 
@@ -354,6 +353,3 @@ class Scheduler:
         if free + evictable != total or protected != 0:
             return f"KV leak: free={free} evictable={evictable} protected={protected} total={total}"
         return None
-
-    def pid(self) -> int:
-        return os.getpid()

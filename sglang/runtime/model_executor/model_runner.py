@@ -182,9 +182,3 @@ class ModelRunner:
     def eos_token_ids(self) -> set:
         return set(self.model_config.hf_eos_token_ids or ())
 
-    def memory_info(self) -> Optional[dict]:
-        info = {"max_total_num_tokens": self.max_total_num_tokens, "weight_bytes": self.weight_bytes}
-        if self.graph_runner is not None:
-            info["cuda_graph_batch_sizes"] = list(self.graph_runner.batch_sizes)
-            info["cuda_graph_bytes"] = self.graph_runner.capture_bytes
-        return info
