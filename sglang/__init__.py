@@ -17,7 +17,7 @@ _LAZY = {
     "ServerArgs": "sglang.runtime.server_args:ServerArgs",
     # Frontend language.
     **{name: f"{_API}:{name}" for name in (
-        "function", "gen", "gen_int", "gen_string", "select", "image", "video",
+        "function", "gen", "order_independent", "gen_int", "gen_string", "select", "image", "video",
         "system", "user", "assistant", "system_begin", "system_end", "user_begin", "user_end",
         "assistant_begin", "assistant_end", "flush_cache", "get_server_info")},
     "set_default_backend": "sglang.lang.global_config:set_default_backend",

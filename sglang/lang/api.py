@@ -7,7 +7,8 @@ from typing import Any, Callable, Optional, Union
 from sglang.lang.choices import ChoicesSamplingMethod, token_length_normalized
 from sglang.lang.function import SglFunction
 from sglang.lang.global_config import resolve_backend
-from sglang.lang.ir import (SglExpr, SglExprList, SglGen, SglImage, SglRoleBegin, SglRoleEnd,
+from sglang.lang.ir import (SglExpr, SglExprList, SglGen, SglImage, SglOrderIndependent, SglRoleBegin,
+                            SglRoleEnd,
                             SglSelect, SglVideo, check_choices, sampling_params_from_kwargs,
                             to_expr)
 
@@ -64,6 +65,12 @@ def select(name: Optional[str] = None, choices: Optional[list[str]] = None,
            choices_method: ChoicesSamplingMethod = token_length_normalized) -> SglExpr:
     """Pick the best of `choices` as the continuation (scored with `choices_method`)."""
     return SglSelect(name, check_choices(choices or []), temperature, choices_method)
+
+
+def order_independent(*parts: Any) -> SglExpr:
+    """Parts the program does not mind reordering: run as given by the interpreter; the compiler's
+    code-motion pass (opt-in) moves constant parts first so more of the prompt is shareable."""
+    return SglOrderIndependent([to_expr(p) for p in parts])
 
 
 def image(expr: Union[str, bytes]) -> SglExpr:

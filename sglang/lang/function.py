@@ -92,9 +92,21 @@ class SglFunction:
         return await runner.run_program_batch_async(self.func, resolve_backend(backend), calls,
                                                     _defaults(sampling), num_threads)
 
+    # ------------------------------------------------------------------ compiling
+    def trace(self, **bound_args: Any) -> Any:
+        """The program as a graph (sglang.compiler); unbound arguments become placeholders."""
+        from sglang.compiler.tracer import trace_program
+        return trace_program(self.func, {**self.bind_arguments, **bound_args})
+
+    def compile(self, backend: Optional[BaseBackend] = None, passes: Any = None,
+                **bound_args: Any) -> Any:
+        """A CompiledProgram with the same run/run_batch API (interpreted if untraceable)."""
+        from sglang.compiler.compiled_program import CompiledProgram
+        return CompiledProgram(self, backend, passes, **bound_args)
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Inside another program: `my_fn(s, ...)` continues on the caller's state."""
-        if args and isinstance(args[0], ProgramState):
+        if args and getattr(args[0], "is_program_state", False):  # ProgramState or tracer
             return self.func(args[0], *args[1:], **self._kwargs(kwargs))
         raise TypeError(f"call {self.__name__}.run(...) to run a program, or pass a program "
                         f"state first to call it from another program")

@@ -12,6 +12,8 @@ from sglang.lang.backend.base_backend import BaseBackend
 @dataclass
 class GlobalConfig:
     default_backend: Optional[BaseBackend] = None
+    # Interpreter: prefill a fork's shared prefix before the children run (off only to measure).
+    enable_fork_prefix_hint: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 

@@ -170,7 +170,24 @@ class SglVarScopeEnd(SglExpr):
 
 @dataclass(eq=False)
 class SglCommitLazy(SglExpr):
-    """Send the text so far to the backend (a prefill-only request) so later requests hit the cache."""
+    """Send the text so far (plus `extra_text`) to the backend as a prefill-only request, so later
+    requests sharing it hit the cache."""
+    extra_text: str = ""
+
+
+@dataclass(eq=False)
+class SglOrderIndependent(SglExpr):
+    """Parts whose order does not matter to the program; the interpreter adds them as given, the
+    compiler's code-motion pass may put constant parts first to lengthen shared prefixes."""
+    parts: list[SglExpr]
+
+
+@dataclass(eq=False)
+class SglSpecGen(SglExpr):
+    """Consecutive gens separated by constant text, generated in one call and matched back to the
+    template (API speculative execution); executed part by part when that fails."""
+    parts: list[SglExpr]
+    num_tokens: int
 
 
 @dataclass(eq=False)

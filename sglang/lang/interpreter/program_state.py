@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from typing import Any, AsyncIterator, Iterator, Optional
 
+from sglang.lang.global_config import global_config
 from sglang.lang.interpreter.stream_executor import StreamExecutor
 from sglang.lang.ir import (SglCommitLazy, SglConcateAndAppend, SglExpr, SglExprList,
                             SglRoleBegin, SglRoleEnd, SglVarScopeBegin, SglVarScopeEnd, to_expr)
@@ -14,6 +15,8 @@ JOIN_MODES = ("gather_variable", "concate_and_append")
 
 
 class ProgramState:
+    is_program_state = True
+
     def __init__(self, executor: StreamExecutor) -> None:
         self.executor = executor
         self.ret_value: Any = None
@@ -117,8 +120,8 @@ class ProgramState:
                 yield chunk
 
     # ------------------------------------------------------------------ parallelism
-    def fork(self, size: int = 1, position_ids_offset: Optional[list[int]] = None
-             ) -> "ProgramStateGroup":
+    def fork(self, size: int = 1, position_ids_offset: Optional[list[int]] = None,
+             cache_hint: Optional[bool] = None) -> "ProgramStateGroup":
         """`size` copies of this state that continue independently.
 
         The shared prefix is sent to the backend first (a prefill-only request), so every child's
@@ -126,7 +129,9 @@ class ProgramState:
         """
         if not isinstance(size, int) or size < 1:
             raise ValueError(f"fork(size) needs a positive integer, got {size!r}")
-        if size > 1:
+        if cache_hint is None:
+            cache_hint = global_config.enable_fork_prefix_hint
+        if size > 1 and cache_hint:
             self.executor.submit(SglCommitLazy())
         self.sync()
         if self.executor.store.error is not None:

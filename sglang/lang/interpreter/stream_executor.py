@@ -15,8 +15,9 @@ from sglang.lang.backend.base_backend import (CACHE_PREFIX, CONCAT_AND_APPEND, B
 from sglang.lang.image_io import load_image, load_video_frames
 from sglang.lang.interpreter.stream_log import StateStore
 from sglang.lang.ir import (SglCommitLazy, SglConcateAndAppend, SglConstantText, SglExpr,
-                            SglExprList, SglGen, SglImage, SglRoleBegin, SglRoleEnd,
-                            SglSamplingParams, SglSelect, SglVariable, SglVarScopeBegin,
+                            SglExprList, SglGen, SglImage, SglOrderIndependent,
+                            SglRoleBegin, SglRoleEnd,
+                            SglSamplingParams, SglSelect, SglSpecGen, SglVariable, SglVarScopeBegin,
                             SglVarScopeEnd, SglVideo)
 
 IMAGE_PLACEHOLDER = "<image>"  # marks an image's place in the text when the template has none
@@ -208,8 +209,18 @@ class StreamExecutor:
         self.set_var(expr.name, self.text_[self.scope_starts.pop(expr.name):])
 
     def _exec_commit(self, expr: SglCommitLazy) -> None:
-        if self.backend.has(CACHE_PREFIX) and self.text_:
-            self.backend.cache_prefix(self.prompt())
+        if self.backend.has(CACHE_PREFIX) and self.text_ + expr.extra_text:
+            prompt = self.prompt()
+            prompt.text += expr.extra_text
+            self.backend.cache_prefix(prompt)
+
+    def _exec_order_independent(self, expr: SglOrderIndependent) -> None:
+        for part in expr.parts:
+            self._execute(part)
+
+    def _exec_spec_gen(self, expr: SglSpecGen) -> None:
+        from sglang.lang.interpreter.spec_gen import run_spec_gen  # only programs that use it
+        run_spec_gen(self, expr)
 
     def _exec_concat(self, expr: SglConcateAndAppend) -> None:
         children = [state.executor for state in expr.states]
@@ -241,4 +252,6 @@ _HANDLERS = {
     SglVarScopeEnd: StreamExecutor._exec_scope_end,
     SglCommitLazy: StreamExecutor._exec_commit,
     SglConcateAndAppend: StreamExecutor._exec_concat,
+    SglOrderIndependent: StreamExecutor._exec_order_independent,
+    SglSpecGen: StreamExecutor._exec_spec_gen,
 }
