@@ -14,7 +14,7 @@ from sglang.lang.backend.base_backend import BaseBackend
 from sglang.lang.interpreter.program_state import ProgramState, ProgramStateGroup
 from sglang.lang.interpreter.stream_executor import StreamExecutor
 from sglang.lang.ir import (SglCommitLazy, SglConstantText, SglExpr, SglExprList,
-                            SglOrderIndependent, SglSamplingParams, SglSpecGen, SglVariable,
+                            SglImage, SglOrderIndependent, SglSamplingParams, SglSpecGen, SglVariable,
                             to_expr)
 
 
@@ -43,6 +43,8 @@ def substitute(expr: SglExpr, args: dict[str, Any], states: dict[int, ProgramSta
         return SglExprList([substitute(e, args, states) for e in expr.exprs])
     if isinstance(expr, SglOrderIndependent):
         return SglOrderIndependent([substitute(e, args, states) for e in expr.parts])
+    if isinstance(expr, SglImage) and isinstance(expr.source, TracedArgument):
+        return SglImage(args[expr.source.name])
     if isinstance(expr, SglSpecGen):
         return SglSpecGen([substitute(e, args, states) for e in expr.parts], expr.num_tokens)
     return expr

@@ -30,8 +30,13 @@ class TracedVariable(SglVariable):
                          f"can be traced")
 
     __str__ = __format__ = __bool__ = __eq__ = __ne__ = __lt__ = __gt__ = _refuse
-    __len__ = __iter__ = __contains__ = __int__ = __float__ = _refuse
+    __len__ = __iter__ = __contains__ = __int__ = __float__ = __getitem__ = _refuse
     __hash__ = object.__hash__
+
+    def __getattr__(self, attr: str) -> Any:  # e.g. s["x"].startswith(...)
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return self._refuse()
 
 
 @dataclass
