@@ -26,7 +26,7 @@ from typing import Any, AsyncIterator, Iterator, Optional
 
 import httpx
 
-from sglang.lang.backend.base_backend import BaseBackend, GenResult, Prompt
+from sglang.lang.backend.base_backend import BaseBackend, Prompt
 from sglang.lang.backend.runtime_endpoint import RuntimeEndpoint, error_message
 from sglang.lang.backend.runtime_protocol import RuntimeBackendError
 from sglang.lang.chat_template import ChatTemplate
@@ -35,8 +35,6 @@ from sglang.lang.ir import SglSamplingParams
 
 DEFAULT_STARTUP_TIMEOUT_S = 600.0
 _LOG_TAIL_CHARS = 4000
-# Fields this class sets itself or that make no sense for a child server.
-_RESERVED = frozenset({"port"})
 
 
 def _free_port(host: str) -> int:
@@ -80,15 +78,17 @@ class Runtime(BaseBackend):
     def __init__(self, log_level: str = "error", *, host: str = "127.0.0.1",
                  port: Optional[int] = None, startup_timeout: float = DEFAULT_STARTUP_TIMEOUT_S,
                  chat_template_name: Optional[str] = None, **server_args: Any):
+        self._closed = True  # until there is something to shut down
         if "model_path" not in server_args:
             raise TypeError("Runtime needs model_path=...")
-        self._closed = False
+        server_cli_args(server_args)  # unknown names fail here, before anything starts
         self.proc: Optional[subprocess.Popen] = None
         self.port = port if port is not None else _free_port(host)
         self.url = f"http://{host}:{self.port}"
         self.api_key: Optional[str] = server_args.get("api_key")
         argv = server_cli_args({**server_args, "log_level": log_level, "host": host,
                                 "port": self.port})
+        self._closed = False
         fd, self.log_path = tempfile.mkstemp(prefix="sglang-runtime-", suffix=".log")
         os.close(fd)
         self._start(argv)

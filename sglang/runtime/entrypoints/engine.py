@@ -50,9 +50,11 @@ class Engine:
         stream: bool = False,
         rid: Optional[Union[str, List[str]]] = None,
         return_text_in_logprobs: bool = False,
+        image_data: Any = None,
     ):
         obj = self._make_input(prompt, sampling_params, input_ids, return_logprob, logprob_start_len,
                                top_logprobs_num, token_ids_logprob, stream, rid, return_text_in_logprobs)
+        obj.image_data = image_data  # text-only models: the tokenizer manager refuses it (ValueError)
         if stream:
             return self._stream_sync(obj)
         return self._submit(self._generate_all(obj)).result()
@@ -69,15 +71,35 @@ class Engine:
         stream: bool = False,
         rid: Optional[Union[str, List[str]]] = None,
         return_text_in_logprobs: bool = False,
+        image_data: Any = None,
     ):
         obj = self._make_input(prompt, sampling_params, input_ids, return_logprob, logprob_start_len,
                                top_logprobs_num, token_ids_logprob, stream, rid, return_text_in_logprobs)
+        obj.image_data = image_data  # text-only models: the tokenizer manager refuses it (ValueError)
         if stream:
             return self._stream_async(obj)
         return await asyncio.wrap_future(self._submit(self._generate_all(obj)))
 
     def flush_cache(self) -> bool:
         return self._submit(self.tokenizer_manager.flush_cache()).result().success
+
+    def get_model_info(self) -> dict:
+        """model path, context length, vocab size, chat_template (Jinja source or None), bos/eos
+        token strings, supports_images (False: text-only models)."""
+        return self.tokenizer_manager.model_info()
+
+    def concat_and_append(self, parent: Union[str, List[int]], children: List[Union[str, List[int]]],
+                          prefill_children: bool = True) -> dict:
+        """Cache `parent + continuation_1 + ... + continuation_N` by copying the children's KV
+        (each child is the parent's text or ids plus its continuation). Returns input_ids,
+        num_tokens, copied_tokens, cached_prefix_tokens, complete, requested_tokens, message.
+        Raises ValueError for bad input or with the radix cache disabled."""
+        return self._submit(self.tokenizer_manager.concat_and_append(parent, children, prefill_children)).result()
+
+    async def async_concat_and_append(self, parent: Union[str, List[int]], children: List[Union[str, List[int]]],
+                                      prefill_children: bool = True) -> dict:
+        coro = self.tokenizer_manager.concat_and_append(parent, children, prefill_children)
+        return await asyncio.wrap_future(self._submit(coro))
 
     def get_server_info(self) -> dict:
         state = self._submit(self.tokenizer_manager.get_server_state()).result()
@@ -113,9 +135,8 @@ class Engine:
         self.tokenizer_manager.close()
 
     def _static_info(self) -> dict:
-        tm = self.tokenizer_manager
-        return {"model_path": self.server_args.model_path, "context_length": tm.context_len,
-                "max_total_num_tokens": tm.max_total_num_tokens, "vocab_size": tm.vocab_size}
+        info = self.tokenizer_manager.model_info()
+        return {k: info[k] for k in ("model_path", "context_length", "max_total_num_tokens", "vocab_size")}
 
     @staticmethod
     def _make_input(prompt, sampling_params, input_ids, return_logprob, logprob_start_len, top_logprobs_num,

@@ -45,6 +45,13 @@ class DetokenizeBody(BaseModel):
     model: Optional[str] = None
 
 
+class ConcatAppendBody(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+    parent: Union[str, List[int]]
+    children: List[Union[str, List[int]]]
+    prefill_children: bool = True  # first cache tokens never computed (e.g. each child's last one)
+
+
 class AbortBody(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
     rid: Optional[str] = None
@@ -106,13 +113,7 @@ async def health_generate(request: Request) -> Response:
 # ---------------------------------------------------------------------------------- info
 @router.get("/get_model_info")
 async def get_model_info(request: Request) -> Response:
-    ctx = get_ctx(request)
-    tm = ctx.tokenizer_manager
-    return json_response({
-        "model_path": ctx.server_args.model_path, "tokenizer_path": ctx.server_args.tokenizer_path,
-        "served_model_name": ctx.model_name, "is_generation": True, "context_length": tm.context_len,
-        "vocab_size": tm.vocab_size, "max_total_num_tokens": tm.max_total_num_tokens,
-    })
+    return json_response(get_ctx(request).tokenizer_manager.model_info())
 
 
 @router.get("/get_server_info")
@@ -144,6 +145,18 @@ async def flush_cache(request: Request) -> Response:
     if not reply.success:
         raise bad_request(f"cache not flushed: {reply.message}")
     return json_response({"success": True, "message": reply.message})
+
+
+@router.post("/concat_and_append")
+async def concat_and_append(request: Request) -> Response:
+    """Cache parent + each child's continuation, built by copying the children's cached KV."""
+    ctx = get_ctx(request)
+    body = await read_model(request, ConcatAppendBody)
+    try:
+        result = await ctx.tokenizer_manager.concat_and_append(body.parent, body.children, body.prefill_children)
+    except Exception as exc:
+        raise (to_api_error(exc) or exc) from None
+    return json_response(result)
 
 
 @router.get("/metrics")

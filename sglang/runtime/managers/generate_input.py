@@ -38,6 +38,7 @@ class GenerateReqInput:
     token_ids_logprob: Optional[Union[List[int], List[List[int]]]] = None
     return_text_in_logprobs: bool = False
     stream: bool = False
+    image_data: Any = None  # accepted only to be refused clearly: our models are text-only
     extra: Dict[str, Any] = field(default_factory=dict)
 
     def is_batch(self) -> bool:
@@ -46,6 +47,9 @@ class GenerateReqInput:
         return bool(self.input_ids) and isinstance(self.input_ids[0], list)
 
     def normalize(self) -> List[SingleGenerateInput]:
+        if has_images(self.image_data):
+            raise ValueError("this model does not accept images (image_data was given): it is a text-only "
+                             "model; send text or input_ids only")
         if (self.text is None) == (self.input_ids is None):
             raise ValueError("give exactly one of 'text' or 'input_ids'")
         batch = self.is_batch()
@@ -96,6 +100,14 @@ class GenerateReqInput:
         if not all(isinstance(x, int) and not isinstance(x, bool) for x in value):
             raise ValueError("'token_ids_logprob' must be a list of token ids")
         return list(value)
+
+
+def has_images(value: Any) -> bool:
+    """Whether `image_data` carries anything: None, "", and (nested) lists of those are empty,
+    as upstream batches send [None, ...] for prompts without images."""
+    if isinstance(value, (list, tuple)):
+        return any(has_images(v) for v in value)
+    return value not in (None, "", {})
 
 
 def _per_item(value, n: int, batch: bool, name: str, item_type, default):

@@ -3,7 +3,8 @@
 They travel pickled over ZMQ ipc sockets, so they are plain dataclasses of Python values.
 Flow: TokenizerManager --TokenizedGenerateReq/AbortReq/...--> Scheduler
       Scheduler --BatchTokenOut--> Detokenizer --BatchStrOut--> TokenizerManager
-      Scheduler --control replies (FlushCacheReply, ServerStateReply)--> Detokenizer (forwarded)
+      Scheduler --control replies (FlushCacheReply, ServerStateReply, ConcatAppendReply)--> Detokenizer
+      (forwarded)
 """
 
 from __future__ import annotations
@@ -65,6 +66,14 @@ class ServerStateReq:
     """Asks the scheduler for its memory/cache/queue figures."""
 
     pass
+
+
+@dataclass
+class ConcatAppendReq:
+    """Build `parent + suffix_1 + ... + suffix_N` in the radix cache from the children's cached KV."""
+
+    parent_ids: List[int]
+    children_ids: List[List[int]]  # each child's full ids (parent ids, then its continuation)
 
 
 # ---------------------------------------------------------------- scheduler -> detokenizer
@@ -138,3 +147,23 @@ class FlushCacheReply:
 @dataclass
 class ServerStateReply:
     state: Dict[str, Any]
+
+
+@dataclass
+class ConcatAppendReply:
+    success: bool
+    message: str = ""
+    input_ids: List[int] = field(default_factory=list)  # the concatenated ids now in the cache
+    copied_tokens: int = 0  # KV entries copied into fresh slots
+    cached_prefix_tokens: int = 0  # leading tokens the cache already held (not copied)
+    complete: bool = True  # False: stopped early at the first token whose source KV is not cached
+    requested_tokens: int = 0  # length of the full concatenation that was asked for
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"input_ids": self.input_ids, "num_tokens": len(self.input_ids), "copied_tokens": self.copied_tokens,
+                "cached_prefix_tokens": self.cached_prefix_tokens, "complete": self.complete,
+                "requested_tokens": self.requested_tokens, "message": self.message}
+
+
+# Replies to control messages: the tokenizer manager matches them to its one pending control call.
+CONTROL_REPLIES = (FlushCacheReply, ServerStateReply, ConcatAppendReply)

@@ -17,9 +17,11 @@ from typing import List, Optional
 import torch
 
 from sglang.runtime.managers.grammar_support import GrammarSupport
+from sglang.runtime.managers.kv_concat import concat_and_append
 from sglang.runtime.managers.io_struct import (
     AbortReq,
     BatchTokenOut,
+    ConcatAppendReq,
     FlushCacheReply,
     FlushCacheReq,
     ServerStateReply,
@@ -86,6 +88,10 @@ class Scheduler:
             return self.flush_cache()
         elif isinstance(msg, ServerStateReq):
             return ServerStateReply(self.state())
+        elif isinstance(msg, ConcatAppendReq):
+            # Between steps: no forward pass is reading or writing the KV it copies.
+            return concat_and_append(self.tree_cache, self.runner.allocator, self.runner.kv_pool,
+                                     msg.parent_ids, msg.children_ids)
         else:
             logger.error("scheduler got an unknown message %r", type(msg).__name__)
         return None

@@ -11,15 +11,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, AsyncIterator, Dict, List, Optional
+import uuid
+from typing import Any, AsyncIterator, Dict, List, Optional, Union
 
 import zmq
 import zmq.asyncio
 
+from sglang.runtime.entrypoints.openai.chat_templates import resolve_chat_template
 from sglang.runtime.managers.generate_input import GenerateReqInput, SingleGenerateInput
+from sglang.runtime.managers.kv_concat import common_prefix_len as _common_prefix_len
 from sglang.runtime.managers.io_struct import (
     AbortReq,
+    CONTROL_REPLIES,
     BatchStrOut,
+    ConcatAppendReply,
+    ConcatAppendReq,
     FlushCacheReply,
     FlushCacheReq,
     ServerStateReply,
@@ -35,6 +41,9 @@ from sglang.runtime.utils import load_server_tokenizer
 logger = logging.getLogger(__name__)
 
 _WATCHDOG_PERIOD_S = 0.25
+
+PromptLike = Union[str, List[int]]
+MAX_CONCAT_CHILDREN = 1024  # bounds the prefill requests one concat_and_append call can queue
 
 
 class EngineDeadError(RuntimeError):
@@ -252,6 +261,23 @@ class TokenizerManager:
             return
         self._send.send_pyobj(AbortReq(rid, message))
 
+    # ---------------------------------------------------------------- info
+    def model_info(self) -> dict:
+        """Static model facts (GET /get_model_info, Engine.get_model_info). The chat template is
+        --chat-template when given, else the tokenizer's own Jinja source, else None, so that
+        clients can tell "the model has none" apart from a server-side fallback."""
+        args, tok = self.server_args, self.tokenizer
+        return {
+            "model_path": args.model_path, "tokenizer_path": args.tokenizer_path,
+            "served_model_name": args.served_model_name, "is_generation": True,
+            "context_length": self.context_len, "vocab_size": self.vocab_size,
+            "max_total_num_tokens": self.max_total_num_tokens,
+            "chat_template": resolve_chat_template(args.chat_template) or _tokenizer_template(tok),
+            "bos_token": _token_str(getattr(tok, "bos_token", None)),
+            "eos_token": _token_str(getattr(tok, "eos_token", None)),
+            "supports_images": False,  # text-only models: /generate rejects image_data
+        }
+
     # ---------------------------------------------------------------- control
     async def _control(self, msg, reply_type):
         self._ensure_started()
@@ -271,6 +297,58 @@ class TokenizerManager:
         reply = await self._control(ServerStateReq(), ServerStateReply)
         return reply.state
 
+    async def concat_and_append(self, parent: PromptLike, children: List[PromptLike],
+                                prefill_children: bool = True) -> dict:
+        """Cache `parent + suffix_1 + ... + suffix_N` built from the children's KV (see kv_concat).
+
+        With `prefill_children`, the parent and each child first run as prefill-only requests:
+        tokens that were never computed (a child's last generated token, a re-tokenized
+        boundary) get cached, while everything already cached is served by the radix cache."""
+        self._ensure_started()
+        self._check_alive()
+        parent_ids, children_ids = self._concat_inputs(parent, children)
+        if prefill_children:
+            await asyncio.gather(*[self._prefill_ids(ids) for ids in [parent_ids, *children_ids]])
+        reply = await self._control(ConcatAppendReq(parent_ids, children_ids), ConcatAppendReply)
+        if not reply.success:
+            raise ValueError(reply.message)
+        return reply.to_dict()
+
+    def _concat_inputs(self, parent: PromptLike, children: List[PromptLike]):
+        if self.server_args.disable_radix_cache:
+            raise ValueError("concat_and_append needs the radix cache, but the server runs with --disable-radix-cache")
+        if not isinstance(children, list) or not children:
+            raise ValueError("'children' must be a non-empty list of texts or token-id lists")
+        if len(children) > MAX_CONCAT_CHILDREN:
+            raise ValueError(f"at most {MAX_CONCAT_CHILDREN} children per call, got {len(children)}")
+        parent_ids = self._prompt_ids(parent, "parent")
+        children_ids = [self._prompt_ids(c, f"children[{i}]") for i, c in enumerate(children)]
+        total = len(parent_ids) + sum(len(c) - _common_prefix_len(parent_ids, c) for c in children_ids)
+        if total >= self.context_len:
+            raise ValueError(f"the concatenation has {total} tokens but the context length is {self.context_len}")
+        return parent_ids, children_ids
+
+    def _prompt_ids(self, prompt: PromptLike, name: str) -> List[int]:
+        if isinstance(prompt, str):
+            ids = self.tokenize(prompt)
+        elif isinstance(prompt, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in prompt):
+            ids = list(prompt)
+        else:
+            raise ValueError(f"'{name}' must be a string or a list of token ids, got {type(prompt).__name__}")
+        if not ids:
+            raise ValueError(f"'{name}' is empty")
+        if min(ids) < 0 or max(ids) >= self.vocab_size:
+            raise ValueError(f"'{name}' token ids must be in [0, {self.vocab_size})")
+        return list(ids)
+
+    async def _prefill_ids(self, ids: List[int]) -> None:
+        req = TokenizedGenerateReq(rid=f"concat-{uuid.uuid4().hex}", input_text=None, input_ids=list(ids),
+                                   sampling_params=SamplingParams.from_dict({"max_new_tokens": 0}),
+                                   created_time=time.time())
+        req.sampling_params.normalize(self.tokenizer)
+        async for _ in self._run_one(None, req):
+            pass
+
     # ---------------------------------------------------------------- receiving
     async def _handle_loop(self) -> None:
         while True:
@@ -278,7 +356,7 @@ class TokenizerManager:
             if isinstance(msg, BatchStrOut):
                 for out in msg.outputs:
                     self._dispatch(out)
-            elif isinstance(msg, (FlushCacheReply, ServerStateReply)):
+            elif isinstance(msg, CONTROL_REPLIES):
                 if self._control_future is not None and not self._control_future.done():
                     self._control_future.set_result(msg)
             else:
@@ -297,6 +375,19 @@ class TokenizerManager:
             for listener in self.listeners:
                 listener.on_finish(state)
         state.event.set()
+
+
+def _tokenizer_template(tok: Any) -> Optional[str]:
+    source = getattr(tok, "chat_template", None)
+    if isinstance(source, dict):  # several named templates: HF's default is "default"
+        source = source.get("default")
+    return source if isinstance(source, str) and source else None
+
+
+def _token_str(token: Any) -> Optional[str]:
+    if token is None:
+        return None
+    return token if isinstance(token, str) else str(getattr(token, "content", token))
 
 
 def _clone_for_sample(req: TokenizedGenerateReq, j: int, suffix: Optional[str] = None) -> TokenizedGenerateReq:
