@@ -6,6 +6,8 @@ are checked against the native /generate route of the same server.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import re
 from types import SimpleNamespace
 from typing import Any, Iterator
@@ -31,7 +33,9 @@ from sglang.lang.choices import (
 from sglang.lang.image_io import ImageInput
 from sglang.lang.ir import SglSamplingParams
 from sglang.testing.fixtures import tiny_model_dir
-from tests.server.server_process import MODEL_NAME, ServerProcess, start_server
+from sglang.lang.backend.runtime import Runtime
+
+MODEL_NAME = "default"
 
 GREEDY = SglSamplingParams(max_new_tokens=8, temperature=0.0)
 PROMPT_TEXT = "The capital of France is"
@@ -129,20 +133,18 @@ def test_offline_errors(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # ------------------------------------------------------------------------------ live server
 @pytest.fixture(scope="module")
-def server() -> Iterator[ServerProcess]:
-    proc = start_server(tiny_model_dir("llama"), ["--device", "cpu"])
-    yield proc
-    proc.terminate()
+def server(runtime: Runtime) -> SimpleNamespace:
+    return SimpleNamespace(base_url=runtime.url)  # the package's shared server
 
 
 @pytest.fixture(scope="module")
-def http(server: ServerProcess) -> Iterator[httpx.Client]:
+def http(server: SimpleNamespace) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.base_url, timeout=60, trust_env=False) as client:
         yield client
 
 
 @pytest.fixture(params=[True, False], ids=["chat", "completion"])
-def backend(request: pytest.FixtureRequest, server: ServerProcess) -> Iterator[OpenAI]:
+def backend(request: pytest.FixtureRequest, server: SimpleNamespace) -> Iterator[OpenAI]:
     b = OpenAI(MODEL_NAME, base_url=server.base_url + "/v1", is_chat_model=request.param, max_retries=0)
     yield b
     b.shutdown()
@@ -193,7 +195,7 @@ def test_n_regex_and_logprobs(backend: OpenAI) -> None:
     assert all(len(top) <= 2 for top in result.meta_info["output_top_logprobs"])
 
 
-def test_image_rejected_by_text_only_model(server: ServerProcess) -> None:
+def test_image_rejected_by_text_only_model(server: SimpleNamespace) -> None:
     chat = OpenAI(MODEL_NAME, base_url=server.base_url + "/v1", is_chat_model=True, max_retries=0)
     image = ImageInput(b"\x89PNG\r\n\x1a\n", "image/png")
     content = [{"type": "text", "text": "Describe"}, {"type": "image_url", "image_url": {"url": image.to_url()}}]
@@ -220,7 +222,7 @@ def _native_choice_logprobs(http: httpx.Client, prompt: str, choice: str) -> lis
     (PROMPT_TEXT, [" London", " Paris", " Berlin"]),
     (PROMPT_TEXT + " ", ["Paris", "Rome"]),  # the prompt's space merges into the choice's token
 ])
-def test_exact_select_matches_native_logprobs(server: ServerProcess, http: httpx.Client,
+def test_exact_select_matches_native_logprobs(server: SimpleNamespace, http: httpx.Client,
                                               prompt_text: str, choices: list[str]) -> None:
     text = OpenAI(MODEL_NAME, base_url=server.base_url + "/v1", is_chat_model=False, max_retries=0)
     decision = text.select(Prompt(text=prompt_text), choices, 0.0, token_length_normalized)
@@ -236,7 +238,7 @@ def test_exact_select_matches_native_logprobs(server: ServerProcess, http: httpx
     assert text.num_api_calls == 3
 
 
-def test_chat_select_with_top_logprobs(server: ServerProcess) -> None:
+def test_chat_select_with_top_logprobs(server: SimpleNamespace) -> None:
     chat = OpenAI(MODEL_NAME, base_url=server.base_url + "/v1", is_chat_model=True, max_retries=0)
     prompt = Prompt(text="", messages=list(CHAT_MESSAGES_), cur_role="assistant")
     greedy = chat.generate(prompt, SglSamplingParams(max_new_tokens=3, temperature=0.0)).text

@@ -33,26 +33,7 @@ from sglang.testing.hf_reference import hf_prompt_logprobs
 GREEDY = SglSamplingParams(max_new_tokens=10, temperature=0.0)
 TOL = 2e-4
 # Small KV pools: a server and an engine run side by side on a small CPU box.
-RUNTIME_ARGS = dict(device="cpu", random_seed=0, max_total_tokens=8192)
-
-
-@pytest.fixture(scope="module")
-def model_path() -> str:
-    return tiny_model_dir("llama")
-
-
-@pytest.fixture(scope="module")
-def runtime(model_path: str) -> Iterator[Runtime]:
-    rt = Runtime(model_path=model_path, **RUNTIME_ARGS)
-    yield rt
-    rt.shutdown()
-
-
-@pytest.fixture(scope="module")
-def engine_backend(model_path: str) -> Iterator[EngineBackend]:
-    backend = EngineBackend(model_path=model_path, **RUNTIME_ARGS)
-    yield backend
-    backend.shutdown()
+from tests.lang.conftest import RUNTIME_ARGS
 
 
 @pytest.fixture(params=["endpoint", "engine"])

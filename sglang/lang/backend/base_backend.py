@@ -77,6 +77,11 @@ class BaseBackend(ABC):
         raise RuntimeError(f"{type(self).__name__} cannot concatenate KV caches; "
                            f"use join() or a backend with {CONCAT_AND_APPEND!r}")
 
+    def precompile_constraint(self, regex: Optional[str] = None,
+                              json_schema: Optional[str] = None) -> bool:
+        """Compile a constraint ahead of use (the compiler's jump-forward pass); True if done."""
+        return False
+
     def flush_cache(self) -> bool:
         return False
 

@@ -209,6 +209,10 @@ class Runtime(BaseBackend):
         """A Prompt (backend interface) or a plain string (upstream's Runtime.cache_prefix)."""
         self.endpoint.cache_prefix(prefix if isinstance(prefix, Prompt) else Prompt(str(prefix)))
 
+    def precompile_constraint(self, regex: Optional[str] = None,
+                              json_schema: Optional[str] = None) -> bool:
+        return self.endpoint.precompile_constraint(regex=regex, json_schema=json_schema)
+
     def concatenate_and_append(self, parent: Prompt, children: list[Prompt]) -> dict[str, Any]:
         return self.endpoint.concatenate_and_append(parent, children)
 

@@ -343,6 +343,14 @@ class RuntimeProtocolBackend(BaseBackend):
                                    SglSamplingParams(max_new_tokens=0))
         check_result(self.transport.generate(payload))
 
+    def precompile_constraint(self, regex: Optional[str] = None,
+                              json_schema: Optional[str] = None) -> bool:
+        """A prefill-only request carrying the constraint: the runtime compiles it and keeps it
+        in its grammar cache, so later requests with the same constraint start at once."""
+        params = SglSamplingParams(max_new_tokens=0, regex=regex, json_schema=json_schema)
+        check_result(self.transport.generate(generate_payload("\n", Prompt("\n"), params)))
+        return True
+
     def concatenate_and_append(self, parent: Prompt, children: list[Prompt]) -> dict[str, Any]:
         return self.transport.concat_and_append(self.wire_text(parent.text),
                                                 [self.wire_text(c.text) for c in children])
