@@ -63,17 +63,39 @@ class SglFunction:
     def run(self, *args: Any, stream: bool = False, backend: Optional[BaseBackend] = None,
             **kwargs: Any) -> ProgramState:
         """Run once; returns the state at once (reads block until values exist)."""
+        be = resolve_backend(backend)
+        spec = self._spec_program(be)
+        if spec is not None:
+            return spec.run(*args, stream=stream, **kwargs)
         sampling = {k: kwargs.pop(k) for k in list(kwargs) if k in RUN_DEFAULTS}
-        return runner.run_program(self.func, resolve_backend(backend), args, self._kwargs(kwargs),
+        return runner.run_program(self.func, be, args, self._kwargs(kwargs),
                                   _defaults(sampling), stream=stream)
+
+    def _spec_program(self, backend: BaseBackend) -> Any:
+        """With `num_api_spec_tokens` on an API backend (no prefix cache): the program compiled
+        with only API speculative execution, which merges gens into one call; else None (also
+        when the program cannot be traced: then it runs interpreted, call by call)."""
+        from sglang.lang.backend.base_backend import CACHE_PREFIX
+        if not self.num_api_spec_tokens or backend.has(CACHE_PREFIX):
+            return None
+        cache = self.__dict__.setdefault("_spec_cache", {})
+        if id(backend) not in cache:
+            cache[id(backend)] = self.compile(backend, passes=["api_speculative"])
+        return cache[id(backend)] if cache[id(backend)].is_compiled else None
 
     def run_batch(self, batch_kwargs: list[Any], *, backend: Optional[BaseBackend] = None,
                   num_threads: Union[int, str] = "auto", progress_bar: bool = False,
                   generator_style: bool = False, **sampling: Any) -> Any:
         """Run every submission (a dict of arguments each); states come back in input order.
         The submissions' common constant prefix is prefilled once before they start."""
+        be = resolve_backend(backend)
+        spec = self._spec_program(be)
+        if spec is not None:
+            return spec.run_batch(
+                batch_kwargs, num_threads=num_threads, progress_bar=progress_bar,
+                generator_style=generator_style, **sampling)
         calls = [(a, self._kwargs(k)) for a, k in runner.normalize_batch(batch_kwargs)]
-        return runner.run_program_batch(self.func, resolve_backend(backend), calls,
+        return runner.run_program_batch(self.func, be, calls,
                                         _defaults(sampling), num_threads, progress_bar,
                                         generator_style)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 CACHE_ENV = "SGLANG_TINY_CACHE_DIR"
-_SOURCES = ("corpus.py", "tokenizer_factory.py", "tiny_model.py", "shapes.py")
+_SOURCES = ("corpus.py", "tokenizer_factory.py", "tiny_model.py", "shapes.py", "trained_model.py")
 
 
 def cache_root() -> str:
@@ -86,3 +86,11 @@ def shape_model_dir(name: str) -> str:
 
     shape_spec(name)
     return _cached_build(_cache_key("shape", name, {}), lambda d: write_shape_config(name, d))
+
+
+def trained_model_dir(seed: int = 0) -> str:
+    """Path of the cached tiny llama trained to memorize `trained_corpus()` (built once, ~15 s)."""
+    from sglang.testing.trained_model import make_trained_checkpoint
+
+    return _cached_build(_cache_key("trained", "llama", {"seed": seed}),
+                         lambda d: make_trained_checkpoint(d, seed=seed))
