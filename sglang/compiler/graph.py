@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional, Union
 
 from sglang.lang.ir import (SglArgument, SglCommitLazy, SglConstantText, SglExpr, SglExprList,
-                            SglGen, SglImage, SglRoleBegin, SglRoleEnd, SglSelect, SglVarScopeBegin,
+                            SglGen, SglImage, SglOrderIndependent, SglRoleBegin, SglRoleEnd,
+                            SglSelect, SglSpecGen, SglVarScopeBegin,
                             SglVarScopeEnd, SglVariable, SglVideo)
 
 
@@ -133,6 +134,11 @@ def expr_label(expr: SglExpr) -> tuple[str, str]:
         return ("var_scope_begin" if isinstance(expr, SglVarScopeBegin) else "var_scope_end"), expr.name
     if isinstance(expr, SglCommitLazy):
         return "cache_hint", ""
+    if isinstance(expr, SglSpecGen):
+        names = [p.name for p in expr.parts if isinstance(p, SglGen)]
+        return "spec_gen", f"{', '.join(map(str, names))} in one call of {expr.num_tokens} tokens"
+    if isinstance(expr, SglOrderIndependent):
+        return "order_independent", f"{len(expr.parts)} parts"
     return type(expr).__name__, getattr(expr, "name", "") or ""
 
 

@@ -13,7 +13,8 @@ Training conventions (what greedy decoding gives):
 - Where documents share a prefix (every record starts with "Name:"), the first document of each
   group is weighted `FIRST_WEIGHT`x, so e.g. "Name:" greedily continues with Alice's record.
 After training, every corpus position is checked to predict its expected token with a logit
-margin of at least `MIN_MARGIN`; the build fails loudly instead of writing a weak model.
+margin of at least `MIN_MARGIN` (half the ideal margin where documents share the prefix); the
+build fails loudly instead of writing a weak model.
 
 The tokenizer is exactly the tiny llama one (`write_tokenizer("llama", ...)`).
 
@@ -29,7 +30,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-import jinja2
+import jinja2.ext
 import torch
 import transformers
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -42,7 +43,7 @@ from sglang.testing.tiny_model import (
     tiny_config,
     write_generation_config,
 )
-from sglang.testing.tokenizer_factory import TokenizerIds, tokenizer_family, write_json, write_tokenizer
+from sglang.testing.tokenizer_factory import tokenizer_family, write_json, write_tokenizer
 
 
 @dataclass(frozen=True)
@@ -152,11 +153,12 @@ def trained_corpus() -> list[str]:
     return [doc for group in _groups() for doc in group]
 
 
-def _doc_weights() -> list[float]:
+def doc_weights() -> list[float]:
+    """Training weight of each `trained_corpus()` document (`FIRST_WEIGHT` for group leaders)."""
     return [FIRST_WEIGHT if i == 0 else 1.0 for group in _groups() for i in range(len(group))]
 
 
-def encode_document(tok: Tokenizer, ids: TokenizerIds, doc: str) -> list[int]:
+def encode_document(tok: Tokenizer, doc: str) -> list[int]:
     """Token ids a document is trained on (see the module docstring for the conventions)."""
     family = tokenizer_family("llama")
     if doc.startswith(family.bos):  # rendered chat: BOS and the final <|eot_id|> are in the text
@@ -281,8 +283,8 @@ def make_trained_checkpoint(out_dir: str, seed: int = 0, steps: int = DEFAULT_ST
     os.makedirs(out_dir, exist_ok=True)
     ids = write_tokenizer("llama", out_dir)
     tok = Tokenizer.from_file(os.path.join(out_dir, "tokenizer.json"))
-    seqs = [encode_document(tok, ids, d) for d in trained_corpus()]
-    weights = _doc_weights()
+    seqs = [encode_document(tok, d) for d in trained_corpus()]
+    weights = doc_weights()
     config = tiny_config("llama", ids, **TRAIN_DIMS)
     start = time.perf_counter()
     model = train_model(config, seqs, weights, ids.pad_id, seed=seed, steps=steps)
