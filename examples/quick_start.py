@@ -7,7 +7,6 @@ import sglang as sgl
 
 @sgl.function
 def multi_turn_question(s, question_1, question_2):
-    s += sgl.system("You are a helpful assistant.")
     s += sgl.user(question_1)
     s += sgl.assistant(sgl.gen("answer_1", max_tokens=32))
     s += sgl.user(question_2)

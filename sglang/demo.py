@@ -1,12 +1,14 @@
-"""The README's main job: the server on the embedded tiny model, and a program talking to it.
+"""The README's main job: the server on the embedded tiny model, and programs talking to it.
 
-    python -m sglang.demo [--arch llama] [--device cpu] [--port 0]
+    python -m sglang.demo [--model-path M] [--device cpu] [--port 0]
 
-It writes a tiny random checkpoint (real BPE tokenizer, chat template) to a temporary folder,
-starts `python -m sglang.launch_server` on it, then runs a small client program: an OpenAI-style
-chat completion, a streamed completion, a regex-constrained native /generate call, and a repeated
-prompt that hits the RadixAttention cache. The weights are random, so the words are gibberish;
-what it shows is the whole pipeline working end to end. Nothing is downloaded.
+It builds the embedded checkpoint (a 2-layer Llama with a real BPE tokenizer and chat template,
+trained for a few seconds on a toy corpus of person records, Q/A lines and reviews, so its
+greedy answers are predictable), starts `python -m sglang.launch_server` on it, runs frontend
+programs from examples/ against it (roles, fork/join, select, regex/JSON constraints), then a
+raw-HTTP client: an OpenAI chat completion, a streamed completion, a regex-constrained
+/generate call and a repeated prompt served from the RadixAttention cache. Nothing is
+downloaded.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import json
 import socket
 import subprocess
 import sys
-import tempfile
 import time
+from pathlib import Path
 
 import httpx
 
@@ -72,29 +74,43 @@ def run_program(base: str) -> None:
         print(f"{attempt}: prompt {meta['prompt_tokens']} tokens, {meta['cached_tokens']} from the radix cache")
 
 
+def run_examples(base: str, names: tuple[str, ...]) -> None:
+    """Frontend programs from examples/ (`@sgl.function`s) against the running server."""
+    root = Path(__file__).resolve().parents[1] / "examples"
+    if not root.is_dir():
+        print(f"(examples/ not found next to the package at {root}; skipping the programs)")
+        return
+    for name in names:
+        print(f"\n--- examples/{name} ---", flush=True)
+        subprocess.run([sys.executable, str(root / name), "--url", base], cwd=root, check=True)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arch", default="llama", help="Tiny model family: llama, mistral, qwen2, qwen3, gemma2.")
+    parser.add_argument("--model-path", default=None,
+                        help="Checkpoint to serve (default: the embedded trained tiny Llama).")
     parser.add_argument("--device", default="cpu", help="cpu or cuda.")
     parser.add_argument("--port", type=int, default=0, help="Server port (0: pick a free one).")
     args = parser.parse_args(argv)
 
-    from sglang.testing.tiny_model import make_tiny_checkpoint
-
-    with tempfile.TemporaryDirectory(prefix="sglang-demo-") as tmp:
-        path = make_tiny_checkpoint(args.arch, tmp)
-        port = args.port or _free_port()
-        base = f"http://127.0.0.1:{port}"
-        print(f"tiny {args.arch} checkpoint written to {path}; starting the server on {base}")
-        server = subprocess.Popen([sys.executable, "-m", "sglang.launch_server", "--model-path", path,
-                                   "--port", str(port), "--device", args.device, "--log-level", "warning"])
-        try:
-            _wait_healthy(base, server)
-            run_program(base)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-        print("server stopped; demo done")
+    if args.model_path is None:
+        from sglang.testing.fixtures import trained_model_dir
+        print("building the embedded tiny model (trained in ~15 s on first use, then cached) ...")
+        args.model_path = trained_model_dir()
+    port = args.port or _free_port()
+    base = f"http://127.0.0.1:{port}"
+    print(f"starting the server on {base} with {args.model_path}")
+    server = subprocess.Popen([sys.executable, "-m", "sglang.launch_server", "--model-path", args.model_path,
+                               "--port", str(port), "--device", args.device, "--log-level", "warning"])
+    try:
+        _wait_healthy(base, server)
+        run_examples(base, ("quick_start.py", "fork_tips.py", "select_choice.py", "regex_json.py"))
+        print("\n--- raw HTTP: OpenAI and native routes ---")
+        run_program(base)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    print("server stopped; demo done")
 
 
 if __name__ == "__main__":

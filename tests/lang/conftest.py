@@ -35,3 +35,13 @@ def engine_backend(model_path: str) -> Iterator[EngineBackend]:
     backend = EngineBackend(model_path=model_path, **RUNTIME_ARGS)
     yield backend
     backend.shutdown()
+
+
+@pytest.fixture(scope="package")
+def trained_runtime() -> Iterator[Runtime]:
+    """A server on the trained tiny checkpoint (predictable text: records, Q/A, reviews)."""
+    from sglang.testing.fixtures import trained_model_dir
+
+    rt = Runtime(model_path=trained_model_dir(), **RUNTIME_ARGS)
+    yield rt
+    rt.shutdown()
