@@ -376,3 +376,23 @@ def test_no_default_backend_message() -> None:
     sgl.global_config.default_backend = None
     with pytest.raises(RuntimeError, match="set_default_backend"):
         prog.run()
+
+
+def test_video_frames_become_images(backend: ScriptedBackend, tmp_path) -> None:
+    from PIL import Image
+
+    frames = [Image.new("RGB", (4, 4), (i * 40, 0, 0)) for i in range(6)]
+    gif = tmp_path / "clip.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=50)
+
+    @sgl.function
+    def prog(s):
+        s += sgl.user(sgl.video(str(gif), num_frames=3) + "What happens?")
+
+    state = prog.run(backend=backend)
+    parts = state.messages()[0]["content"]
+    assert [p["type"] for p in parts] == ["image_url"] * 3 + ["text"]
+    assert len(state.executor.images_) == 3
+    with pytest.raises(ValueError, match="num_frames"):
+        from sglang.lang.image_io import load_video_frames
+        load_video_frames(str(gif), 0)

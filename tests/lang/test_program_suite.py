@@ -280,3 +280,59 @@ def test_server_info_and_flush(runtime) -> None:
     info = sgl.get_server_info(runtime)
     assert "prefill_tokens" in info and json.dumps(info)
     assert runtime.has(CACHE_PREFIX)
+
+
+# ----------------------------------------------------------------------------- choice methods
+def _engine_logprobs(engine_backend, ids: list[int], start: int) -> list[float]:
+    """Logprobs of ids[start:] given ids[:start], fetched from the engine one request at a time."""
+    out = engine_backend.engine.generate(input_ids=ids, sampling_params={"max_new_tokens": 0},
+                                         return_logprob=True, logprob_start_len=start)
+    return [float(e[0]) for e in out["meta_info"]["input_token_logprobs"]]
+
+
+def _greedy_by_definition(lps: list[list[float]]) -> int:
+    means = [sum(x) / len(x) for x in lps]
+    alive, j = list(range(len(lps))), 0
+    while len(alive) > 1 and any(j < len(lps[i]) for i in alive):
+        col = {i: lps[i][j] if j < len(lps[i]) else means[i] for i in alive}
+        alive = [i for i in alive if col[i] == max(col.values())]
+        j += 1
+    return alive[0]
+
+
+@pytest.mark.parametrize("prompt, choices", [
+    ("Review: I loved it. Sentiment:", [" positive", " negative", " mixed feelings"]),
+    ("The answer is ", ["yes", "no", "not sure"]),
+])
+def test_choice_methods_match_definitions_on_engine_logprobs(engine_backend, prompt, choices) -> None:
+    tok = engine_backend.transport.tokenize
+    prompt_ids = tok([prompt])[0]
+    cond, uncond = [], []
+    bos = prompt_ids[0]  # the tiny llama's tokenizer adds BOS
+    for choice in choices:
+        full = tok([prompt + choice])[0]
+        start = next((k for k, (a, b) in enumerate(zip(prompt_ids, full)) if a != b),
+                     min(len(prompt_ids), len(full)))  # token healing: first differing token
+        cond.append(_engine_logprobs(engine_backend, full, start))
+        uncond.append(_engine_logprobs(engine_backend, [bos] + full[start:], 1))
+    means = [sum(x) / len(x) for x in cond]
+    expected = {
+        "token_length_normalized": choices[max(range(len(choices)), key=means.__getitem__)],
+        "greedy_token_selection": choices[_greedy_by_definition(cond)],
+        "unconditional_likelihood_normalized": choices[max(
+            range(len(choices)),
+            key=lambda i: sum(a - b for a, b in zip(cond[i], uncond[i])) / len(cond[i]))],
+    }
+    for name, want in expected.items():
+        method = getattr(sgl, name)
+
+        @sgl.function
+        def prog(s):
+            s += prompt + sgl.select("c", choices=choices, choices_method=method)
+
+        state = _run(prog, engine_backend)
+        got = state.get_meta_info("c")["input_token_logprobs"]
+        for mine, theirs in zip(cond, got):
+            assert len(mine) == len(theirs)
+            assert max(abs(a - float(e[0])) for a, e in zip(mine, theirs)) < 2e-4
+        assert state["c"] == want, name
