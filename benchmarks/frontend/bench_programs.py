@@ -75,6 +75,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model-path", default=None, help="Model (default: the embedded tiny llama).")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--load-format", default=None, help="e.g. dummy (real-shape config, random weights).")
     p.add_argument("--num-classify", type=int, default=32)
     p.add_argument("--num-tree", type=int, default=8)
     p.add_argument("--repeats", type=int, default=2, help="Runs per mode; the best is kept.")
@@ -84,6 +85,8 @@ def main() -> None:
         from sglang.testing.fixtures import tiny_model_dir
         args.model_path = tiny_model_dir("llama")
     common = dict(model_path=args.model_path, device=args.device, random_seed=0)
+    if args.load_format:
+        common["load_format"] = args.load_format
     radix, no_radix = sgl.Runtime(**common), sgl.Runtime(disable_radix_cache=True, **common)
     results: dict[str, Any] = {}
     try:

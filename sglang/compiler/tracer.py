@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
 from sglang.compiler.graph import Fork, Join, ProgramGraph, SetVar, Submit, TracedVariable
-from sglang.lang.interpreter.program_state import JOIN_MODES
+from sglang.lang.interpreter.program_state import JOIN_MODES, ProgramStateGroup
 from sglang.lang.ir import (SglArgument, SglExpr, SglExprList, SglRoleBegin, SglRoleEnd,
                             SglVarScopeBegin, SglVarScopeEnd, to_expr)
 
@@ -130,33 +130,8 @@ class TracerState:
         return self.fork(1)[0]
 
 
-class TracerGroup:
-    def __init__(self, states: list[TracerState], parent: TracerState) -> None:
-        self.states = states
-        self.parent = parent
-
-    def __len__(self) -> int:
-        return len(self.states)
-
-    def __iter__(self) -> Iterator[TracerState]:
-        return iter(self.states)
-
-    def __getitem__(self, i: int) -> TracerState:
-        return self.states[i]
-
-    def __iadd__(self, other: Any) -> "TracerGroup":
-        if callable(other) and not isinstance(other, SglExpr):
-            for i, state in enumerate(self.states):
-                state += other(i)
-        elif isinstance(other, (list, tuple)):
-            if len(other) != len(self.states):
-                raise TraceError(f"a list added to a fork of {len(self.states)} needs as many items")
-            for state, item in zip(self.states, other):
-                state += item
-        else:
-            for state in self.states:
-                state += other
-        return self
+class TracerGroup(ProgramStateGroup):
+    """A traced fork: broadcasting `+=` as in ProgramStateGroup; join is recorded."""
 
     def join(self, mode: str = "gather_variable") -> None:
         if mode not in JOIN_MODES:
