@@ -76,7 +76,7 @@ class ServerArgs:
     sampling_backend: Optional[str] = _f(None, "Sampling implementation: 'pytorch' (default).")
     disable_cuda_graph: bool = _f(False, "Do not capture CUDA graphs for decode.")
     cuda_graph_max_bs: Optional[int] = _f(None, "Largest decode batch size captured in a CUDA graph.")
-    disable_overlap_schedule: bool = _f(False, "Do not overlap CPU scheduling with GPU execution.")
+    disable_overlap_schedule: bool = _f(False, "Do not overlap CPU scheduling with GPU execution: process each batch's sampled tokens before building the next batch (overlap is on by default, also on CPU).")
     tp_size: int = _f(1, "Tensor-parallel size (processes, one per device).")
     base_gpu_id: int = _f(0, "First GPU index to use.")
 
@@ -101,7 +101,6 @@ class ServerArgs:
             self.chunked_prefill_size = 8192 if self.device == "cuda" else 2048
         if self.device == "cpu":
             self.disable_cuda_graph = True
-            self.disable_overlap_schedule = True
         self.validate()
 
     def validate(self) -> None:

@@ -78,5 +78,4 @@ class SchedulerHarness:
         return self.results
 
     def live_reqs(self) -> list:
-        s = self.scheduler
-        return list(s.running) + ([s.chunked_req] if s.chunked_req is not None else [])
+        return self.scheduler.live_reqs()

@@ -338,3 +338,25 @@ def test_cuda_draws_match_cpu() -> None:
     cpu_ids = sample(reqs, logits)
     gpu_ids = Sampler().sample(logits.cuda(), SamplingBatchInfo.from_reqs(reqs, V, "cuda"))
     assert torch.equal(cpu_ids, gpu_ids.cpu())
+
+
+def test_pending_tokens_count_as_if_appended() -> None:
+    """Overlap scheduling: a token still on the device (PendingTokens) must act exactly as if it
+    were the last of output_ids: sampling step, penalties, min_new_tokens."""
+    from sglang.runtime.sampling.penalties import PendingTokens
+
+    def reqs(pending: bool) -> List[FakeReq]:
+        tail = [] if pending else [5]
+        return [req(seed=3, output_ids=[3, 3] + tail, temperature=0.7, frequency_penalty=0.5,
+                    presence_penalty=0.3, repetition_penalty=1.4, min_new_tokens=4),
+                req(seed=4, output_ids=[9] + tail, temperature=0.9, min_new_tokens=2),
+                req(seed=5, output_ids=[2, 8], temperature=0.0)]  # no pending token in this row
+
+    logits = random_logits(3, seed=21)
+    plain = SamplingBatchInfo.from_reqs(reqs(False), V, "cpu")
+    pending = SamplingBatchInfo.from_reqs(reqs(True), V, "cpu", PendingTokens([0, 1], torch.tensor([5, 5])))
+    assert plain.steps.tolist() == pending.steps.tolist() == [3, 2, 2]
+    a = apply_logits_processors(logits.clone(), plain)
+    b = apply_logits_processors(logits.clone(), pending)
+    assert torch.equal(a, b)
+    assert torch.equal(Sampler().sample(logits, plain), Sampler().sample(logits, pending))

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sglang.runtime.host_device import to_device
 from sglang.runtime.layers.linear import require_single_rank
 
 if TYPE_CHECKING:
@@ -69,8 +70,7 @@ class LogitsProcessor(nn.Module):
         last = forward_batch.last_token_indices()
         if not (forward_batch.return_logprob and mode.is_extend()):
             return LogitsProcessorOutput(self.compute_logits(hidden_states[last], lm_head))
-        rows = torch.tensor(input_logit_row_indices(forward_batch), dtype=torch.int64,
-                            device=hidden_states.device)
+        rows = to_device(input_logit_row_indices(forward_batch), torch.int64, hidden_states.device)
         # One projection for both sets of rows; split afterwards.
         logits = self.compute_logits(hidden_states[torch.cat([rows, last])], lm_head)
         n_input = rows.numel()

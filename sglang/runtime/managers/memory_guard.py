@@ -41,7 +41,7 @@ def retract_for_decode(running: List[Req], allocator, tree_cache) -> List[Req]:
     if available() >= len(running):
         return []
     # Least progress first; among equals, the one holding more memory goes first.
-    order = sorted(running, key=lambda r: (len(r.output_ids), -r.kv_committed_len))
+    order = sorted(running, key=lambda r: (r.num_output_tokens, -r.kv_committed_len))
     retracted: List[Req] = []
     while available() < len(running) - len(retracted) and len(retracted) < len(running) - 1:
         req = order[len(retracted)]

@@ -8,7 +8,7 @@ tokens is still found). The detokenizer trims the matched text later.
 from __future__ import annotations
 
 import re
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -20,7 +20,8 @@ from sglang.runtime.managers.io_struct import (
     finish_matched_token,
 )
 from sglang.runtime.managers.req import Req
-from sglang.runtime.sampling.logprobs import compute_logprobs
+from sglang.runtime.host_device import HostCopies, to_device
+from sglang.runtime.sampling.logprobs import LogprobResult, LogprobTensors, compute_logprob_tensors, compute_logprobs
 
 _STOP_REGEX_WINDOW = 64  # output tokens searched for a stop_regex match
 
@@ -77,23 +78,29 @@ class OutputProcessor:
         return None
 
     # ---------------------------------------------------------------- logprobs
-    def record_output_logprobs(self, reqs: List[Req], logits: torch.Tensor, next_ids: torch.Tensor) -> None:
+    @staticmethod
+    def launch_output_logprobs(reqs: List[Req], logits: torch.Tensor, next_ids: torch.Tensor,
+                               copies: HostCopies) -> Optional[Tuple[List[int], LogprobTensors]]:
+        """Queue the output logprobs of the rows that asked for them; the tensors come back on the
+        host through `copies` (read them after its event). Returns (rows, host tensors)."""
         rows = [i for i, r in enumerate(reqs) if r.return_logprob]
         if not rows:
-            return
-        sel = torch.tensor(rows, dtype=torch.int64, device=logits.device)
-        result = compute_logprobs(
-            logits[sel],
-            next_ids[sel],
-            [reqs[i].top_logprobs_num for i in rows],
-            [reqs[i].token_ids_logprob for i in rows],
-        )
-        for j, i in enumerate(rows):
-            state = reqs[i].logprobs
-            state.output_vals.append(result.token_logprobs[j])
-            state.output_ids.append(int(next_ids[i]))
-            state.output_top.append(result.top_logprobs[j])
-            state.output_token_ids.append(result.token_ids_logprobs[j])
+            return None
+        if len(rows) != len(reqs):
+            sel = to_device(rows, torch.int64, logits.device)
+            logits, next_ids = logits[sel], next_ids[sel]
+        tensors = compute_logprob_tensors(logits, next_ids, [reqs[i].top_logprobs_num for i in rows],
+                                          [reqs[i].token_ids_logprob for i in rows])
+        return rows, tensors.map(copies.add)
+
+    @staticmethod
+    def record_output_logprob(req: Req, result: LogprobResult, j: int, token: int) -> None:
+        """Row j of a batch's output-logprob result belongs to `req`, which sampled `token`."""
+        state = req.logprobs
+        state.output_vals.append(result.token_logprobs[j])
+        state.output_ids.append(token)
+        state.output_top.append(result.top_logprobs[j])
+        state.output_token_ids.append(result.token_ids_logprobs[j])
 
     def record_input_logprobs(self, req: Req, logits: torch.Tensor, seg_start: int, prefix_len: int) -> None:
         """`logits` are this request's rows for global positions prefix_len + seg_start ...; each
@@ -113,7 +120,7 @@ class OutputProcessor:
             targets = req.origin_input_ids[first_pos + lo + 1 : first_pos + hi + 1]
             result = compute_logprobs(
                 logits[lo:hi],
-                torch.tensor(targets, dtype=torch.int64, device=logits.device),
+                to_device(targets, torch.int64, logits.device),
                 [req.top_logprobs_num] * (hi - lo),
                 [req.token_ids_logprob] * (hi - lo),
             )

@@ -9,7 +9,7 @@ Token bookkeeping (all lengths count tokens of `origin_input_ids + output_ids`):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Set
+from typing import Any, List, Optional, Set, Tuple
 
 import torch
 
@@ -89,6 +89,9 @@ class Req:
         # a Future; afterwards the per-request grammar object.
         self.grammar: Any = None
         self.jump_replaced = 0  # tokens re-tokenized by the last jump-forward
+        # Overlap scheduling: (launch seq, row in that launch's sampled ids) of a token sampled on
+        # the device but not yet appended to output_ids; None when output_ids is complete.
+        self.pending_ref: Optional[Tuple[int, int]] = None
 
     # ---------------------------------------------------------------- lengths
     @property
@@ -126,8 +129,21 @@ class Req:
         self.last_node = None
         self.kv_committed_len = 0
 
+    @property
+    def num_output_tokens(self) -> int:
+        """Output tokens sampled so far, including one still on the device (overlap)."""
+        return len(self.output_ids) + (self.pending_ref is not None)
+
+    def finishes_with_pending(self, context_len: int) -> bool:
+        """Whether the token still on the device ends the request (length or context), so no
+        further decode step is worth launching for it."""
+        if self.pending_ref is None:
+            return False
+        n = self.num_output_tokens
+        return n >= self.sampling_params.max_new_tokens or len(self.origin_input_ids) + n >= context_len
+
     def remaining_new_tokens(self) -> int:
-        return max(self.sampling_params.max_new_tokens - len(self.output_ids), 0)
+        return max(self.sampling_params.max_new_tokens - self.num_output_tokens, 0)
 
     def __repr__(self) -> str:
         return f"Req(rid={self.rid!r}, input={len(self.origin_input_ids)}, output={len(self.output_ids)})"

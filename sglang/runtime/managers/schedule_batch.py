@@ -7,10 +7,11 @@ cache reads them back when a request is cached.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 
+from sglang.runtime.host_device import host_empty, host_to_device, to_device
 from sglang.runtime.managers.req import Req
 from sglang.runtime.model_executor.forward_batch import ForwardBatch, ForwardMode
 
@@ -42,6 +43,7 @@ class ScheduleBatch:
         self.reqs = reqs
         self.mode = mode
         self.res = res
+        self.pending_rows: List[int] = []  # decode rows whose input token is still on the device
 
     # ---------------------------------------------------------------- extend
     def build_extend(self) -> ForwardBatch:
@@ -52,47 +54,71 @@ class ScheduleBatch:
         slots = res.alloc_slots(sum(extend_lens))
         if slots is None:
             raise OutOfKVMemory(f"cannot allocate {sum(extend_lens)} KV slots for prefill")
-        input_ids: List[int] = []
-        positions: List[int] = []
-        offset = 0
         table = res.req_to_token_pool
-        for req, p, n in zip(reqs, prefix_lens, extend_lens):
+        fresh_rows = []  # requests that get a req_to_token row now: their prefix is written too
+        for req, p in zip(reqs, prefix_lens):
             if req.req_pool_idx is None:
                 idx = table.alloc(1)
                 if idx is None:
                     raise OutOfKVMemory("no free request slot (max_running_requests reached)")
                 req.req_pool_idx = idx[0]
                 if p:
-                    table.write(req.req_pool_idx, 0, p, req.prefix_indices)
-            table.write(req.req_pool_idx, p, p + n, slots[offset : offset + n])
-            input_ids.extend(req.fill_ids[p:])
-            positions.extend(range(p, p + n))
-            offset += n
+                    fresh_rows.append(req)
+        _, dev_tokens = self._extend_tokens(prefix_lens, extend_lens, slots, fresh_rows)
+        num_tokens = len(slots)
         seq_lens = [len(r.fill_ids) for r in reqs]
         starts = [0]
         for n in extend_lens[:-1]:
             starts.append(starts[-1] + n)
+        per_req = to_device([[r.req_pool_idx for r in reqs], seq_lens, extend_lens, prefix_lens, starts],
+                            torch.int64, res.device)
         logprob_starts = [self._logprob_start(r, p, n) for r, p, n in zip(reqs, prefix_lens, extend_lens)]
-        dev = res.device
         return ForwardBatch(
             forward_mode=self.mode,
             batch_size=len(reqs),
-            input_ids=torch.tensor(input_ids, dtype=torch.int64, device=dev),
-            positions=torch.tensor(positions, dtype=torch.int64, device=dev),
-            req_pool_indices=torch.tensor([r.req_pool_idx for r in reqs], dtype=torch.int64, device=dev),
-            seq_lens=torch.tensor(seq_lens, dtype=torch.int64, device=dev),
-            out_cache_loc=slots.to(dev),
+            input_ids=dev_tokens[0, :num_tokens],
+            positions=dev_tokens[1, :num_tokens],
+            req_pool_indices=per_req[0],
+            seq_lens=per_req[1],
+            out_cache_loc=dev_tokens[2, :num_tokens],
             seq_lens_cpu=seq_lens,
             req_to_token_pool=res.req_to_token_pool,
             kv_pool=res.kv_pool,
-            extend_seq_lens=torch.tensor(extend_lens, dtype=torch.int64, device=dev),
-            extend_prefix_lens=torch.tensor(prefix_lens, dtype=torch.int64, device=dev),
-            extend_start_loc=torch.tensor(starts, dtype=torch.int64, device=dev),
+            extend_seq_lens=per_req[2],
+            extend_prefix_lens=per_req[3],
+            extend_start_loc=per_req[4],
             extend_seq_lens_cpu=extend_lens,
             extend_prefix_lens_cpu=prefix_lens,
             return_logprob=any(s < n for s, n in zip(logprob_starts, extend_lens)),
             extend_logprob_start_lens_cpu=logprob_starts,
         )
+
+    def _extend_tokens(self, prefix_lens: List[int], extend_lens: List[int], slots: torch.Tensor,
+                       fresh_rows: List[Req]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """One host table [input ids; positions; KV slots; req_to_token rows] with a column per new
+        token, then one per cached-prefix token of `fresh_rows` (their rows must point at the
+        prefix); copied to the device at once. Writes req_to_token for every column."""
+        ids: List[int] = []
+        positions: List[int] = []
+        rows: List[int] = []
+        for req, p, n in zip(self.reqs, prefix_lens, extend_lens):
+            ids.extend(req.fill_ids[p:])
+            positions.extend(range(p, p + n))
+            rows.extend([req.req_pool_idx] * n)
+        prefix_slots = [r.prefix_indices for r in fresh_rows]
+        for req in fresh_rows:
+            positions.extend(range(len(req.prefix_indices)))
+            rows.extend([req.req_pool_idx] * len(req.prefix_indices))
+        host = host_empty((4, len(positions)), torch.int64, self.res.device)
+        num_tokens = len(ids)
+        host[0, :num_tokens] = torch.tensor(ids, dtype=torch.int64)
+        host[0, num_tokens:] = 0
+        host[1] = torch.tensor(positions, dtype=torch.int64)
+        host[2] = torch.cat([slots.to(torch.int64), *prefix_slots]) if prefix_slots else slots
+        host[3] = torch.tensor(rows, dtype=torch.int64)
+        dev = host_to_device(host, self.res.device)
+        self.res.req_to_token_pool.write_points(host[3], host[1], host[2], device_args=(dev[3], dev[1], dev[2]))
+        return host, dev
 
     @staticmethod
     def _logprob_start(req: Req, prefix_len: int, extend_len: int) -> int:
@@ -109,20 +135,37 @@ class ScheduleBatch:
             req.prefilled_once = True
 
     # ---------------------------------------------------------------- decode
-    def build_decode(self) -> ForwardBatch:
+    def build_decode(self, prev: Optional[Tuple[int, torch.Tensor]] = None) -> ForwardBatch:
+        """A decode step. A request whose last token is still being sampled by the batch in
+        flight (overlap scheduling: `req.pending_ref == (seq, i)`) gets input id -(i + 1), resolved
+        on the device from `prev = (seq, that batch's sampled ids)`: no host read of that token."""
         res = self.res
         reqs = self.reqs
         slots = res.alloc_slots(len(reqs))
         if slots is None:
             raise OutOfKVMemory(f"cannot allocate {len(reqs)} KV slots for decode")
+        last_ids = []
+        self.pending_rows = []
+        for i, r in enumerate(reqs):
+            if r.pending_ref is None:
+                last_ids.append(r.output_ids[-1])
+                continue
+            seq, j = r.pending_ref
+            if prev is None or prev[0] != seq:
+                raise RuntimeError(f"request {r.rid} waits for a token of batch {seq}, which is not in flight")
+            last_ids.append(-1 - j)
+            self.pending_rows.append(i)
         seq_lens = [r.kv_committed_len + 1 for r in reqs]
         # One host tensor, one copy to the device: per-step host overhead matters at decode.
-        host = torch.tensor([[r.output_ids[-1] for r in reqs], [r.kv_committed_len for r in reqs],
-                             [r.req_pool_idx for r in reqs], seq_lens], dtype=torch.int64)
-        packed = torch.cat([host, slots.view(1, -1)]).to(res.device, non_blocking=True)
+        host = host_empty((5, len(reqs)), torch.int64, res.device)
+        host[:4] = torch.tensor([last_ids, [r.kv_committed_len for r in reqs], [r.req_pool_idx for r in reqs],
+                                 seq_lens], dtype=torch.int64)
+        host[4] = slots
+        packed = host_to_device(host, res.device)
         input_ids, positions, rows, seq_lens_t, out_loc = packed.unbind(0)
-        table = res.req_to_token_pool.req_to_token
-        table[rows, positions] = out_loc.to(torch.int32)
+        if self.pending_rows:
+            input_ids = torch.where(input_ids < 0, prev[1][(-1 - input_ids).clamp(min=0)], input_ids)
+        res.req_to_token_pool.write_points(host[2], host[1], host[4], device_args=(rows, positions, out_loc))
         return ForwardBatch(
             forward_mode=ForwardMode.DECODE,
             batch_size=len(reqs),

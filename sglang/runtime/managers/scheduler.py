@@ -2,7 +2,16 @@
 
 Loop: receive messages -> admit into the waiting queue -> pick the next batch (prefill has
 priority, filled under budgets by PrefillAdder; otherwise one decode step of the running batch)
--> run it -> record tokens, finish requests -> send TokenOuts to the detokenizer.
+-> launch it -> record tokens, finish requests -> send TokenOuts to the detokenizer.
+
+Overlap scheduling (default; `--disable-overlap-schedule` turns it off): each step launches batch
+N+1 (forward + sampling queued on the device) and only then reads and processes the results of
+batch N, so the host's bookkeeping runs while the device computes. A request finished by batch N
+may already be in batch N+1: that token is dropped, and the KV slot it wrote belongs to the
+finished sequence (cached with it). Batches with grammar-constrained requests are processed right
+after their launch (the next mask needs the token). Without overlap every batch is processed
+right after its launch; both modes share all code (see docs/architecture.md).
+
 The work is split into small collaborators: SchedulePolicy (queue order), PrefillAdder (budgets),
 ScheduleBatch (forward-batch building), memory_guard (retraction), OutputProcessor (finish checks,
 logprobs, outputs) and RequestIntake (validation of incoming requests).
@@ -18,6 +27,8 @@ import torch
 
 from sglang.runtime.managers.grammar_support import GrammarSupport
 from sglang.runtime.managers.kv_concat import concat_and_append
+from sglang.runtime.managers.launched_batch import LaunchedBatch
+from sglang.runtime.host_device import HostCopies, to_device
 from sglang.runtime.managers.io_struct import (
     AbortReq,
     BatchTokenOut,
@@ -40,6 +51,7 @@ from sglang.runtime.managers.schedule_batch import KVResources, ScheduleBatch
 from sglang.runtime.managers.schedule_policy import SchedulePolicy
 from sglang.runtime.model_executor.forward_batch import ForwardMode
 from sglang.runtime.model_executor.model_runner import ModelRunner
+from sglang.runtime.sampling.penalties import PendingTokens
 from sglang.runtime.sampling.sampling_batch_info import SamplingBatchInfo
 from sglang.runtime.server_args import ServerArgs
 
@@ -75,6 +87,9 @@ class Scheduler:
         self.chunked_req: Optional[Req] = None
         self.last_batch_chunked = False
         self.outbox = []
+        self.overlap = not server_args.disable_overlap_schedule
+        self.inflight: Optional[LaunchedBatch] = None  # launched, results not yet processed
+        self.launch_seq = 0
         self.stats = {"num_retractions": 0, "forward_steps": 0, "decode_steps": 0, "prefill_steps": 0, "prefill_tokens": 0}
 
     # ---------------------------------------------------------------- messages
@@ -89,7 +104,8 @@ class Scheduler:
         elif isinstance(msg, ServerStateReq):
             return ServerStateReply(self.state())
         elif isinstance(msg, ConcatAppendReq):
-            # Between steps: no forward pass is reading or writing the KV it copies.
+            # Between steps, with the batch in flight processed: nothing is pending on the KV.
+            self.drain()
             return concat_and_append(self.tree_cache, self.runner.allocator, self.runner.kv_pool,
                                      msg.parent_ids, msg.children_ids)
         else:
@@ -127,6 +143,7 @@ class Scheduler:
         self.waiting = keep
 
     def flush_cache(self) -> FlushCacheReply:
+        self.drain()
         if self.running or self.waiting or self.chunked_req:
             return FlushCacheReply(False, "cannot flush the cache while requests are in flight")
         self.tree_cache.reset()
@@ -154,27 +171,53 @@ class Scheduler:
 
     # ---------------------------------------------------------------- stepping
     def has_work(self) -> bool:
-        return bool(self.waiting or self.running or self.chunked_req or self.grammar.pending)
+        return bool(self.waiting or self.running or self.chunked_req or self.grammar.pending
+                    or self.inflight is not None)
+
+    def live_reqs(self) -> List[Req]:
+        """Requests that may hold KV: running, the chunked one, and unfinished ones of the batch
+        in flight (e.g. a max_new_tokens=0 prefill awaiting its finish)."""
+        reqs = list(self.running) + ([self.chunked_req] if self.chunked_req is not None else [])
+        if self.inflight is not None:
+            known = {id(r) for r in reqs}
+            reqs += [r for r in self.inflight.live_reqs() if id(r) not in known]
+        return reqs
 
     def step(self) -> List:
-        """Run at most one forward pass; returns the messages to send."""
+        """Launch at most one forward pass and process the previous one; returns the messages to send."""
         ready, failed = self.grammar.poll()
         self.waiting.extend(ready)
         self.outbox.extend(self.output.make_token_out(r) for r in failed)
         self._drop_aborted_waiting()
-        batch = None
-        if not (self.last_batch_chunked and self.running):
-            batch = self._next_prefill_batch()
-        if batch is not None:
-            self._run_extend(batch)
-        elif self.running:
-            self._run_decode()
-        elif self.grammar.pending:
+        launched = self._launch_next()
+        self.drain()  # batch N's results, while the device runs batch N+1
+        if launched is not None:
+            if launched.needs_sync:
+                self._process(launched)
+            else:
+                self.inflight = launched
+        elif not self.running and self.grammar.pending:
             time.sleep(0.001)  # only compiling grammars: do not spin
         out, self.outbox = self.outbox, []
         if out:
             return [BatchTokenOut(out)]
         return []
+
+    def drain(self) -> None:
+        """Process the batch in flight, if any."""
+        if self.inflight is not None:
+            batch, self.inflight = self.inflight, None
+            self._process(batch)
+
+    def _launch_next(self) -> Optional[LaunchedBatch]:
+        batch = None
+        if not (self.last_batch_chunked and self.running):
+            batch = self._next_prefill_batch()
+        if batch is not None:
+            return self._launch_extend(batch)
+        if self.running:
+            return self._launch_decode()
+        return None
 
     def _next_prefill_batch(self) -> Optional[ScheduleBatch]:
         self.last_batch_chunked = False
@@ -187,7 +230,7 @@ class Scheduler:
             req, self.chunked_req = self.chunked_req, None
             if req.to_abort is not None:
                 req.finished_reason = finish_abort(req.to_abort)
-                self._after_token(req, keep_running=False)
+                self._after_token(req)
             else:
                 adder.add_chunked_req(req)
         admitted = set()
@@ -207,7 +250,7 @@ class Scheduler:
         self.last_batch_chunked = self.chunked_req is not None
         return ScheduleBatch(adder.can_run, ForwardMode.EXTEND, self.res)
 
-    def _run_extend(self, batch: ScheduleBatch) -> None:
+    def _launch_extend(self, batch: ScheduleBatch) -> LaunchedBatch:
         fb = batch.build_extend()
         batch.commit_extend()
         out = self.runner.forward(fb)
@@ -215,23 +258,18 @@ class Scheduler:
         self.stats["prefill_steps"] += 1
         self.stats["prefill_tokens"] += fb.num_tokens
         self._record_input_logprobs(batch.reqs, fb, out)
-        sample_rows = [i for i, r in enumerate(batch.reqs) if not r.is_chunked and r.sampling_params.max_new_tokens > 0]
-        next_ids = self._sample(batch.reqs, out.next_token_logits, sample_rows)
-        for i, req in enumerate(batch.reqs):
-            if req.is_chunked:
-                self.tree_cache.cache_unfinished_req(req)
-                continue
-            if req.sampling_params.max_new_tokens == 0:
-                req.finished_reason = finish_length(0)
-            elif i in next_ids:
-                self._append(req, next_ids[i])
-            if req.to_abort is not None and req.finished_reason is None:
-                req.finished_reason = finish_abort(req.to_abort)
-            if req.finished_reason is None:
-                # The prompt goes into the radix tree now, not at finish: requests admitted
-                # next batch (e.g. deferred ones sharing this prefix) reuse it at once.
-                self.tree_cache.cache_unfinished_req(req)
-            self._after_token(req, keep_running=True)
+        rows = [i for i, r in enumerate(batch.reqs) if not r.is_chunked and r.sampling_params.max_new_tokens > 0]
+        launched = self._launch_sampling(fb.forward_mode, batch.reqs, out.next_token_logits, rows)
+        launched.done_rows = frozenset(i for i, r in enumerate(batch.reqs)
+                                       if not r.is_chunked and r.sampling_params.max_new_tokens == 0)
+        # They decode from the next step on, before their first token is read (overlap).
+        self.running.extend(batch.reqs[i] for i in rows)
+        for req in batch.reqs:
+            # The prompt goes into the radix tree now, not at finish: requests admitted next
+            # batch (e.g. deferred ones sharing this prefix) reuse it at once. Queued after the
+            # forward pass, which reads the req_to_token rows as they were built.
+            self.tree_cache.cache_unfinished_req(req)
+        return launched
 
     def _record_input_logprobs(self, reqs: List[Req], fb, out) -> None:
         if not fb.return_logprob or out.input_logits is None:
@@ -244,17 +282,50 @@ class Scheduler:
                 self.output.record_input_logprobs(req, out.input_logits[offset : offset + rows], start, prefix)
             offset += rows
 
-    def _sample(self, reqs: List[Req], logits: torch.Tensor, rows: List[int]) -> dict:
-        if not rows:
-            return {}
-        chosen = [reqs[i] for i in rows]
-        if len(rows) != len(reqs):
-            logits = logits[torch.tensor(rows, device=logits.device)]
-        info = SamplingBatchInfo.from_reqs(chosen, self.runner.vocab_size(), logits.device)
-        info.allowed_token_mask = GrammarSupport.build_mask(chosen, self.runner.vocab_size(), logits.device)
-        ids = self.runner.sample(logits, info)
-        self.output.record_output_logprobs(chosen, logits, ids)
-        return dict(zip(rows, ids.tolist()))
+    def _launch_sampling(self, mode: ForwardMode, reqs: List[Req], logits: torch.Tensor, rows: List[int],
+                         pending: Optional[PendingTokens] = None) -> LaunchedBatch:
+        """Queue sampling (and output logprobs) of `rows` and the copies of their results to
+        the host; nothing here waits for the device."""
+        copies = HostCopies(self.runner.device)
+        next_ids = host_ids = logprobs = None
+        self.launch_seq += 1
+        if rows:
+            chosen = [reqs[i] for i in rows]
+            if len(rows) != len(reqs):
+                logits = logits[to_device(rows, torch.int64, logits.device)]
+            info = SamplingBatchInfo.from_reqs(chosen, self.runner.vocab_size(), logits.device, pending)
+            info.allowed_token_mask = GrammarSupport.build_mask(chosen, self.runner.vocab_size(), logits.device)
+            next_ids = self.runner.sample(logits, info)
+            logprobs = self.output.launch_output_logprobs(chosen, logits, next_ids, copies)
+            host_ids = copies.add(next_ids)
+            for j, req in enumerate(chosen):
+                req.pending_ref = (self.launch_seq, j)
+        copies.record()
+        needs_sync = not self.overlap or any(r.grammar is not None for r in reqs)
+        return LaunchedBatch(self.launch_seq, reqs, mode, rows, next_ids, host_ids, logprobs, copies, needs_sync)
+
+    def _process(self, batch: LaunchedBatch) -> None:
+        """Read a launched batch's results: append tokens, check finishes, emit outputs."""
+        ids, logprob_row, logprobs = batch.read()
+        sampled = {i: j for j, i in enumerate(batch.sampled_rows)}
+        for i, req in enumerate(batch.reqs):
+            j = sampled.get(i)
+            if j is not None and req.pending_ref == (batch.seq, j):
+                req.pending_ref = None
+            if req.finished_reason is not None:
+                continue  # finished while this batch ran (overlap): the extra token is dropped
+            if j is None:
+                if i not in batch.done_rows:
+                    continue  # one chunk of a longer prompt
+                req.finished_reason = finish_length(0)
+            else:
+                if j in logprob_row:
+                    self.output.record_output_logprob(req, logprobs, logprob_row[j], ids[j])
+                self._append(req, ids[j])
+            if req.to_abort is not None and req.finished_reason is None:
+                req.finished_reason = finish_abort(req.to_abort)
+            self._after_token(req)
+        self._drop_finished()
 
     def _append(self, req: Req, token: int) -> None:
         req.output_ids.append(token)
@@ -274,8 +345,8 @@ class Scheduler:
             del req.output_ids[limit:]
         valid = min(req.kv_committed_len, old_seqlen - req.jump_replaced, req.seqlen - 1)
         if req.kv_committed_len > valid:
-            row = self.runner.req_to_token_pool.req_to_token[req.req_pool_idx]
-            self.runner.allocator.free(row[valid : req.kv_committed_len].to(torch.int64))
+            pool = self.runner.req_to_token_pool
+            self.runner.allocator.free(pool.read(req.req_pool_idx, valid, req.kv_committed_len))
             req.kv_committed_len = valid
         self.output.check_finished(req)
         if req.finished_reason is not None:
@@ -289,21 +360,24 @@ class Scheduler:
             self.outbox.append(self.output.make_token_out(req))
         return True
 
-    def _after_token(self, req: Req, keep_running: bool) -> None:
+    def _after_token(self, req: Req) -> None:
+        """Finish or stream a request after its new token (running membership was decided at
+        launch; `_drop_finished` removes finished requests from the queues)."""
         if req.finished_reason is None and req.grammar is not None and self._jump_forward(req):
             return
         if req.finished_reason is not None:
             self.tree_cache.cache_finished_req(req)
             self.outbox.append(self.output.make_token_out(req))
-            if req in self.running:
-                self.running.remove(req)
             return
-        if keep_running and req not in self.running:
-            self.running.append(req)
         if self.output.should_send(req):
             self.outbox.append(self.output.make_token_out(req))
 
-    def _run_decode(self) -> None:
+    def _drop_finished(self) -> None:
+        # A retracted request may finish from the token it had in flight: it is in `waiting`.
+        self.running = [r for r in self.running if r.finished_reason is None]
+        self.waiting = [r for r in self.waiting if r.finished_reason is None]
+
+    def _launch_decode(self) -> Optional[LaunchedBatch]:
         self._finish_aborted_running()
         self._pause_chunked_req_if_short()
         retracted = retract_for_decode(self.running, self.runner.allocator, self.tree_cache)
@@ -313,19 +387,25 @@ class Scheduler:
             self.running = [r for r in self.running if r not in retracted]
             self.waiting = retracted + self.waiting
         self._finish_aborted_running()
-        if not self.running:
-            return
-        batch = ScheduleBatch(list(self.running), ForwardMode.DECODE, self.res)
-        fb = batch.build_decode()
+        # Requests whose in-flight token is their last by length stay in `running` until it is
+        # read, but get no further step (it would be computed and dropped).
+        reqs = [r for r in self.running if not r.finishes_with_pending(self.runner.context_len)]
+        if not reqs:
+            return None
+        batch = ScheduleBatch(reqs, ForwardMode.DECODE, self.res)
+        fb = batch.build_decode(self.inflight.device_ids() if self.inflight is not None else None)
         out = self.runner.forward(fb)
         batch.commit_decode()
         self.stats["forward_steps"] += 1
         self.stats["decode_steps"] += 1
         self.ratio.step()
-        next_ids = self._sample(batch.reqs, out.next_token_logits, list(range(len(batch.reqs))))
-        for i, req in enumerate(batch.reqs):
-            self._append(req, next_ids[i])
-            self._after_token(req, keep_running=True)
+        pending = None
+        if batch.pending_rows:
+            rows = batch.pending_rows
+            ids = fb.input_ids if len(rows) == len(batch.reqs) else fb.input_ids[to_device(rows, torch.int64, fb.input_ids.device)]
+            pending = PendingTokens(rows, ids)
+        return self._launch_sampling(ForwardMode.DECODE, batch.reqs, out.next_token_logits,
+                                     list(range(len(batch.reqs))), pending)
 
     def _pause_chunked_req_if_short(self) -> None:
         """A half-prefilled request holds locked KV; running decodes come first, so when they are
@@ -343,9 +423,12 @@ class Scheduler:
         self.waiting.insert(0, req)
 
     def _finish_aborted_running(self) -> None:
-        for req in [r for r in self.running if r.to_abort is not None]:
+        aborted = [r for r in self.running if r.to_abort is not None]
+        for req in aborted:
             req.finished_reason = finish_abort(req.to_abort)
-            self._after_token(req, keep_running=False)
+            self._after_token(req)
+        if aborted:
+            self._drop_finished()
 
     # ---------------------------------------------------------------- checks
     def check_memory_idle(self) -> Optional[str]:

@@ -95,11 +95,11 @@ class BasePrefixCache(ABC):
         return ids[: req.kv_committed_len]
 
     def committed_slots(self, req: Any) -> torch.Tensor:
-        """The request's written KV slots, copied out of its req_to_token row as int64."""
+        """The request's written KV slots, copied out of its req_to_token row as int64 (from the
+        host mirror: reading the device table would wait for the batch in flight)."""
         if req.req_pool_idx is None:
             raise ValueError("request holds no req_to_token row (req_pool_idx is None); nothing to cache")
-        row = self.req_to_token_pool.req_to_token[req.req_pool_idx, : req.kv_committed_len]
-        return row.to(device="cpu", dtype=torch.int64, copy=True)
+        return self.req_to_token_pool.read(req.req_pool_idx, 0, req.kv_committed_len)
 
 
 def in_flight_tokens(cache: BasePrefixCache, live_reqs: Iterable[Any]) -> int:

@@ -9,9 +9,11 @@ Three pieces, as in docs/architecture.md:
 
 from __future__ import annotations
 
-from typing import List, Optional, Union
+from typing import List, Optional, Tuple, Union
 
 import torch
+
+from sglang.runtime.host_device import host_to_device
 
 
 class ReqToTokenPool:
@@ -20,6 +22,10 @@ class ReqToTokenPool:
         self.max_context_len = max_context_len
         self.device = device
         self.req_to_token = torch.zeros((size, max_context_len), dtype=torch.int32, device=device)
+        # A host mirror of the table: the scheduler reads rows back (to cache or free a request's
+        # KV) without a device sync, which would stall overlap scheduling. On CPU it is the table.
+        on_cpu = torch.device(device).type == "cpu"
+        self.host_table = self.req_to_token if on_cpu else torch.zeros((size, max_context_len), dtype=torch.int32)
         self._free: List[int] = list(range(size))
 
     def available_size(self) -> int:
@@ -37,7 +43,26 @@ class ReqToTokenPool:
         self._free.extend(indices)
 
     def write(self, req_idx: int, start: int, end: int, slots: torch.Tensor) -> None:
-        self.req_to_token[req_idx, start:end] = slots.to(torch.int32)
+        host = slots.to(device="cpu", dtype=torch.int32)
+        self.host_table[req_idx, start:end] = host
+        if self.host_table is not self.req_to_token:
+            self.req_to_token[req_idx, start:end] = host_to_device(host, self.device)
+
+    def write_points(self, rows: torch.Tensor, positions: torch.Tensor, slots: torch.Tensor,
+                     device_args: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None) -> None:
+        """table[rows[i], positions[i]] = slots[i] for host tensors; `device_args` are the same
+        three already on the device (saves a copy), used for the device table."""
+        self.host_table[rows, positions] = slots.to(torch.int32)
+        if self.host_table is self.req_to_token:
+            return
+        if device_args is None:
+            device_args = tuple(host_to_device(t, self.device) for t in (rows, positions, slots))
+        d_rows, d_pos, d_slots = device_args
+        self.req_to_token[d_rows, d_pos] = d_slots.to(torch.int32)
+
+    def read(self, req_idx: int, start: int, end: int) -> torch.Tensor:
+        """Slots at positions [start, end) of a row, as a fresh int64 host tensor (no device sync)."""
+        return self.host_table[req_idx, start:end].to(torch.int64)
 
     def clear(self) -> None:
         self._free = list(range(self.size))

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import chain
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
+
+from sglang.runtime.host_device import to_device
 
 Entry = Tuple[float, int]  # (logprob, token id)
 
@@ -31,6 +33,62 @@ def log_softmax(logits: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(logits.float(), dim=-1)
 
 
+@dataclass
+class LogprobTensors:
+    """`compute_logprobs` results still as tensors, so a caller can copy them to the host
+    without waiting for the device (overlap scheduling) and convert them later."""
+
+    token_logprobs: torch.Tensor  # [n]
+    top_values: Optional[torch.Tensor]  # [n, max k] or None when no row asks for top-k
+    top_indices: Optional[torch.Tensor]
+    ids_values: Optional[torch.Tensor]  # the requested ids' logprobs, rows concatenated
+    top_ks: List[int]
+    ids_per_row: List[Optional[List[int]]]
+
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "LogprobTensors":
+        """The same results with `fn` applied to every tensor (e.g. a host copy)."""
+
+        def opt(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+            return None if t is None else fn(t)
+
+        return LogprobTensors(fn(self.token_logprobs), opt(self.top_values), opt(self.top_indices),
+                              opt(self.ids_values), self.top_ks, self.ids_per_row)
+
+    def result(self) -> LogprobResult:
+        """Python values (reads the tensors: call after they are on the host, or accept a sync)."""
+        return LogprobResult(
+            token_logprobs=self.token_logprobs.tolist(),
+            top_logprobs=_top_lists(self.top_values, self.top_indices, self.top_ks),
+            token_ids_logprobs=_ids_lists(self.ids_values, self.ids_per_row),
+        )
+
+
+def compute_logprob_tensors(
+    logits: torch.Tensor,
+    token_ids: torch.Tensor,
+    top_ks: Optional[Sequence[int]] = None,
+    ids_per_row: Optional[Sequence[Optional[Sequence[int]]]] = None,
+) -> LogprobTensors:
+    """All logprob views for `logits` [n, V] with per-row options (one log_softmax in total),
+    computed without reading anything back from the device."""
+    n = logits.shape[0]
+    _check_rows("token_ids", token_ids.shape[0], n)
+    top_ks = [0] * n if top_ks is None else list(top_ks)
+    ids_per_row = [None] * n if ids_per_row is None else [None if x is None else list(x) for x in ids_per_row]
+    _check_rows("top_ks", len(top_ks), n)
+    _check_rows("ids_per_row", len(ids_per_row), n)
+    logprobs = log_softmax(logits)
+    top_values, top_indices = _top_tensors(logprobs, top_ks)
+    return LogprobTensors(
+        token_logprobs=_gather_tokens(logprobs, token_ids),
+        top_values=top_values,
+        top_indices=top_indices,
+        ids_values=_ids_tensor(logprobs, ids_per_row),
+        top_ks=top_ks,
+        ids_per_row=ids_per_row,
+    )
+
+
 def compute_logprobs(
     logits: torch.Tensor,
     token_ids: torch.Tensor,
@@ -38,18 +96,7 @@ def compute_logprobs(
     ids_per_row: Optional[Sequence[Optional[Sequence[int]]]] = None,
 ) -> LogprobResult:
     """All logprob views for `logits` [n, V] with per-row options (one log_softmax in total)."""
-    n = logits.shape[0]
-    _check_rows("token_ids", token_ids.shape[0], n)
-    top_ks = [0] * n if top_ks is None else list(top_ks)
-    ids_per_row = [None] * n if ids_per_row is None else list(ids_per_row)
-    _check_rows("top_ks", len(top_ks), n)
-    _check_rows("ids_per_row", len(ids_per_row), n)
-    logprobs = log_softmax(logits)
-    return LogprobResult(
-        token_logprobs=_gather_tokens(logprobs, token_ids).tolist(),
-        top_logprobs=_top_from_logprobs(logprobs, top_ks),
-        token_ids_logprobs=_ids_from_logprobs(logprobs, ids_per_row),
-    )
+    return compute_logprob_tensors(logits, token_ids, top_ks, ids_per_row).result()
 
 
 def token_logprobs(logits: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
@@ -63,7 +110,8 @@ def top_logprobs(logits: torch.Tensor, ks: Sequence[int]) -> List[List[Entry]]:
     _check_rows("ks", len(ks), logits.shape[0])
     if not any(ks):
         return [[] for _ in ks]
-    return _top_from_logprobs(log_softmax(logits), list(ks))
+    values, indices = _top_tensors(log_softmax(logits), list(ks))
+    return _top_lists(values, indices, list(ks))
 
 
 def token_ids_logprobs(logits: torch.Tensor, ids_per_row: Sequence[Optional[Sequence[int]]]) -> List[Optional[List[Entry]]]:
@@ -71,7 +119,8 @@ def token_ids_logprobs(logits: torch.Tensor, ids_per_row: Sequence[Optional[Sequ
     _check_rows("ids_per_row", len(ids_per_row), logits.shape[0])
     if all(ids is None for ids in ids_per_row):
         return [None] * len(ids_per_row)
-    return _ids_from_logprobs(log_softmax(logits), list(ids_per_row))
+    rows = [None if ids is None else list(ids) for ids in ids_per_row]
+    return _ids_lists(_ids_tensor(log_softmax(logits), rows), rows)
 
 
 # -------------------------------------------------------------------- from a log_softmax
@@ -82,36 +131,48 @@ def _gather_tokens(logprobs: torch.Tensor, token_ids: torch.Tensor) -> torch.Ten
     return logprobs.gather(1, ids[:, None]).squeeze(1)
 
 
-def _top_from_logprobs(logprobs: torch.Tensor, ks: List[int]) -> List[List[Entry]]:
+def _top_tensors(logprobs: torch.Tensor, ks: List[int]) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """One topk at the largest k (each row later keeps its own prefix); None when no k > 0."""
     if any(k < 0 for k in ks):
         raise ValueError(f"top logprobs counts must be >= 0, got {min(ks)}")
     max_k = min(max(ks, default=0), logprobs.shape[1])
     if max_k == 0:
+        return None, None
+    return logprobs.topk(max_k, dim=-1)
+
+
+def _top_lists(values: Optional[torch.Tensor], indices: Optional[torch.Tensor], ks: List[int]) -> List[List[Entry]]:
+    if values is None:
         return [[] for _ in ks]
-    # One topk at the largest k; each row keeps its own prefix. One device->host copy.
-    values, indices = logprobs.topk(max_k, dim=-1)
     values, indices = values.tolist(), indices.tolist()
     return [list(zip(values[i][:k], indices[i][:k])) for i, k in enumerate(ks)]
 
 
-def _ids_from_logprobs(logprobs: torch.Tensor, ids_per_row: List[Optional[Sequence[int]]]) -> List[Optional[List[Entry]]]:
-    vocab = logprobs.shape[1]
-    wanted = [(i, list(ids)) for i, ids in enumerate(ids_per_row) if ids is not None]
+def _ids_tensor(logprobs: torch.Tensor, ids_per_row: List[Optional[List[int]]]) -> Optional[torch.Tensor]:
+    """Logprobs of the requested ids, rows concatenated in order; None when no row asks."""
+    wanted = [(i, ids) for i, ids in enumerate(ids_per_row) if ids is not None]
     if not wanted:
-        return [None] * len(ids_per_row)
+        return None
+    vocab = logprobs.shape[1]
     flat_ids = list(chain.from_iterable(ids for _, ids in wanted))
     bad = [t for t in flat_ids if not 0 <= t < vocab]
     if bad:
         raise ValueError(f"token_ids_logprob entries must be token ids in [0, {vocab}), got {bad[0]}")
     flat_rows = list(chain.from_iterable([i] * len(ids) for i, ids in wanted))
-    device = logprobs.device
-    values = logprobs[torch.tensor(flat_rows, dtype=torch.int64, device=device),
-                      torch.tensor(flat_ids, dtype=torch.int64, device=device)].tolist()
+    index = to_device([flat_rows, flat_ids], torch.int64, logprobs.device)
+    return logprobs[index[0], index[1]]
+
+
+def _ids_lists(values: Optional[torch.Tensor], ids_per_row: List[Optional[List[int]]]) -> List[Optional[List[Entry]]]:
     out: List[Optional[List[Entry]]] = [None] * len(ids_per_row)
+    if values is None:
+        return out
+    flat = values.tolist()
     offset = 0
-    for i, ids in wanted:
-        out[i] = list(zip(values[offset : offset + len(ids)], ids))
-        offset += len(ids)
+    for i, ids in enumerate(ids_per_row):
+        if ids is not None:
+            out[i] = list(zip(flat[offset : offset + len(ids)], ids))
+            offset += len(ids)
     return out
 
 

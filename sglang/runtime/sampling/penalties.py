@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from sglang.runtime.host_device import host_to_device, to_device
 from sglang.runtime.sampling.sampling_params import parse_token_id
 
 if TYPE_CHECKING:
@@ -29,7 +30,22 @@ def _scatter_index(
     ids = torch.from_numpy(np.fromiter(chain.from_iterable(id_lists), dtype=np.int64, count=sum(lens)))
     row_idx = torch.repeat_interleave(torch.tensor(list(rows), dtype=torch.int64), torch.tensor(lens, dtype=torch.int64))
     keep = (ids >= 0) & (ids < vocab_size)  # ids beyond the logits width cannot be penalized
-    return row_idx[keep].to(device), ids[keep].to(device)
+    return host_to_device(row_idx[keep], device), host_to_device(ids[keep], device)
+
+
+def _set(t: torch.Tensor, rows: torch.Tensor, ids: torch.Tensor, value) -> None:
+    """t[rows, ids] = value. Indexed assignment of a Python scalar copies it from the host with a
+    blocking copy on CUDA; a device-side fill does not."""
+    t.index_put_((rows, ids), torch.full(ids.shape, value, dtype=t.dtype, device=t.device))
+
+
+@dataclass
+class PendingTokens:
+    """Output tokens sampled on the device but not yet in the requests' output_ids (overlap
+    scheduling): `ids[j]` is the newest token of batch row `rows[j]`."""
+
+    rows: List[int]
+    ids: torch.Tensor  # [len(rows)] int64, on the logits' device
 
 
 @dataclass
@@ -44,7 +60,8 @@ class PenaltyState:
     seen_mask: Optional[torch.Tensor]  # [bs, V] bool; None if no repetition penalty
 
     @classmethod
-    def build(cls, reqs: Sequence["SamplingReq"], vocab_size: int, device: torch.device) -> Optional["PenaltyState"]:
+    def build(cls, reqs: Sequence["SamplingReq"], vocab_size: int, device: torch.device,
+              pending: Optional[PendingTokens] = None) -> Optional["PenaltyState"]:
         params = [r.sampling_params for r in reqs]
         additive = [i for i, p in enumerate(params) if p.frequency_penalty != 0.0 or p.presence_penalty != 0.0]
         repetitive = [i for i, p in enumerate(params) if p.repetition_penalty != 1.0]
@@ -53,7 +70,7 @@ class PenaltyState:
         bs = len(reqs)
 
         def column(name: str) -> torch.Tensor:
-            return torch.tensor([float(getattr(p, name)) for p in params], dtype=torch.float32, device=device)[:, None]
+            return to_device([float(getattr(p, name)) for p in params], torch.float32, device)[:, None]
 
         counts = seen = None
         if additive:
@@ -66,7 +83,15 @@ class PenaltyState:
             row_of_list = [i for i in repetitive for _ in range(2)]
             id_lists = [ids for i in repetitive for ids in (reqs[i].origin_input_ids, reqs[i].output_ids)]
             rows, ids = _scatter_index(row_of_list, id_lists, vocab_size, device)
-            seen[rows, ids] = True
+            _set(seen, rows, ids, True)
+        if pending is not None and pending.rows:
+            # Every pending row gets its token; rows without that penalty have a zero weight for it.
+            rows = to_device(pending.rows, torch.int64, device)
+            if counts is not None:
+                counts.index_put_((rows, pending.ids), torch.ones_like(pending.ids, dtype=torch.float32),
+                                  accumulate=True)
+            if seen is not None:
+                _set(seen, rows, pending.ids, True)
         return cls(column("frequency_penalty"), column("presence_penalty"), column("repetition_penalty"), counts, seen)
 
     def apply(self, logits: torch.Tensor) -> None:
@@ -89,7 +114,7 @@ class TokenEdits:
 
     def apply(self, logits: torch.Tensor) -> None:
         if self.values is None:
-            logits[self.rows, self.ids] = float("-inf")
+            _set(logits, self.rows, self.ids, float("-inf"))
         else:
             logits.index_put_((self.rows, self.ids), self.values, accumulate=True)
 
@@ -108,16 +133,17 @@ def build_logit_bias(reqs: Sequence["SamplingReq"], vocab_size: int, device: tor
             values.append(float(value))
     if not rows:
         return None
-    return TokenEdits(
-        torch.tensor(rows, dtype=torch.int64, device=device),
-        torch.tensor(ids, dtype=torch.int64, device=device),
-        torch.tensor(values, dtype=torch.float32, device=device),
-    )
+    index = to_device([rows, ids], torch.int64, device)
+    return TokenEdits(index[0], index[1], to_device(values, torch.float32, device))
 
 
-def build_min_tokens_mask(reqs: Sequence["SamplingReq"], vocab_size: int, device: torch.device) -> Optional[TokenEdits]:
-    """Forbid every ending token of requests that have not yet produced min_new_tokens."""
-    rows = [i for i, r in enumerate(reqs) if len(r.output_ids) < r.sampling_params.min_new_tokens and r.eos_token_ids]
+def build_min_tokens_mask(reqs: Sequence["SamplingReq"], vocab_size: int, device: torch.device,
+                          num_out: Optional[Sequence[int]] = None) -> Optional[TokenEdits]:
+    """Forbid every ending token of requests that have not yet produced min_new_tokens
+    (`num_out[i]`: tokens row i has produced, default len(output_ids))."""
+    if num_out is None:
+        num_out = [len(r.output_ids) for r in reqs]
+    rows = [i for i, r in enumerate(reqs) if num_out[i] < r.sampling_params.min_new_tokens and r.eos_token_ids]
     if not rows:
         return None
     row_idx, ids = _scatter_index(rows, [sorted(reqs[i].eos_token_ids) for i in rows], vocab_size, device)

@@ -11,7 +11,9 @@ from typing import List, Optional, Protocol, Sequence, Set, Union
 
 import torch
 
+from sglang.runtime.host_device import to_device
 from sglang.runtime.sampling.penalties import (
+    PendingTokens,
     PenaltyState,
     TokenEdits,
     build_logit_bias,
@@ -77,41 +79,45 @@ class SamplingBatchInfo:
 
     @classmethod
     def from_reqs(
-        cls, reqs: Sequence[SamplingReq], vocab_size: int, device: Union[str, torch.device]
+        cls, reqs: Sequence[SamplingReq], vocab_size: int, device: Union[str, torch.device],
+        pending: Optional[PendingTokens] = None,
     ) -> "SamplingBatchInfo":
+        """`pending`: rows whose newest output token is still on the device (overlap scheduling);
+        it counts for the step and min_new_tokens, and enters the penalties on the device."""
         device = torch.device(device)
         params = [r.sampling_params for r in reqs]
         # Near-zero temperature is greedy even if normalize() was skipped (avoids dividing by 0).
         greedy = [p.top_k == 1 or p.temperature < GREEDY_TEMPERATURE_EPS for p in params]
         top_ks = [1 if g else _effective_top_k(p.top_k, vocab_size) for p, g in zip(params, greedy)]
         sampled = [i for i, g in enumerate(greedy) if not g]
+        num_out = [len(r.output_ids) for r in reqs]
+        for i in (pending.rows if pending is not None else ()):
+            num_out[i] += 1
         # An all-greedy batch is an argmax: its per-row tensors stay on the host (no copies).
         row_device = device if sampled else torch.device("cpu")
-
-        def floats(values: List[float]) -> torch.Tensor:
-            return torch.tensor(values, dtype=torch.float32, device=row_device)
-
-        def ints(values: List[int]) -> torch.Tensor:
-            return torch.tensor(values, dtype=torch.int64, device=row_device)
-
+        # Three copies (floats, ints, flags) rather than one per field; none blocks the host.
+        floats = to_device([[1.0 if g else float(p.temperature) for p, g in zip(params, greedy)],
+                            [float(p.top_p) for p in params], [float(p.min_p) for p in params]],
+                           torch.float32, row_device)
+        ints = to_device([top_ks, [wrap_seed(r.seed) for r in reqs], num_out], torch.int64, row_device)
         return cls(
             batch_size=len(reqs),
             vocab_size=vocab_size,
-            temperatures=floats([1.0 if g else float(p.temperature) for p, g in zip(params, greedy)]),
-            top_ps=floats([float(p.top_p) for p in params]),
-            top_ks=ints(top_ks),
-            min_ps=floats([float(p.min_p) for p in params]),
-            seeds=ints([wrap_seed(r.seed) for r in reqs]),
-            steps=ints([len(r.output_ids) for r in reqs]),
-            greedy_mask=torch.tensor(greedy, dtype=torch.bool, device=row_device),
+            temperatures=floats[0],
+            top_ps=floats[1],
+            top_ks=ints[0],
+            min_ps=floats[2],
+            seeds=ints[1],
+            steps=ints[2],
+            greedy_mask=to_device(greedy, torch.bool, row_device),
             is_all_greedy=not sampled,
             need_top_p=any(params[i].top_p < 1.0 for i in sampled),
             need_top_k=any(top_ks[i] < vocab_size for i in sampled),
             need_min_p=any(params[i].min_p > 0.0 for i in sampled),
             max_top_k=max((top_ks[i] for i in sampled), default=1),
-            penalties=PenaltyState.build(reqs, vocab_size, device),
+            penalties=PenaltyState.build(reqs, vocab_size, device, pending),
             logit_bias=build_logit_bias(reqs, vocab_size, device),
-            min_tokens_mask=build_min_tokens_mask(reqs, vocab_size, device),
+            min_tokens_mask=build_min_tokens_mask(reqs, vocab_size, device, num_out),
         )
 
 

@@ -1,0 +1,144 @@
+"""Overlap scheduling on CUDA: same tokens as the synchronous loop (CUDA graphs on), and no
+device synchronisation inside the scheduler loop apart from the per-batch event wait.
+
+PyTorch's sync debug mode flags every implicit synchronisation (blocking copies, `.item()`,
+`.tolist()` of device tensors, ...) but not `Event.synchronize`, which is the one wait the loop
+is allowed: reading batch N's results while batch N+1 runs.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import List
+
+import pytest
+import torch
+
+from sglang.testing import tiny_model_dir
+from sglang.testing.scheduler_harness import SchedulerHarness
+from tests.engine.test_overlap_schedule import _compare, _run, _waves
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+
+# An explicit pool: sized from free memory, the first harness of the process would take it all.
+GPU_ARGS = dict(device="cuda", dtype="float32", cuda_graph_max_bs=16, max_total_tokens=4096)
+
+
+@pytest.fixture(scope="module")
+def model_path():
+    return tiny_model_dir("llama")
+
+
+@pytest.fixture(scope="module")
+def prompts(model_path):
+    from sglang.runtime.utils import get_tokenizer
+    from tests.engine.prompts import prompt_ids
+
+    return prompt_ids(get_tokenizer(model_path), n=8, extra_random=4)
+
+
+def _uniform(prompts: List[List[int]]) -> list:
+    """Same-length prompts, same output length, all at once: both modes run the same batches
+    (one prefill, then the same decode compositions), so the numerics match bit for bit."""
+    ids = [(p * 8)[:24] for p in prompts]
+    specs = []
+    for i, p in enumerate(ids):
+        params = {"max_new_tokens": 16, "ignore_eos": True, "temperature": 0 if i % 3 == 0 else 0.9, "seed": i}
+        if i % 2:
+            params.update(frequency_penalty=1.0, presence_penalty=0.5, repetition_penalty=1.3, min_new_tokens=5)
+        if i % 4 == 1:
+            params["logit_bias"] = {"300": 8.0}
+        specs.append((f"u{i}", p, params, {"return_logprob": True, "top_logprobs_num": 2}))
+    return [specs]
+
+
+def test_overlap_same_tokens_as_sync_for_identical_batches(model_path, prompts):
+    ref, _ = _run(model_path, prompts, aborts=False, waves_fn=_uniform, disable_overlap_schedule=True, **GPU_ARGS)
+    got, h = _run(model_path, prompts, aborts=False, waves_fn=_uniform, **GPU_ARGS)
+    _compare(ref, got)
+    assert h.scheduler.stats["decode_steps"] == 15 and h.runner.graph_runner.num_replays > 0
+
+
+def _greedy_waves(prompts: List[List[int]]) -> list:
+    """The mixed workload, greedy and without logits processors (so a divergence can be checked
+    against the raw top-2 gap), every request returning top-2 logprobs."""
+    out = []
+    for wave in _waves(prompts):
+        specs = []
+        for rid, ids, params, kw in wave:
+            if any(k in params for k in ("regex", "frequency_penalty", "repetition_penalty", "min_new_tokens")):
+                continue
+            params = {**params, "temperature": 0}
+            specs.append((rid, ids, params, {**kw, "return_logprob": True, "top_logprobs_num": 2}))
+        out.append(specs)
+    return out
+
+
+TIE_GAP = 1e-3  # float32: batch composition changes GEMM shapes, hence the last bits of logits
+
+
+def _divergences(ref, got, aborted) -> list:
+    """Requests whose tokens differ, as (rid, step, reference top-2 gap there)."""
+    bad = []
+    for rid, r in ref.items():
+        a, b = r.output_ids, got[rid].output_ids
+        if rid in aborted:
+            a = a[: len(b)]
+        if a == b:
+            continue
+        step = next((t for t in range(min(len(a), len(b))) if a[t] != b[t]), min(len(a), len(b)))
+        top = [e for d in r.logprobs for e in (d.output_top_logprobs or [])]
+        gap = top[step][0][0] - top[step][1][0] if step < len(top) and len(top[step]) > 1 else float("inf")
+        bad.append((rid, step, gap, a[step : step + 3], b[step : step + 3]))
+    return bad
+
+
+@pytest.mark.parametrize("overrides", [{}, {"max_total_tokens": 150, "max_running_requests": 6},
+                                       {"chunked_prefill_size": 7}], ids=["default", "tiny-pool", "chunked"])
+def test_overlap_same_tokens_as_sync_on_mixed_workload(model_path, prompts, overrides):
+    args = {**GPU_ARGS, **overrides}
+    ref, _ = _run(model_path, prompts, aborts=False, waves_fn=_greedy_waves, disable_overlap_schedule=True, **args)
+    got, h = _run(model_path, prompts, aborts=True, waves_fn=_greedy_waves, **args)
+    aborted = {"abort-running", "abort-waiting"}
+    for rid in aborted:
+        assert got[rid].finished_reason["type"] == "abort"
+    bad = _divergences(ref, got, aborted)
+    assert all(gap < TIE_GAP for _, _, gap, _, _ in bad), f"(rid, step, top-2 gap, ref, got): {bad}"
+    assert len(bad) <= 2, f"too many near-tie divergences: {bad}"
+    assert h.runner.graph_runner is not None and h.runner.graph_runner.num_replays > 0
+
+
+def _submit_wave(h: SchedulerHarness, tag: str, prompts: List[List[int]]) -> None:
+    for i, ids in enumerate(prompts):
+        params = {"max_new_tokens": 6 + 3 * (i % 5), "temperature": 0 if i % 2 else 0.8, "seed": i}
+        if i % 3 == 0:
+            params.update(frequency_penalty=0.5, repetition_penalty=1.2, min_new_tokens=2)
+        kw = {"return_logprob": True, "top_logprobs_num": 2} if i % 4 == 0 else {}
+        h.submit(f"{tag}-{i}", input_ids=ids, params=params, **kw)
+
+
+def test_scheduler_loop_has_no_hidden_device_sync(model_path, prompts):
+    """Prefill, decode, finishing (radix inserts), penalties, output logprobs, arrivals while
+    decoding and retraction: the second pass (after warm-up) must not synchronise implicitly."""
+    h = SchedulerHarness(model_path, **{**GPU_ARGS, "max_total_tokens": 400, "max_running_requests": 12})
+    _submit_wave(h, "warm", prompts)
+    h.run_until_idle()
+    torch.cuda.synchronize()
+    flagged = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            _submit_wave(h, "a", prompts)
+            for step in range(400):
+                if step == 3:
+                    _submit_wave(h, "b", prompts)  # arrivals while a batch is in flight
+                if not h.scheduler.has_work():
+                    break
+                h.step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        flagged = [f"{w.filename}:{w.lineno}" for w in caught if "called a synchronizing" in str(w.message)]
+    assert not h.scheduler.has_work()
+    assert not flagged, f"implicit device syncs in the scheduler loop at: {sorted(set(flagged))}"
+    assert all(r.finished_reason is not None for r in h.results.values())
