@@ -76,6 +76,8 @@ def main() -> None:
     p.add_argument("--model-path", default=None, help="Model (default: the embedded tiny llama).")
     p.add_argument("--device", default="cpu")
     p.add_argument("--load-format", default=None, help="e.g. dummy (real-shape config, random weights).")
+    p.add_argument("--max-total-tokens", type=int, default=None,
+                   help="KV tokens per server; two servers share the device, so size both on a GPU.")
     p.add_argument("--num-classify", type=int, default=32)
     p.add_argument("--num-tree", type=int, default=8)
     p.add_argument("--repeats", type=int, default=2, help="Runs per mode; the best is kept.")
@@ -87,6 +89,8 @@ def main() -> None:
     common = dict(model_path=args.model_path, device=args.device, random_seed=0)
     if args.load_format:
         common["load_format"] = args.load_format
+    if args.max_total_tokens:
+        common["max_total_tokens"] = args.max_total_tokens
     radix, no_radix = sgl.Runtime(**common), sgl.Runtime(disable_radix_cache=True, **common)
     results: dict[str, Any] = {}
     try:
