@@ -137,7 +137,7 @@ def test_prefix_sharing_hint_includes_children_constant() -> None:
 
     compiled = prog.compile(backend=be)
     compiled.run().sync()
-    assert be.calls_of("cache_prefix") == ["Root. Shared child intro, variant "]
+    assert be.calls_of("cache_prefix") == ["Root. Shared child intro, variant"]
     assert compiled.stats["prefix_sharing"]["fork_groups_hinted"] == 1
     off = ScriptedBackend()
     prog.compile(backend=off, passes={"prefix_sharing": False}).run().sync()

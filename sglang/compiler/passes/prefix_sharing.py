@@ -16,6 +16,13 @@ from sglang.compiler.passes.base import CompilerPass, PassContext
 from sglang.lang.ir import SglConstantText
 
 
+def word_boundary_prefix(text: str) -> str:
+    """`text` cut before its last whitespace: the children continue it differently there, and a
+    hint ending mid-word (or on a bare space) would tokenize differently from the children."""
+    cut = max(text.rfind(" "), text.rfind("\n"))
+    return text[:cut] if cut > 0 else ""
+
+
 def leading_constant(graph: ProgramGraph, stream: int, after: int) -> str:
     """Constant text a stream adds before anything dynamic, looking at ops after index `after`."""
     text = ""
@@ -38,7 +45,8 @@ class PrefixSharingPass(CompilerPass):
         ops, hinted, extra_chars = [], 0, 0
         for i, op in enumerate(graph.ops):
             if isinstance(op, Fork) and len(op.children) > 1:
-                shared = os.path.commonprefix([leading_constant(graph, c, i) for c in op.children])
+                shared = word_boundary_prefix(
+                    os.path.commonprefix([leading_constant(graph, c, i) for c in op.children]))
                 ops.append(CacheHint(op.stream, [SglConstantText(shared)] if shared else []))
                 hinted += 1
                 extra_chars += len(shared)
