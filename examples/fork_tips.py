@@ -1,4 +1,5 @@
-"""Fork: expand two tips in parallel branches that share the prompt's KV cache, then join."""
+"""Fork: branches that share the prompt's KV cache, then join (tips for a real model; capitals
+that the embedded tiny model knows)."""
 
 from common import parse_args, start_backend
 
@@ -19,12 +20,24 @@ def tip_suggestion(s):
     forks.join()  # child variables -> lists in the parent, in child order
 
 
+@sgl.function
+def capitals(s, countries):
+    s += "Q: What is the capital of "  # the shared prefix, prefilled once for all branches
+    forks = s.fork(len(countries))
+    forks += [c + "?\nA:" + sgl.gen("capital", max_tokens=8, stop="\n") for c in countries]
+    forks.join()
+
+
 def main() -> None:
     backend = start_backend(parse_args(__doc__))
     try:
         state = tip_suggestion.run(backend=backend, temperature=0)
         print(state.text())
         print("detailed_tip (joined):", state["detailed_tip"])
+        countries = ["France", "Japan", "Italy"]
+        state = capitals.run(countries=countries, backend=backend, temperature=0)
+        for country, capital in zip(countries, state["capital"]):
+            print(f"capital of {country}:{capital}")
     finally:
         backend.shutdown()
 

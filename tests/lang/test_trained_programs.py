@@ -59,7 +59,7 @@ def test_select_on_trained_model(trained_runtime) -> None:
 
 
 @pytest.mark.parametrize("script, expected", [
-    ("quick_start.py", "assistant: The capital of"), ("few_shot.py", "answer:"), ("fork_tips.py", "detailed_tip"),
+    ("quick_start.py", "assistant: The capital of"), ("few_shot.py", "answer:"), ("fork_tips.py", "capital of Japan: Tokyo"),
     ("regex_json.py", "schema:"), ("select_choice.py", "positive"), ("streaming.py", "Alice"),
     ("run_batch.py", "asyncio:"), ("openai_backend.py", "select via echo logprobs"),
 ])
