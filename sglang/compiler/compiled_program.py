@@ -9,7 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import copy
 import logging
-from typing import TYPE_CHECKING, Any, Iterator, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from sglang.compiler import batch_plan
 from sglang.compiler.executor import bind_arguments, run_graph

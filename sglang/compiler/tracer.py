@@ -8,15 +8,13 @@ back to the interpreter.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 from sglang.compiler.graph import Fork, Join, ProgramGraph, SetVar, Submit, TracedVariable
-from sglang.lang.interpreter.program_state import JOIN_MODES, ProgramStateGroup
-from sglang.lang.ir import (SglArgument, SglExpr, SglExprList, SglRoleBegin, SglRoleEnd,
-                            SglVarScopeBegin, SglVarScopeEnd, to_expr)
+from sglang.lang.interpreter.program_state import JOIN_MODES, ProgramStateGroup, StateBuilding
+from sglang.lang.ir import SglArgument, to_expr
 
 
 class TraceError(Exception):
@@ -51,7 +49,7 @@ class _Recorder:
         return self.num_streams - 1
 
 
-class TracerState:
+class TracerState(StateBuilding):
     """Stands in for ProgramState while tracing (same building API, no reads)."""
 
     is_program_state = True
@@ -94,30 +92,6 @@ class TracerState:
 
     def get_meta_info(self, name: str) -> Any:
         return self._cannot("get_meta_info")
-
-    def _role(self, role: str, expr: Any = None) -> Any:
-        if expr is not None:
-            self += SglExprList([SglRoleBegin(role), to_expr(expr), SglRoleEnd(role)])
-            return None
-        return self._block(SglRoleBegin(role), SglRoleEnd(role))
-
-    @contextlib.contextmanager
-    def _block(self, begin: SglExpr, end: SglExpr) -> Iterator[None]:
-        self += begin
-        yield
-        self += end
-
-    def system(self, expr: Any = None) -> Any:
-        return self._role("system", expr)
-
-    def user(self, expr: Any = None) -> Any:
-        return self._role("user", expr)
-
-    def assistant(self, expr: Any = None) -> Any:
-        return self._role("assistant", expr)
-
-    def var_scope(self, name: str) -> Any:
-        return self._block(SglVarScopeBegin(name), SglVarScopeEnd(name))
 
     def fork(self, size: int = 1, position_ids_offset: Optional[list[int]] = None) -> "TracerGroup":
         if not isinstance(size, int) or size < 1:

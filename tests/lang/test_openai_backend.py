@@ -6,8 +6,6 @@ are checked against the native /generate route of the same server.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import re
 from types import SimpleNamespace
 from typing import Any, Iterator

@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import re
-from typing import Iterator
 
 import pytest
 
@@ -27,13 +26,11 @@ from sglang.lang.choices import (
 )
 from sglang.lang.image_io import ImageInput
 from sglang.lang.ir import REGEX_INT, SglSamplingParams
-from sglang.testing.fixtures import tiny_model_dir
 from sglang.testing.hf_reference import hf_prompt_logprobs
 
 GREEDY = SglSamplingParams(max_new_tokens=10, temperature=0.0)
 TOL = 2e-4
 # Small KV pools: a server and an engine run side by side on a small CPU box.
-from tests.lang.conftest import RUNTIME_ARGS
 
 
 @pytest.fixture(params=["endpoint", "engine"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from abc import ABC, abstractmethod
 from typing import Any, AsyncIterator, Iterator, Optional
 
 from sglang.lang.global_config import global_config
@@ -14,31 +15,26 @@ from sglang.lang.ir import (SglCommitLazy, SglConcateAndAppend, SglExpr, SglExpr
 JOIN_MODES = ("gather_variable", "concate_and_append")
 
 
-class ProgramState:
-    is_program_state = True
+class StateBuilding(ABC):
+    """Role blocks and variable scopes on top of `+=`, shared by ProgramState and the tracer."""
 
-    def __init__(self, executor: StreamExecutor) -> None:
-        self.executor = executor
-        self.ret_value: Any = None
-
-    # ------------------------------------------------------------------ building
-    def __iadd__(self, other: Any) -> "ProgramState":
-        self.executor.submit(to_expr(other))
-        return self
+    @abstractmethod
+    def __iadd__(self, other: Any) -> Any:
+        """Add an expression (each state kind says where it goes); returns the state."""
 
     def _role(self, role: str, expr: Any = None) -> Any:
         if expr is not None:
-            self.executor.submit(SglExprList([SglRoleBegin(role), to_expr(expr), SglRoleEnd(role)]))
+            self += SglExprList([SglRoleBegin(role), to_expr(expr), SglRoleEnd(role)])
             return None
         return self._block(SglRoleBegin(role), SglRoleEnd(role))
 
     @contextlib.contextmanager
     def _block(self, begin: SglExpr, end: SglExpr) -> Iterator[None]:
-        self.executor.submit(begin)
+        self += begin
         try:
             yield
         finally:
-            self.executor.submit(end)
+            self += end
 
     def system(self, expr: Any = None) -> Any:
         """`s.system("...")` adds a system block; `with s.system():` opens one."""
@@ -53,6 +49,19 @@ class ProgramState:
     def var_scope(self, name: str) -> contextlib.AbstractContextManager:
         """`with s.var_scope("x"):` stores the text added inside the block as variable x."""
         return self._block(SglVarScopeBegin(name), SglVarScopeEnd(name))
+
+
+class ProgramState(StateBuilding):
+    is_program_state = True
+
+    def __init__(self, executor: StreamExecutor) -> None:
+        self.executor = executor
+        self.ret_value: Any = None
+
+    # ------------------------------------------------------------------ building
+    def __iadd__(self, other: Any) -> "ProgramState":
+        self.executor.submit(to_expr(other))
+        return self
 
     # ------------------------------------------------------------------ reading
     def __getitem__(self, name: str) -> Any:

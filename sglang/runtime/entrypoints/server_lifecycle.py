@@ -17,7 +17,7 @@ import asyncio
 import logging
 import signal
 import socket
-from typing import List, Optional
+from typing import List
 
 import httpx
 import uvicorn
