@@ -14,21 +14,19 @@ from typing import Any
 from sglang.compiler.executor import substitute
 from sglang.compiler.graph import ProgramGraph, Submit
 from sglang.lang.backend.base_backend import BaseBackend, Prompt
-from sglang.lang.interpreter.prefix_probe import _ProbeExecutor, _StopProbe
+from sglang.lang.interpreter.prefix_probe import probe_text
 
 MIN_SHARED_CHARS = 16
 
 
 def static_prefix(graph: ProgramGraph, backend: BaseBackend, args: dict[str, Any]) -> str:
-    executor = _ProbeExecutor(backend)
-    try:
+    def feed(state: Any) -> None:
         for op in graph.ops:
             if not isinstance(op, Submit) or op.stream != 0:
-                break
-            executor.submit(substitute(op.expr, args, {}))
-    except (_StopProbe, KeyError, TypeError):
-        pass
-    return executor.text_
+                return
+            state += substitute(op.expr, args, {})
+
+    return probe_text(backend, feed)
 
 
 def plan_batch(graph: ProgramGraph, backend: BaseBackend, arg_sets: list[dict[str, Any]]

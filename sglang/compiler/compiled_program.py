@@ -6,7 +6,6 @@ the interpreter instead, so callers never need two code paths.
 
 from __future__ import annotations
 
-import concurrent.futures
 import copy
 import logging
 from typing import TYPE_CHECKING, Any, Optional, Union
@@ -108,26 +107,9 @@ class CompiledProgram:
             order, hints = batch_plan.plan_batch(graph, be, arg_sets)
             batch_plan.warm(be, hints)
             self.stats.setdefault("prefix_sharing", {})["batch_prefill_hints"] = len(hints)
-        pool = concurrent.futures.ThreadPoolExecutor(runner.resolve_threads(num_threads, len(arg_sets)),
-                                                     thread_name_prefix="sgl-compiled")
-        futures: list[Any] = [None] * len(arg_sets)
-        for i in order:  # submission order: programs sharing prefixes run together
-            futures[i] = pool.submit(self._run_captured, graph, be, arg_sets[i], defaults)
-        pool.shutdown(wait=False)
-        states = runner._in_order(futures, progress_bar)
-        return states if generator_style else list(states)
-
-    @staticmethod
-    def _run_captured(graph: ProgramGraph, backend: BaseBackend, args: dict[str, Any],
-                      defaults: Any) -> ProgramState:
-        try:
-            state = run_graph(graph, backend, args, defaults)
-        except Exception as exc:  # one failing program must not stop the batch
-            from sglang.lang.interpreter.stream_executor import StreamExecutor
-            state = ProgramState(StreamExecutor(backend, defaults))
-            state.executor.store.fail(exc)
-            return state
-        return state.sync()
+        return runner.run_in_threads(
+            lambda i: run_graph(graph, be, arg_sets[i], defaults, capture_errors=True).sync(),
+            len(arg_sets), num_threads, progress_bar, generator_style, order)
 
     # ------------------------------------------------------------------ inspection
     def graph_text(self, backend: Any = None) -> str:

@@ -57,7 +57,10 @@ def _value(value: Any, states: dict[int, ProgramState]) -> Any:
 
 
 def run_graph(graph: ProgramGraph, backend: BaseBackend, args: dict[str, Any],
-              default_params: SglSamplingParams, stream: bool = False) -> ProgramState:
+              default_params: SglSamplingParams, stream: bool = False,
+              capture_errors: bool = False) -> ProgramState:
+    """Replay the graph; an error is raised, or with `capture_errors` (run_batch) recorded as the
+    state's error."""
     root = ProgramState(StreamExecutor(backend, default_params, stream=stream))
     states: dict[int, ProgramState] = {0: root}
     groups: dict[tuple[int, ...], ProgramStateGroup] = {}
@@ -81,7 +84,8 @@ def run_graph(graph: ProgramGraph, backend: BaseBackend, args: dict[str, Any],
                 states[op.stream][op.name] = _value(op.value, states)
     except Exception as exc:
         root.executor.store.fail(exc)
-        raise
+        if not capture_errors:
+            raise
     finally:
         root.executor.end()
     return root

@@ -46,16 +46,22 @@ class _ProbeExecutor(StreamExecutor):
         raise _StopProbe
 
 
-def probe_prefix(func: Callable[..., Any], backend: BaseBackend, args: tuple, kwargs: dict) -> str:
-    """The text `func(s, *args, **kwargs)` builds before its first dynamic step ('' on error)."""
+def probe_text(backend: BaseBackend, feed: Callable[[ProgramState], Any]) -> str:
+    """The text `feed(state)` builds before its first dynamic step ('' if it raises: the real
+    run reports that)."""
     executor = _ProbeExecutor(backend)
     try:
-        func(ProgramState(executor), *args, **kwargs)
+        feed(ProgramState(executor))
     except _StopProbe:
         pass
-    except Exception:  # the real run reports it
+    except Exception:
         return ""
     return executor.text_
+
+
+def probe_prefix(func: Callable[..., Any], backend: BaseBackend, args: tuple, kwargs: dict) -> str:
+    """The text `func(s, *args, **kwargs)` builds before its first dynamic step."""
+    return probe_text(backend, lambda s: func(s, *args, **kwargs))
 
 
 def common_prefix(texts: list[str]) -> str:

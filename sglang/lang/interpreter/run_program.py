@@ -73,23 +73,30 @@ def warm_shared_prefix(func: Callable[..., Any], backend: BaseBackend, calls: li
 
 def run_program_batch(func: Callable[..., Any], backend: BaseBackend, calls: list[Call],
                       default_params: SglSamplingParams, num_threads: Union[int, str] = "auto",
-                      progress_bar: bool = False, generator_style: bool = False,
-                      warm: Optional[Callable[[], None]] = None
+                      progress_bar: bool = False, generator_style: bool = False
                       ) -> Union[list[ProgramState], Iterator[ProgramState]]:
     """States in input order; a program that raises gets its error recorded, the rest go on."""
-    (warm or (lambda: warm_shared_prefix(func, backend, calls)))()
-    pool = concurrent.futures.ThreadPoolExecutor(resolve_threads(num_threads, len(calls)),
+    warm_shared_prefix(func, backend, calls)
+    return run_in_threads(
+        lambda i: run_program(func, backend, calls[i][0], calls[i][1], default_params, sync=True,
+                              capture_errors=True),
+        len(calls), num_threads, progress_bar, generator_style)
+
+
+def run_in_threads(run_one: Callable[[int], ProgramState], n: int,
+                   num_threads: Union[int, str] = "auto", progress_bar: bool = False,
+                   generator_style: bool = False, order: Optional[list[int]] = None
+                   ) -> Union[list[ProgramState], Iterator[ProgramState]]:
+    """`run_one(i)` for i < n on a thread pool, submitted in `order` (default: input order);
+    results come back in input order, as a list or a generator."""
+    pool = concurrent.futures.ThreadPoolExecutor(resolve_threads(num_threads, n),
                                                  thread_name_prefix="sgl-batch")
-
-    def one(call: Call) -> ProgramState:
-        return run_program(func, backend, call[0], call[1], default_params, sync=True,
-                           capture_errors=True)
-
-    futures = [pool.submit(one, call) for call in calls]
+    futures: list[Any] = [None] * n
+    for i in order if order is not None else range(n):
+        futures[i] = pool.submit(run_one, i)
     pool.shutdown(wait=False)
-    if generator_style:
-        return _in_order(futures, progress_bar)
-    return list(_in_order(futures, progress_bar))
+    states = _in_order(futures, progress_bar)
+    return states if generator_style else list(states)
 
 
 def _in_order(futures: list[concurrent.futures.Future], progress_bar: bool) -> Iterator[ProgramState]:
