@@ -2,9 +2,10 @@
 
 The same mixed workload runs with overlap on (default) and off: greedy and seeded sampling,
 penalties and min_new_tokens (they need the token still on the device), stop strings and stop
-ids, output/input logprobs, prefill-only requests, an n=2 fan-out, a regex request (processed
-synchronously), aborts while waiting and while running, a tiny pool (retraction) and chunked
-prefill. Requests that are not aborted must give identical tokens; aborted ones must stop with
+ids, output/input logprobs, prefill-only requests, an n=2 fan-out, a regex request, aborts while
+waiting and while running, a tiny pool (retraction) and chunked prefill. A grammar-heavy workload
+(JSON schemas and regexes with jump-forward, next to unconstrained requests) checks that sampling
+a constrained batch after the previous batch's tokens are accepted gives the same tokens. Requests that are not aborted must give identical tokens; aborted ones must stop with
 an abort after a prefix of their full output. The KV pool invariant is checked after every step.
 """
 
@@ -176,6 +177,56 @@ def test_overlap_keeps_a_batch_in_flight(model_path, prompts):
         assert (in_flight >= 8) if overlap else (in_flight == 0)
         steps[overlap] = (h.scheduler.stats["prefill_steps"], h.scheduler.stats["decode_steps"])
     assert steps[True] == steps[False] == (1, 7)
+
+
+SCHEMA = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 12},
+                                           "age": {"type": "integer"}, "tags": {"type": "array", "items": {"enum": ["a", "b"]}}},
+          "required": ["name", "age", "tags"]}
+
+
+def _grammar_waves(prompts: List[List[int]]) -> List[List[Spec]]:
+    import json
+
+    p, schema = prompts, json.dumps(SCHEMA)
+    first: List[Spec] = [(f"json-{i}", p[i], _sampled(10 + i, max_new_tokens=40, json_schema=schema), {})
+                         for i in range(4)]
+    first += [
+        ("regex-jf", p[4], _sampled(20, max_new_tokens=30, regex=r"(yes|no), the answer is (red|blue|green)\."), {}),
+        ("json-pen", p[5], _sampled(21, max_new_tokens=40, json_schema=schema, frequency_penalty=1.0), {}),
+        ("json-lp", p[6], _sampled(22, max_new_tokens=30, json_schema=schema),
+         {"return_logprob": True, "top_logprobs_num": 2}),
+        ("free", p[7], {"max_new_tokens": 30, "temperature": 0, "ignore_eos": True}, {}),
+    ]
+    second: List[Spec] = [(f"json-late-{i}", p[8 + i], _sampled(30 + i, max_new_tokens=40, json_schema=schema), {})
+                          for i in range(2)]
+    second.append(("free-late", p[10], _sampled(40, max_new_tokens=20), {}))
+    return [first, second]
+
+
+@pytest.mark.parametrize("overrides", [{}, {"max_total_tokens": 160, "max_running_requests": 5},
+                                       {"chunked_prefill_size": 9}],
+                         ids=["default", "tiny-pool", "chunked"])
+def test_grammar_workload_same_tokens_with_and_without_overlap(model_path, prompts, overrides):
+    ref, _ = _run(model_path, prompts, aborts=False, waves_fn=_grammar_waves, disable_overlap_schedule=True,
+                  **overrides)
+    got, h = _run(model_path, prompts, aborts=False, waves_fn=_grammar_waves, **overrides)
+    _compare(ref, got)
+    assert h.scheduler.grammar.stats["jump_forward_events"] > 0
+    assert sum(r.finished_reason["type"] == "stop" for rid, r in ref.items() if rid.startswith("json")) >= 2
+
+
+def test_grammar_batches_stay_in_flight(model_path, prompts):
+    """With overlap on, a batch of constrained requests is not processed right after its launch:
+    its sampling waits for the previous batch's tokens, but the host never idles the device."""
+    h = SchedulerHarness(model_path, disable_jump_forward=True)
+    for i, ids in enumerate(prompts[:4]):
+        h.submit(str(i), input_ids=ids, params=_sampled(i, max_new_tokens=12, regex="[a-z ]{200}"))
+    in_flight = 0
+    while h.scheduler.has_work():
+        h.step()
+        in_flight += h.scheduler.inflight is not None
+    assert in_flight >= 10
+    assert all(len(h.results[str(i)].output_ids) == 12 for i in range(4))
 
 
 def test_engine_n2_same_with_and_without_overlap(model_path):

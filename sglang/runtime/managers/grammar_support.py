@@ -4,7 +4,8 @@
   compiles off the scheduler thread (GrammarManager caches by (kind, spec)); an invalid grammar
   finishes only that request with a 400-status abort naming the problem.
 - Each step, the allowed-token mask of all constrained requests in the batch is built into one
-  [bs, vocab] tensor that the sampler applies to the whole batch at once.
+  packed bitmask, unpacked on the device into the [bs, vocab] mask the sampler applies. Under
+  overlap scheduling this happens while the batch's forward pass runs (see scheduler.py).
 - Jump-forward (compressed FSM): after a token is accepted, if the grammar admits exactly one
   continuation string, it is appended without decoding. The affected tail is re-tokenized so the
   tokens are the tokenizer's own, the grammar is rolled back and re-accepts them, and the request
@@ -122,9 +123,10 @@ class GrammarSupport:
             return False
         from sglang.runtime.constrained.jump_forward import jump_forward_retokenize
 
-        # Re-tokenize only tokens the client has not seen and whose KV the request owns.
+        # Re-tokenize only tokens the client has not seen and whose KV the request owns (or has
+        # not computed yet: the newest token's KV is written by the next batch, maybe in flight).
         unsent = len(req.output_ids) - req.sent_offset
-        owned_outputs = req.kv_committed_len - max(len(req.prefix_indices), len(req.origin_input_ids)) + 1
+        owned_outputs = req.seqlen - max(len(req.prefix_indices), len(req.origin_input_ids))
         context = max(min(_JUMP_CONTEXT_TOKENS, unsent, owned_outputs, len(req.output_ids)), 0)
         new_tail, replaced = jump_forward_retokenize(self.tokenizer, req.output_ids, jump, context_tokens=context)
         if not new_tail:

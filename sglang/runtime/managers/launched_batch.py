@@ -19,6 +19,24 @@ from sglang.runtime.host_device import HostCopies
 from sglang.runtime.managers.req import Req
 from sglang.runtime.model_executor.forward_batch import ForwardMode
 from sglang.runtime.sampling.logprobs import LogprobResult, LogprobTensors
+from sglang.runtime.sampling.penalties import PendingTokens
+
+
+@dataclass
+class ForwardDone:
+    """A forward pass queued on the device whose sampling is not launched yet. Sampling of a
+    batch with grammar-constrained requests waits until the previous batch's tokens have been
+    accepted by the grammars (its masks depend on them), while this forward pass runs."""
+
+    mode: ForwardMode
+    reqs: List[Req]
+    logits: torch.Tensor  # [len(reqs), V] next-token logits on the device
+    rows: List[int]  # rows to sample
+    pending: Optional[PendingTokens] = None  # penalty inputs still in flight
+    done_rows: frozenset = frozenset()
+
+    def has_grammar(self) -> bool:
+        return any(self.reqs[i].grammar is not None for i in self.rows)
 
 
 @dataclass
@@ -31,7 +49,7 @@ class LaunchedBatch:
     host_ids: Optional[torch.Tensor]  # its host copy (valid after copies.wait())
     logprobs: Optional[Tuple[List[int], LogprobTensors]]  # sampled-row indices, host tensors
     copies: HostCopies
-    needs_sync: bool  # the next batch needs these results on the host (grammar)
+    needs_sync: bool  # processed right after launch (overlap off)
     done_rows: frozenset = frozenset()  # unsampled rows whose prefill completed (max_new_tokens=0)
 
     def device_ids(self) -> Optional[Tuple[int, torch.Tensor]]:

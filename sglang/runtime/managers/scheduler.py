@@ -8,9 +8,11 @@ Overlap scheduling (default; `--disable-overlap-schedule` turns it off): each st
 N+1 (forward + sampling queued on the device) and only then reads and processes the results of
 batch N, so the host's bookkeeping runs while the device computes. A request finished by batch N
 may already be in batch N+1: that token is dropped, and the KV slot it wrote belongs to the
-finished sequence (cached with it). Batches with grammar-constrained requests are processed right
-after their launch (the next mask needs the token). Without overlap every batch is processed
-right after its launch; both modes share all code (see docs/architecture.md).
+finished sequence (cached with it). A batch with grammar-constrained requests launches its
+forward pass at once but its sampling only after batch N's tokens are accepted by the grammars
+(the masks depend on them), so the masks are built while the device runs the forward pass.
+Without overlap every batch is processed right after its launch; both modes share all code
+(see docs/architecture.md).
 
 The work is split into small collaborators: SchedulePolicy (queue order), PrefillAdder (budgets),
 ScheduleBatch (forward-batch building), memory_guard (retraction), OutputProcessor (finish checks,
@@ -27,7 +29,7 @@ import torch
 
 from sglang.runtime.managers.grammar_support import GrammarSupport
 from sglang.runtime.managers.kv_concat import concat_and_append
-from sglang.runtime.managers.launched_batch import LaunchedBatch
+from sglang.runtime.managers.launched_batch import ForwardDone, LaunchedBatch
 from sglang.runtime.host_device import HostCopies, to_device
 from sglang.runtime.managers.io_struct import (
     AbortReq,
@@ -189,8 +191,15 @@ class Scheduler:
         self.waiting.extend(ready)
         self.outbox.extend(self.output.make_token_out(r) for r in failed)
         self._drop_aborted_waiting()
-        launched = self._launch_next()
+        forward = self._launch_next()
+        launched = None
+        if forward is not None and not (self.overlap and forward.has_grammar()):
+            launched = self._launch_sampling(forward)
         self.drain()  # batch N's results, while the device runs batch N+1
+        if forward is not None and launched is None:
+            # Grammar masks need batch N's tokens: sample batch N+1 now that they are accepted
+            # (its forward pass ran on the device meanwhile).
+            launched = self._launch_sampling(self._after_drain(forward))
         if launched is not None:
             if launched.needs_sync:
                 self._process(launched)
@@ -209,7 +218,17 @@ class Scheduler:
             batch, self.inflight = self.inflight, None
             self._process(batch)
 
-    def _launch_next(self) -> Optional[LaunchedBatch]:
+    @staticmethod
+    def _after_drain(forward: ForwardDone) -> ForwardDone:
+        """The forward pass as seen once batch N is processed: its tokens are in output_ids (no
+        longer pending), and rows of requests that batch N finished or jumped forward are
+        dropped (they left the running batch; a token sampled for them would be discarded)."""
+        forward.pending = None
+        forward.rows = [i for i in forward.rows
+                        if forward.reqs[i].finished_reason is None and forward.reqs[i].req_pool_idx is not None]
+        return forward
+
+    def _launch_next(self) -> Optional[ForwardDone]:
         batch = None
         if not (self.last_batch_chunked and self.running):
             batch = self._next_prefill_batch()
@@ -250,7 +269,7 @@ class Scheduler:
         self.last_batch_chunked = self.chunked_req is not None
         return ScheduleBatch(adder.can_run, ForwardMode.EXTEND, self.res)
 
-    def _launch_extend(self, batch: ScheduleBatch) -> LaunchedBatch:
+    def _launch_extend(self, batch: ScheduleBatch) -> ForwardDone:
         fb = batch.build_extend()
         batch.commit_extend()
         out = self.runner.forward(fb)
@@ -259,9 +278,9 @@ class Scheduler:
         self.stats["prefill_tokens"] += fb.num_tokens
         self._record_input_logprobs(batch.reqs, fb, out)
         rows = [i for i, r in enumerate(batch.reqs) if not r.is_chunked and r.sampling_params.max_new_tokens > 0]
-        launched = self._launch_sampling(fb.forward_mode, batch.reqs, out.next_token_logits, rows)
-        launched.done_rows = frozenset(i for i, r in enumerate(batch.reqs)
-                                       if not r.is_chunked and r.sampling_params.max_new_tokens == 0)
+        done_rows = frozenset(i for i, r in enumerate(batch.reqs)
+                              if not r.is_chunked and r.sampling_params.max_new_tokens == 0)
+        forward = ForwardDone(fb.forward_mode, batch.reqs, out.next_token_logits, rows, done_rows=done_rows)
         # They decode from the next step on, before their first token is read (overlap).
         self.running.extend(batch.reqs[i] for i in rows)
         for req in batch.reqs:
@@ -269,7 +288,7 @@ class Scheduler:
             # batch (e.g. deferred ones sharing this prefix) reuse it at once. Queued after the
             # forward pass, which reads the req_to_token rows as they were built.
             self.tree_cache.cache_unfinished_req(req)
-        return launched
+        return forward
 
     def _record_input_logprobs(self, reqs: List[Req], fb, out) -> None:
         if not fb.return_logprob or out.input_logits is None:
@@ -282,10 +301,10 @@ class Scheduler:
                 self.output.record_input_logprobs(req, out.input_logits[offset : offset + rows], start, prefix)
             offset += rows
 
-    def _launch_sampling(self, mode: ForwardMode, reqs: List[Req], logits: torch.Tensor, rows: List[int],
-                         pending: Optional[PendingTokens] = None) -> LaunchedBatch:
-        """Queue sampling (and output logprobs) of `rows` and the copies of their results to
-        the host; nothing here waits for the device."""
+    def _launch_sampling(self, forward: ForwardDone) -> LaunchedBatch:
+        """Queue sampling (and output logprobs) of the forward pass's rows and the copies of
+        their results to the host; nothing here waits for the device."""
+        reqs, logits, rows, pending = forward.reqs, forward.logits, forward.rows, forward.pending
         copies = HostCopies(self.runner.device)
         next_ids = host_ids = logprobs = None
         self.launch_seq += 1
@@ -301,8 +320,8 @@ class Scheduler:
             for j, req in enumerate(chosen):
                 req.pending_ref = (self.launch_seq, j)
         copies.record()
-        needs_sync = not self.overlap or any(r.grammar is not None for r in reqs)
-        return LaunchedBatch(self.launch_seq, reqs, mode, rows, next_ids, host_ids, logprobs, copies, needs_sync)
+        return LaunchedBatch(self.launch_seq, reqs, forward.mode, rows, next_ids, host_ids, logprobs, copies,
+                             not self.overlap, forward.done_rows)
 
     def _process(self, batch: LaunchedBatch) -> None:
         """Read a launched batch's results: append tokens, check finishes, emit outputs."""
@@ -377,7 +396,7 @@ class Scheduler:
         self.running = [r for r in self.running if r.finished_reason is None]
         self.waiting = [r for r in self.waiting if r.finished_reason is None]
 
-    def _launch_decode(self) -> Optional[LaunchedBatch]:
+    def _launch_decode(self) -> Optional[ForwardDone]:
         self._finish_aborted_running()
         self._pause_chunked_req_if_short()
         retracted = retract_for_decode(self.running, self.runner.allocator, self.tree_cache)
@@ -404,8 +423,8 @@ class Scheduler:
             rows = batch.pending_rows
             ids = fb.input_ids if len(rows) == len(batch.reqs) else fb.input_ids[to_device(rows, torch.int64, fb.input_ids.device)]
             pending = PendingTokens(rows, ids)
-        return self._launch_sampling(ForwardMode.DECODE, batch.reqs, out.next_token_logits,
-                                     list(range(len(batch.reqs))), pending)
+        return ForwardDone(ForwardMode.DECODE, batch.reqs, out.next_token_logits, list(range(len(batch.reqs))),
+                           pending)
 
     def _pause_chunked_req_if_short(self) -> None:
         """A half-prefilled request holds locked KV; running decodes come first, so when they are
