@@ -73,5 +73,6 @@ def seeded_exponential_noise(seeds: torch.Tensor, offsets: torch.Tensor, vocab_s
     token_ids = torch.arange(vocab_size, device=seeds.device, dtype=torch.int64)
     row = _hash32(_hash32(seeds.to(torch.int64)) ^ offsets.to(torch.int64))
     bits = _hash32(row[:, None] ^ _hash32(token_ids + 0x9E3779B)[None, :])
-    uniform = ((bits >> 8).to(torch.float32) + 0.5) * (1.0 / (1 << 24))  # in (0, 1), exact in float32
+    # 23 bits: strictly inside (0, 1) in float32 (with 24 bits the top value rounds to 1.0).
+    uniform = ((bits >> 9).to(torch.float32) + 0.5) * (1.0 / (1 << 23))
     return -torch.log(uniform)

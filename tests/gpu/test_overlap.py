@@ -8,6 +8,7 @@ is allowed: reading batch N's results while batch N+1 runs.
 
 from __future__ import annotations
 
+import json
 import warnings
 from typing import List
 
@@ -16,7 +17,7 @@ import torch
 
 from sglang.testing import tiny_model_dir
 from sglang.testing.scheduler_harness import SchedulerHarness
-from tests.engine.test_overlap_schedule import _compare, _run, _waves
+from tests.engine.test_overlap_schedule import SCHEMA, _compare, _grammar_waves, _run, _waves
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -108,20 +109,24 @@ def test_overlap_same_tokens_as_sync_on_mixed_workload(model_path, prompts, over
     assert h.runner.graph_runner is not None and h.runner.graph_runner.num_replays > 0
 
 
-def _submit_wave(h: SchedulerHarness, tag: str, prompts: List[List[int]]) -> None:
+def _submit_wave(h: SchedulerHarness, tag: str, prompts: List[List[int]], grammar: bool = False) -> None:
     for i, ids in enumerate(prompts):
         params = {"max_new_tokens": 6 + 3 * (i % 5), "temperature": 0 if i % 2 else 0.8, "seed": i}
         if i % 3 == 0:
             params.update(frequency_penalty=0.5, repetition_penalty=1.2, min_new_tokens=2)
+        if grammar and i % 2 == 0:
+            params.update(json_schema=json.dumps(SCHEMA), max_new_tokens=30)
         kw = {"return_logprob": True, "top_logprobs_num": 2} if i % 4 == 0 else {}
         h.submit(f"{tag}-{i}", input_ids=ids, params=params, **kw)
 
 
-def test_scheduler_loop_has_no_hidden_device_sync(model_path, prompts):
+@pytest.mark.parametrize("grammar", [False, True], ids=["plain", "with-grammars"])
+def test_scheduler_loop_has_no_hidden_device_sync(model_path, prompts, grammar):
     """Prefill, decode, finishing (radix inserts), penalties, output logprobs, arrivals while
-    decoding and retraction: the second pass (after warm-up) must not synchronise implicitly."""
+    decoding, retraction and (second case) JSON-schema requests with jump-forward: the second
+    pass (after warm-up) must not synchronise implicitly."""
     h = SchedulerHarness(model_path, **{**GPU_ARGS, "max_total_tokens": 400, "max_running_requests": 12})
-    _submit_wave(h, "warm", prompts)
+    _submit_wave(h, "warm", prompts, grammar)
     h.run_until_idle()
     torch.cuda.synchronize()
     flagged = []
@@ -129,10 +134,10 @@ def test_scheduler_loop_has_no_hidden_device_sync(model_path, prompts):
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
         try:
-            _submit_wave(h, "a", prompts)
+            _submit_wave(h, "a", prompts, grammar)
             for step in range(400):
                 if step == 3:
-                    _submit_wave(h, "b", prompts)  # arrivals while a batch is in flight
+                    _submit_wave(h, "b", prompts, grammar)  # arrivals while a batch is in flight
                 if not h.scheduler.has_work():
                     break
                 h.step()
@@ -142,3 +147,54 @@ def test_scheduler_loop_has_no_hidden_device_sync(model_path, prompts):
     assert not h.scheduler.has_work()
     assert not flagged, f"implicit device syncs in the scheduler loop at: {sorted(set(flagged))}"
     assert all(r.finished_reason is not None for r in h.results.values())
+    assert all(r.finished_reason["type"] != "abort" for r in h.results.values())
+
+
+def test_grammar_workload_on_cuda_follows_its_grammars(model_path, prompts):
+    """Constrained batches sampled after the previous batch's tokens are accepted, with the mask
+    built on the host and unpacked on the device: every sampled token is one the grammar allows
+    (a rejection would finish the request with an abort) and finished JSON parses."""
+    got, h = _run(model_path, prompts, aborts=False, waves_fn=_grammar_waves, **GPU_ARGS)
+    assert all(r.finished_reason["type"] != "abort" for r in got.values()), {k: r.finished_reason for k, r in got.items()}
+    tok = h.scheduler.output.tokenizer
+    for rid, r in got.items():
+        if rid.startswith("json") and r.finished_reason["type"] == "stop":
+            json.loads(tok.decode(r.output_ids, skip_special_tokens=True))
+    assert h.scheduler.grammar.stats["jump_forward_events"] > 0
+    assert h.runner.graph_runner.num_replays > 0
+
+
+def test_batch_mask_on_cuda_equals_host_rows(model_path):
+    """build_allowed_token_mask to a CUDA device (packed on the host, unpacked on the device)
+    equals each grammar's own host row, for xgrammar (batch filler) and fsm rows in one batch."""
+    import random
+
+    from sglang.runtime.constrained.batch_mask import build_allowed_token_mask
+    from sglang.runtime.constrained.registry import create_backend
+    from sglang.runtime.utils import get_tokenizer
+
+    tok = get_tokenizer(model_path)
+    vocab = len(tok) + 37  # padded embedding: ids past the tokenizer are never allowed
+    rng = random.Random(0)
+    grammars = []
+    for name in ("xgrammar", "fsm"):
+        backend = create_backend(name, tok, vocab, eos_token_ids={tok.eos_token_id})
+        base = backend.compile("json", json.dumps(SCHEMA))
+        for i in range(6):
+            g = base.copy()
+            row = torch.zeros(vocab, dtype=torch.bool)
+            for _ in range(i * 2):
+                g.fill_allowed_mask(row)
+                choices = row.nonzero().flatten().tolist()
+                if g.is_terminated() or not choices:
+                    break
+                g.accept_token(rng.choice(choices))
+            grammars.append(g)
+    grammars.insert(3, None)
+    mask = build_allowed_token_mask(grammars, vocab, "cuda")
+    assert mask.is_cuda and mask.shape == (len(grammars), vocab)
+    for i, g in enumerate(grammars):
+        expected = torch.ones(vocab, dtype=torch.bool)
+        if g is not None:
+            g.fill_allowed_mask(expected)
+        assert torch.equal(mask[i].cpu(), expected), i

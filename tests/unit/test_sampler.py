@@ -75,6 +75,31 @@ def test_uniform_noise_is_uniform_and_in_open_interval() -> None:
     assert stat < dof + 6 * (2 * dof) ** 0.5
 
 
+def test_unit_interval_never_reaches_one() -> None:
+    from sglang.runtime.sampling.sampler import unit_interval
+
+    u = unit_interval(torch.tensor([0, 1 << 31, 2**32 - 2, 2**32 - 1], dtype=torch.int64))
+    assert float(u.min()) > 0.0 and float(u.max()) < 1.0
+    assert bool(torch.isfinite(-torch.log(u)).all()) and float((-torch.log(u)).min()) > 0.0
+
+
+def test_masked_tokens_are_never_sampled_at_a_large_vocab() -> None:
+    """Regression: with 24 noise bits, ~0.8% of 128k-wide rows drew U == 1.0 for some token, and
+    its 0/0 (masked) or p/0 (unmasked) weight won the race whatever its probability."""
+    vocab, bs = 128256, 64
+    reqs = [req(seed=i, temperature=1.0) for i in range(bs)]
+    gen = torch.Generator().manual_seed(0)
+    for step in range(8):
+        for r in reqs:
+            r.output_ids = [0] * step
+        info = SamplingBatchInfo.from_reqs(reqs, vocab, "cpu")
+        info.allowed_token_mask = torch.zeros(bs, vocab, dtype=torch.bool)
+        info.allowed_token_mask[:, [7, 1234]] = True
+        logits = torch.randn(bs, vocab, generator=gen) * 3
+        ids = Sampler().sample(logits, info)
+        assert set(ids.tolist()) <= {7, 1234}, step
+
+
 def test_noise_depends_on_seed_step_and_all_64_seed_bits() -> None:
     tokens = torch.arange(V)[None]
     base = uniform_noise(torch.tensor([5]), torch.tensor([0]), tokens)
