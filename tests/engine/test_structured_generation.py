@@ -101,6 +101,20 @@ def test_jump_forward_saves_decode_steps_and_stays_valid(backend):
     assert steps[False] < steps[True] / 2
 
 
+def test_jump_forward_is_skipped_when_it_would_stall_a_larger_batch():
+    """A short forced string (a few tokens) is jumped for a request running alone, but decoded
+    step by step in a batch of 8: its re-prefill would cost the other 7 a forward pass."""
+    spec = _regex_spec("short", r"(yes|no)\. ok\. [a-z]{3}")
+    for n, expect_jumps in ((1, True), (8, False)):
+        h = SchedulerHarness(tiny_model_dir("llama"))
+        for res in _run(h, spec, n, f"s{n}"):
+            spec.check(h.tokenizer.decode(res.output_ids, skip_special_tokens=True))
+        stats = h.scheduler.state()
+        assert (stats["jump_forward_events"] > 0) == expect_jumps, stats
+        if not expect_jumps:
+            assert stats["jump_forward_skipped"] > 0
+
+
 def test_invalid_grammar_aborts_only_its_request(harness):
     h = harness
     h.submit("bad-regex", text="x", params={"regex": "(unclosed", "max_new_tokens": 8})

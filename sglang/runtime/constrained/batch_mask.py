@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from sglang.runtime.constrained.base_grammar import BaseGrammarObject
-from sglang.runtime.host_device import host_to_device
+from sglang.runtime.host_device import host_empty, host_to_device
 
 
 def bitmask_words(vocab_size: int) -> int:
@@ -70,8 +70,6 @@ def build_allowed_token_mask(
     waits for the device's queue, so it may run while a forward pass is in flight."""
     if all(g is None for g in grammars):
         return None
-    # Filled in pageable memory: xgrammar sees a pinned tensor as a CUDA-host array (DLPack) and
-    # does not write into it. host_to_device stages it through pinned memory (a 16 KB/row memcpy).
-    bitmask = torch.empty((len(grammars), bitmask_words(vocab_size)), dtype=torch.int32)
+    bitmask = host_empty((len(grammars), bitmask_words(vocab_size)), torch.int32, device)
     fill_bitmask(grammars, bitmask, vocab_size)
     return unpack_bitmask(host_to_device(bitmask, device), vocab_size)

@@ -7,7 +7,8 @@
   packed bitmask, unpacked on the device into the [bs, vocab] mask the sampler applies. Under
   overlap scheduling this happens while the batch's forward pass runs (see scheduler.py).
 - Jump-forward (compressed FSM): after a token is accepted, if the grammar admits exactly one
-  continuation string, it is appended without decoding. The affected tail is re-tokenized so the
+  continuation string, it is appended without decoding (when that saves more request-steps than
+  the extra forward pass costs the running batch; see try_jump_forward). The affected tail is re-tokenized so the
   tokens are the tokenizer's own, the grammar is rolled back and re-accepts them, and the request
   leaves the running batch: its KV is cached and it re-prefills the new tokens from the radix
   cache. Only tokens not yet streamed to the client are ever re-tokenized.
@@ -38,7 +39,8 @@ class GrammarSupport:
         self.whitespace = server_args.constrained_json_whitespace_pattern
         self._manager = None
         self.pending: List[Req] = []
-        self.stats = {"jump_forward_events": 0, "jump_forward_tokens": 0, "aborted_grammars": 0}
+        self.stats = {"jump_forward_events": 0, "jump_forward_tokens": 0, "jump_forward_skipped": 0,
+                      "aborted_grammars": 0}
 
     # ---------------------------------------------------------------- compilation
     def _get_manager(self):
@@ -113,13 +115,19 @@ class GrammarSupport:
                                                "InternalServerError")
 
     # ---------------------------------------------------------------- jump-forward
-    def try_jump_forward(self, req: Req) -> bool:
-        """Apply a forced continuation. Returns True when the request must re-prefill (it has been
-        detached from its KV by the caller-provided `detach`)."""
+    def try_jump_forward(self, req: Req, batch_size: int = 1) -> bool:
+        """Apply a forced continuation when it pays for itself. Returns True when the request
+        must re-prefill the new tokens.
+
+        The re-prefill is an extra forward pass in which the other `batch_size - 1` running
+        requests make no progress, while the jump saves this request one decode step per forced
+        token but the first: it is taken only when the forced tokens number at least
+        `batch_size` (always when the request runs alone; rarely in a full batch, where the
+        forced tokens are decoded one per step instead, each under a one-token mask)."""
         if not self.jump_forward or req.grammar is None or req.finished_reason is not None:
             return False
         jump = req.grammar.try_jump_forward()
-        if not jump:
+        if not jump or len(jump) < batch_size:  # a token covers at least one character
             return False
         from sglang.runtime.constrained.jump_forward import jump_forward_retokenize
 
@@ -131,6 +139,9 @@ class GrammarSupport:
         new_tail, replaced = jump_forward_retokenize(self.tokenizer, req.output_ids, jump, context_tokens=context)
         if not new_tail:
             return False  # no tokenization reproduces the text exactly: decode normally instead
+        if len(new_tail) - replaced < batch_size:
+            self.stats["jump_forward_skipped"] += 1
+            return False
         if replaced:
             req.grammar.rollback(replaced)
             del req.output_ids[len(req.output_ids) - replaced:]

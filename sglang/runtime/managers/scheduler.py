@@ -357,7 +357,7 @@ class Scheduler:
     def _jump_forward(self, req: Req) -> bool:
         """Append the grammar's forced text; the request then re-prefills it from the cache."""
         old_seqlen = req.seqlen
-        if not self.grammar.try_jump_forward(req):
+        if not self.grammar.try_jump_forward(req, max(len(self.running), 1)):
             return False
         limit = req.sampling_params.max_new_tokens
         if len(req.output_ids) > limit:
