@@ -67,8 +67,11 @@ def _waves(prompts: List[List[int]]) -> List[List[Spec]]:
     second: List[Spec] = [
         ("n-prefill", p[10], {"max_new_tokens": 0}, {}),
         ("unseeded", p[11], {"max_new_tokens": 14, "temperature": 1.0}, {}),
-        ("regex", p[0], {"max_new_tokens": 24, "temperature": 1.0, "seed": 5,
-                         "regex": r"(yes|no), the answer is (red|blue|green)\."}, {}),
+        # Its forced text is longer (in tokens) than any batch here, so jump-forward is taken in
+        # both modes (a short one would be skipped depending on the batch size at that moment).
+        ("regex", p[0], {"max_new_tokens": 80, "temperature": 1.0, "seed": 5,
+                         "regex": r"(yes|no), the answer is certainly and without any doubt whatsoever "
+                                  r"correct as far as anyone here can tell\."}, {}),
         ("stop-id", p[1], _sampled(6, max_new_tokens=18, stop_token_ids=[854]), {}),
     ]
     third: List[Spec] = [(f"n-{j}", p[10], _sampled(100 + j, max_new_tokens=12), {}) for j in range(2)]

@@ -10,7 +10,8 @@ batch N, so the host's bookkeeping runs while the device computes. A request fin
 may already be in batch N+1: that token is dropped, and the KV slot it wrote belongs to the
 finished sequence (cached with it). A batch with grammar-constrained requests launches its
 forward pass at once but its sampling only after batch N's tokens are accepted by the grammars
-(the masks depend on them), so the masks are built while the device runs the forward pass.
+(the masks depend on them), so the masks are built while the device runs the forward pass; the
+forward pass of the batch after it is then queued at once, before the host turns to I/O.
 Without overlap every batch is processed right after its launch; both modes share all code
 (see docs/architecture.md).
 
@@ -91,6 +92,7 @@ class Scheduler:
         self.outbox = []
         self.overlap = not server_args.disable_overlap_schedule
         self.inflight: Optional[LaunchedBatch] = None  # launched, results not yet processed
+        self.next_forward: Optional[ForwardDone] = None  # a grammar batch's forward, not yet sampled
         self.launch_seq = 0
         self.stats = {"num_retractions": 0, "forward_steps": 0, "decode_steps": 0, "prefill_steps": 0, "prefill_tokens": 0}
 
@@ -174,15 +176,18 @@ class Scheduler:
     # ---------------------------------------------------------------- stepping
     def has_work(self) -> bool:
         return bool(self.waiting or self.running or self.chunked_req or self.grammar.pending
-                    or self.inflight is not None)
+                    or self.inflight is not None or self.next_forward is not None)
 
     def live_reqs(self) -> List[Req]:
         """Requests that may hold KV: running, the chunked one, and unfinished ones of the batch
         in flight (e.g. a max_new_tokens=0 prefill awaiting its finish)."""
         reqs = list(self.running) + ([self.chunked_req] if self.chunked_req is not None else [])
+        known = {id(r) for r in reqs}
         if self.inflight is not None:
-            known = {id(r) for r in reqs}
             reqs += [r for r in self.inflight.live_reqs() if id(r) not in known]
+        if self.next_forward is not None:
+            reqs += [r for r in self.next_forward.reqs
+                     if r.finished_reason is None and r.req_pool_idx is not None and id(r) not in known]
         return reqs
 
     def step(self) -> List:
@@ -191,12 +196,15 @@ class Scheduler:
         self.waiting.extend(ready)
         self.outbox.extend(self.output.make_token_out(r) for r in failed)
         self._drop_aborted_waiting()
-        forward = self._launch_next()
+        forward, self.next_forward = self.next_forward, None
+        if forward is None:
+            forward = self._launch_next()
         launched = None
-        if forward is not None and not (self.overlap and forward.has_grammar()):
+        deferred = forward is not None and self.overlap and forward.has_grammar()
+        if forward is not None and not deferred:
             launched = self._launch_sampling(forward)
         self.drain()  # batch N's results, while the device runs batch N+1
-        if forward is not None and launched is None:
+        if deferred:
             # Grammar masks need batch N's tokens: sample batch N+1 now that they are accepted
             # (its forward pass ran on the device meanwhile).
             launched = self._launch_sampling(self._after_drain(forward))
@@ -205,6 +213,10 @@ class Scheduler:
                 self._process(launched)
             else:
                 self.inflight = launched
+        if deferred:
+            # Queue batch N+2's forward pass before the host's I/O: its sampling came late, so the
+            # device would otherwise idle until the next step.
+            self.next_forward = self._launch_next()
         elif not self.running and self.grammar.pending:
             time.sleep(0.001)  # only compiling grammars: do not spin
         out, self.outbox = self.outbox, []
@@ -213,10 +225,13 @@ class Scheduler:
         return []
 
     def drain(self) -> None:
-        """Process the batch in flight, if any."""
+        """Process the batch in flight, if any, and a forward pass queued ahead of its sampling."""
         if self.inflight is not None:
             batch, self.inflight = self.inflight, None
             self._process(batch)
+        if self.next_forward is not None:
+            forward, self.next_forward = self.next_forward, None
+            self._process(self._launch_sampling(self._after_drain(forward)))
 
     @staticmethod
     def _after_drain(forward: ForwardDone) -> ForwardDone:
