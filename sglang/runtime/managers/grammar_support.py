@@ -27,6 +27,10 @@ from sglang.runtime.managers.req import Req
 logger = logging.getLogger(__name__)
 
 _JUMP_CONTEXT_TOKENS = 4
+# Above this many running requests a jump would need a forced text of more tokens than that, which
+# is rare, while asking every request's grammar for its forced text each step costs measurable host
+# time (H200, batch 32: ~0.5 ms/step, 8% of offline JSON throughput); so the grammar is not asked.
+_JUMP_QUERY_MAX_BATCH = 16
 
 
 class GrammarSupport:
@@ -124,7 +128,8 @@ class GrammarSupport:
         token but the first: it is taken only when the forced tokens number at least
         `batch_size` (always when the request runs alone; rarely in a full batch, where the
         forced tokens are decoded one per step instead, each under a one-token mask)."""
-        if not self.jump_forward or req.grammar is None or req.finished_reason is not None:
+        if (not self.jump_forward or req.grammar is None or req.finished_reason is not None
+                or batch_size > _JUMP_QUERY_MAX_BATCH):
             return False
         jump = req.grammar.try_jump_forward()
         if not jump or len(jump) < batch_size:  # a token covers at least one character
