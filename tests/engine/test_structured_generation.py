@@ -110,9 +110,10 @@ def test_jump_forward_is_skipped_when_it_would_stall_a_larger_batch():
         for res in _run(h, spec, n, f"s{n}"):
             spec.check(h.tokenizer.decode(res.output_ids, skip_special_tokens=True))
         stats = h.scheduler.state()
-        assert (stats["jump_forward_events"] > 0) == expect_jumps, stats
-        if not expect_jumps:
-            assert stats["jump_forward_skipped"] > 0
+        if expect_jumps:
+            assert stats["jump_forward_events"] > 0 and stats["jump_forward_skipped"] == 0, stats
+        else:  # the batch decodes the forced text (a straggler left alone may still jump)
+            assert stats["jump_forward_skipped"] >= 8 and stats["jump_forward_events"] <= 2, stats
 
 
 def test_invalid_grammar_aborts_only_its_request(harness):

@@ -132,7 +132,10 @@ class GrammarSupport:
                 or batch_size > _JUMP_QUERY_MAX_BATCH):
             return False
         jump = req.grammar.try_jump_forward()
-        if not jump or len(jump) < batch_size:  # a token covers at least one character
+        if not jump:
+            return False
+        if len(jump) < batch_size:  # a token covers at least one character: too few tokens
+            self.stats["jump_forward_skipped"] += 1
             return False
         from sglang.runtime.constrained.jump_forward import jump_forward_retokenize
 
