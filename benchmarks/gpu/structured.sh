@@ -7,7 +7,7 @@ OUT=${1:-/tmp/out}
 export PYTHONUNBUFFERED=1 PYTHONPATH=.:${PYTHONPATH:-}
 python3 -m sglang.testing.tiny_model --shape llama-3-8b --out /tmp/l8b >/dev/null 2>&1
 : "${JSON_ARGS:=--batch 32 --num-prompts 128 --input-len 256 --max-new-tokens 512}"
-for jf in on off; do
+for jf in ${ORDER:-on off}; do
   extra=""; [ $jf = off ] && extra="--disable-jump-forward"
   timeout 240 python3 benchmarks/constrained/bench_json_offline.py --model-path /tmp/l8b --load-format dummy \
     $JSON_ARGS $extra --out "$OUT/json_offline_jf_$jf.json" > "$OUT/json_offline_jf_$jf.log" 2>&1

@@ -178,18 +178,18 @@ def test_fork_heavy_prefills_less_compiled(runtime) -> None:
     def prefilled(run) -> int:
         sgl.flush_cache(runtime)
         before = runtime.get_server_info()["prefill_tokens"]
-        run().sync()
+        for state in run():  # every state, not only the last: others may still be running
+            state.sync()
         return runtime.get_server_info()["prefill_tokens"] - before
 
     batch = [{"q": q} for q in ("Why is the sky blue?", "Why is grass green?", "Why do cats purr?",
                                 "Why is snow white?", "Why is the sea salty?", "Why do dogs bark?")]
     sgl.global_config.enable_fork_prefix_hint = False
     try:
-        interpreted = prefilled(lambda: fork_heavy.run_batch(batch, backend=runtime,
-                                                             temperature=0)[-1])
+        interpreted = prefilled(lambda: fork_heavy.run_batch(batch, backend=runtime, temperature=0))
     finally:
         sgl.global_config.enable_fork_prefix_hint = True
     compiled_prog = fork_heavy.compile(backend=runtime)
-    compiled = prefilled(lambda: compiled_prog.run_batch(batch, temperature=0)[-1])
+    compiled = prefilled(lambda: compiled_prog.run_batch(batch, temperature=0))
     print(f"fork-heavy prefill tokens: compiled {compiled}, interpreted without hints {interpreted}")
     assert compiled < interpreted
