@@ -9,9 +9,9 @@ python3 -m sglang.testing.tiny_model --shape llama-3-8b --out /tmp/l8b >/dev/nul
 : "${JSON_ARGS:=--batch 32 --num-prompts 128 --input-len 256 --max-new-tokens 512}"
 for jf in ${ORDER:-on off}; do
   extra=""; [ $jf = off ] && extra="--disable-jump-forward"
-  timeout 240 python3 benchmarks/constrained/bench_json_offline.py --model-path /tmp/l8b --load-format dummy \
+  timeout ${JSON_TIMEOUT:-240} python3 benchmarks/constrained/bench_json_offline.py --model-path /tmp/l8b --load-format dummy \
     $JSON_ARGS $extra --out "$OUT/json_offline_jf_$jf.json" > "$OUT/json_offline_jf_$jf.log" 2>&1
-  echo "jump-forward $jf:"; grep -E '"json_schema_vs|output_tok_s|ended_by|invalid|jump_forward_tokens|mean_output|Error' \
+  echo "jump-forward $jf:"; grep -E '"json_schema_vs|"ratio"|output_tok_s|ended_by|invalid|jump_forward_tokens|mean_output|Error' \
     "$OUT/json_offline_jf_$jf.log" | head -10
 done
 [ "${SKIP_STEP:-0}" = 1 ] || { timeout 150 python3 benchmarks/constrained/bench_structured.py --model /tmp/l8b \
