@@ -12,7 +12,7 @@ for jf in ${ORDER:-on off}; do
   timeout ${JSON_TIMEOUT:-240} python3 benchmarks/constrained/bench_json_offline.py --model-path /tmp/l8b --load-format dummy \
     $JSON_ARGS $extra --out "$OUT/json_offline_jf_$jf.json" > "$OUT/json_offline_jf_$jf.log" 2>&1
   echo "jump-forward $jf:"; grep -E '"json_schema_vs|"ratio"|output_tok_s|ended_by|invalid|jump_forward_tokens|mean_output|Error' \
-    "$OUT/json_offline_jf_$jf.log" | head -10
+    "$OUT/json_offline_jf_$jf.log" | head -14
 done
 [ "${SKIP_STEP:-0}" = 1 ] || { timeout 150 python3 benchmarks/constrained/bench_structured.py --model /tmp/l8b \
   --load-format dummy --device cuda --out "$OUT/structured.json" > "$OUT/structured.log" 2>&1;
