@@ -16,11 +16,10 @@ constrained output that ended by the grammar (not by length) must parse as JSON.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import subprocess
-import sys
 import time
+
+from sglang.benchmark.result_file import result_header, write_result
 
 # A typical extraction schema; integers are bounded (an unbounded integer lets a random-weight
 # model emit digits forever) and strings are free text, which ends when a quote is sampled.
@@ -115,17 +114,8 @@ def main() -> None:
 
         args.model_path = tiny_model_dir("llama")
     results = run(args)
-    record = {"device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
-              "date": datetime.date.today().isoformat(),
-              "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                       text=True).stdout.strip(),
-              "command": "python benchmarks/constrained/bench_json_offline.py " + " ".join(sys.argv[1:]),
-              "schema": SCHEMA, **results}
-    print(json.dumps(record, indent=2))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(record, f, indent=2)
-
+    record = {**result_header("benchmarks/constrained/bench_json_offline.py", args.device), "schema": SCHEMA, **results}
+    write_result(record, args.out)
 
 if __name__ == "__main__":
     main()

@@ -10,14 +10,11 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import subprocess
-import sys
 import time
 
-import torch
 
+from sglang.benchmark.result_file import result_header, write_result
 from sglang.testing.fixtures import tiny_model_dir
 from sglang.testing.scheduler_harness import SchedulerHarness
 
@@ -79,17 +76,10 @@ def main() -> None:
             jf["off" if disable else "on"] = timed_run(h, batch, {"max_new_tokens": 128, "temperature": 1.0,
                                                                   "regex": EXTRACTION}, "x")
         results[f"jump_forward_batch_{batch}"] = {**jf, "speedup": jf["off"]["elapsed_s"] / jf["on"]["elapsed_s"]}
-    record = {"device": "cpu (2 cores)" if args.device == "cpu" else torch.cuda.get_device_name(), "date": datetime.date.today().isoformat(),
-              "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                       text=True).stdout.strip(),
-              "command": "python benchmarks/constrained/bench_structured.py " + " ".join(sys.argv[1:]),
+    record = {**result_header("benchmarks/constrained/bench_structured.py", args.device),
               "model": "tiny llama (2 layers, hidden 64)" if args.model is None else args.model,
               "backend": args.backend, "batch": args.batch, "results": results}
-    print(json.dumps(record, indent=2))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(record, f, indent=2)
-
+    write_result(record, args.out)
 
 if __name__ == "__main__":
     main()

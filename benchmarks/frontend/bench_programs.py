@@ -14,14 +14,11 @@ then `select` among labels) and tree-of-thought (nested forks with short gens). 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
-import subprocess
 import time
 from typing import Any, Callable
 
 import sglang as sgl
+from sglang.benchmark.result_file import result_header, write_result
 
 LABELS = [" positive", " negative", " neutral"]
 SHOTS = "".join(f"Review: {t} Sentiment:{l}\n" for t, l in [
@@ -119,18 +116,9 @@ def main() -> None:
     finally:
         radix.shutdown()
         no_radix.shutdown()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    record = {"device": f"{args.device} ({os.cpu_count()} cores)" if args.device == "cpu" else args.device,
-              "date": datetime.date.today().isoformat(), "commit": commit,
-              "command": "python benchmarks/frontend/bench_programs.py " + " ".join(
-                  f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None and k != "out"),
-              "results": results}
-    print(json.dumps(record, indent=2))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(record, f, indent=2)
-
+    argv = [f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None and k != "out"]
+    write_result({**result_header("benchmarks/frontend/bench_programs.py", args.device, argv), "results": results},
+                 args.out)
 
 if __name__ == "__main__":
     main()

@@ -1,7 +1,8 @@
 """Thousands of random requests through a tiny pool: nothing leaks, nothing double-frees.
 
-Random lengths, shared prefixes, random sampling parameters, aborts at any stage (waiting,
-chunked, running), retraction under a tiny KV pool. The pool invariant
+Random lengths, shared prefixes, random sampling parameters, regex/JSON-schema requests (deferred
+sampling, jump-forward), aborts at any stage (waiting, chunked, running), retraction under a tiny
+KV pool. The pool invariant
 free + evictable + locked + in-flight == total is checked after every scheduler step, and at the
 end every slot is free or held by the (unlocked) radix cache.
 """
@@ -38,7 +39,19 @@ def _random_params(rng: random.Random) -> dict:
         params["stop"] = [rng.choice(["a", "the", ".", "\n"])]
     if rng.random() < 0.2:
         params["seed"] = rng.randint(0, 100)
+    if rng.random() < 0.15:  # grammar batches: deferred sampling, jump-forward re-prefills
+        kind, spec = rng.choice(GRAMMARS)
+        params[kind] = spec
+        params.pop("stop", None)
     return params
+
+
+GRAMMARS = [
+    ("regex", r"(yes|no)\. that is all\. [a-z]{2}"),
+    ("regex", r"[0-9]{2,5}"),
+    ("json_schema", '{"type": "object", "properties": {"a": {"type": "integer"}, "b": {"enum": ["x", "yz"]}}, '
+                    '"required": ["a", "b"]}'),
+]
 
 
 @pytest.fixture(scope="module")

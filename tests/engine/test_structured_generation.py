@@ -116,6 +116,16 @@ def test_jump_forward_is_skipped_when_it_would_stall_a_larger_batch():
             assert stats["jump_forward_skipped"] >= 8 and stats["jump_forward_events"] <= 2, stats
 
 
+def test_grammar_ends_before_min_new_tokens(harness):
+    """A grammar complete before min_new_tokens ends the request (the grammar wins) instead of
+    leaving the sampler a row with nothing allowed."""
+    spec = _regex_spec("digits", r"[0-9]{2,3}")
+    for res in _run(harness, spec, 4, "minlen", min_new_tokens=20, max_new_tokens=30):
+        assert res.finished_reason["type"] == "stop", res.finished_reason
+        spec.check(harness.tokenizer.decode(res.output_ids, skip_special_tokens=True))
+        assert len(res.output_ids) < 20
+
+
 def test_invalid_grammar_aborts_only_its_request(harness):
     h = harness
     h.submit("bad-regex", text="x", params={"regex": "(unclosed", "max_new_tokens": 8})

@@ -385,3 +385,19 @@ def test_pending_tokens_count_as_if_appended() -> None:
     b = apply_logits_processors(logits.clone(), pending)
     assert torch.equal(a, b)
     assert torch.equal(Sampler().sample(logits, plain), Sampler().sample(logits, pending))
+
+
+def test_grammar_mask_wins_over_min_new_tokens() -> None:
+    """A grammar whose text is complete allows only EOS; min_new_tokens forbids it. The row must
+    not be left with nothing allowed (that sampled an arbitrary token): EOS is chosen. Rows where
+    the two agree on something keep both constraints."""
+    logits = random_logits(3, seed=13)
+    reqs = [req(seed=1, min_new_tokens=5), req(temperature=0.0, min_new_tokens=5), req(seed=2, min_new_tokens=5)]
+    info = SamplingBatchInfo.from_reqs(reqs, V, "cpu")
+    info.allowed_token_mask = torch.zeros(3, V, dtype=torch.bool)
+    info.allowed_token_mask[0, 0] = True  # only EOS (id 0)
+    info.allowed_token_mask[1, 0] = True
+    info.allowed_token_mask[2, [0, 21]] = True  # EOS or 21: min_new_tokens removes EOS
+    for _ in range(3):
+        ids = Sampler().sample(logits, info)
+        assert ids.tolist()[:2] == [0, 0] and int(ids[2]) == 21

@@ -153,7 +153,8 @@ def build_min_tokens_mask(reqs: Sequence["SamplingReq"], vocab_size: int, device
 def apply_logits_processors(logits: torch.Tensor, info: "SamplingBatchInfo") -> torch.Tensor:
     """Apply penalties, then logit bias, then hard masks, in place; returns `logits`.
 
-    Masks go last so that no bias or penalty can revive a forbidden token.
+    Masks go last so that no bias or penalty can revive a forbidden token. A grammar mask
+    overrides min_new_tokens when the two together would leave a row with no token.
     """
     check_logits_shape(logits, info)
     if logits.dtype != torch.float32:
@@ -162,10 +163,20 @@ def apply_logits_processors(logits: torch.Tensor, info: "SamplingBatchInfo") -> 
         info.penalties.apply(logits)
     if info.logit_bias is not None:
         info.logit_bias.apply(logits)
+    allowed = info.allowed_token_mask
+    grammar_only = None
     if info.min_tokens_mask is not None:
+        if allowed is not None:
+            grammar_only = logits.masked_fill(~allowed, float("-inf"))
         info.min_tokens_mask.apply(logits)
-    if info.allowed_token_mask is not None:
-        logits.masked_fill_(~info.allowed_token_mask, float("-inf"))
+    if allowed is not None:
+        logits.masked_fill_(~allowed, float("-inf"))
+    if grammar_only is not None:
+        # The grammar wins over min_new_tokens: where the grammar allows only what min_new_tokens
+        # forbids (its text is complete, only EOS may follow), keep the grammar's choice and let
+        # the request end early instead of sampling from a row with nothing allowed.
+        dead = torch.isneginf(logits).all(dim=-1, keepdim=True)
+        logits.copy_(torch.where(dead, grammar_only, logits))
     return logits
 
 
