@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Structured generation on the GPU: JSON-schema vs unconstrained offline throughput at batch 32
 # (jump-forward on and off) and the per-step cost of a length-bounded schema; Llama-3-8B shape,
-# dummy weights.  Usage: bash benchmarks/gpu/structured.sh OUT_DIR
+# dummy weights.  Usage: SGLANG_BENCH_COMMIT=<commit> bash benchmarks/gpu/structured.sh OUT_DIR
+# (the commit is read from git unless given: a tree copied to the GPU host may carry a stale .git)
 set -u
 OUT=${1:-/tmp/out}
 export PYTHONUNBUFFERED=1 PYTHONPATH=.:${PYTHONPATH:-}
