@@ -217,7 +217,7 @@ class Scheduler:
             # Queue batch N+2's forward pass before the host's I/O: its sampling came late, so the
             # device would otherwise idle until the next step.
             self.next_forward = self._launch_next()
-        elif not self.running and self.grammar.pending:
+        if forward is None and not self.running and self.grammar.pending:
             time.sleep(0.001)  # only compiling grammars: do not spin
         out, self.outbox = self.outbox, []
         if out:
