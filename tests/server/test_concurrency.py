@@ -61,10 +61,18 @@ async def _streamed(client: httpx.AsyncClient, i: int) -> dict:
     }
 
 
-async def _run(base_url: str):
+def _client(base_url: str) -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=CLIENTS + 8, max_keepalive_connections=CLIENTS + 8)
-    async with httpx.AsyncClient(base_url=base_url, timeout=300, limits=limits, trust_env=False) as client:
+    return httpx.AsyncClient(base_url=base_url, timeout=300, limits=limits, trust_env=False)
+
+
+async def _run(base_url: str):
+    # One client per phase: a keep-alive connection left idle by the first phase may be closed by
+    # the server (uvicorn's keep-alive timeout) just as the second phase reuses it, a client-side
+    # race that has nothing to do with streaming.
+    async with _client(base_url) as client:
         expected = await asyncio.gather(*[_whole(client, i) for i in range(CLIENTS)])
+    async with _client(base_url) as client:
         start = time.perf_counter()
         streams = await asyncio.gather(*[_streamed(client, i) for i in range(CLIENTS)])
         return expected, streams, time.perf_counter() - start
