@@ -46,6 +46,15 @@ def llama_path() -> str:
 
 
 @pytest.fixture(scope="session")
+def llama_prompts(llama_path: str) -> list:
+    """Token-id prompts for the tiny llama: 8 texts of varied length plus 4 random-id ones."""
+    from sglang.runtime.utils import get_tokenizer
+    from tests.engine.prompts import prompt_ids
+
+    return prompt_ids(get_tokenizer(llama_path), n=8, extra_random=4)
+
+
+@pytest.fixture(scope="session")
 def mistral_path() -> str:
     return tiny_model_dir("mistral")
 

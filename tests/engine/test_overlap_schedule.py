@@ -18,32 +18,18 @@ import pytest
 
 import sglang
 from sglang.runtime.mem_cache.base_prefix_cache import check_pool_invariant
-from sglang.testing.fixtures import tiny_model_dir
 from sglang.testing.scheduler_harness import SchedulerHarness
-from tests.engine.prompts import prompt_ids
 
 Spec = Tuple[str, List[int], dict, dict]  # rid, input ids, sampling params, request kwargs
-
-
-@pytest.fixture(scope="module")
-def model_path():
-    return tiny_model_dir("llama")
-
-
-@pytest.fixture(scope="module")
-def prompts(model_path):
-    from sglang.runtime.utils import get_tokenizer
-
-    return prompt_ids(get_tokenizer(model_path), n=8, extra_random=4)
 
 
 def _sampled(seed: int, **extra) -> dict:
     return {"temperature": 0.9, "top_p": 0.9, "top_k": 40, "seed": seed, **extra}
 
 
-def _waves(prompts: List[List[int]]) -> List[List[Spec]]:
+def _waves(llama_prompts: List[List[int]]) -> List[List[Spec]]:
     """Requests grouped by arrival: wave k arrives after k * 3 scheduler steps."""
-    p = prompts
+    p = llama_prompts
     first: List[Spec] = [
         ("greedy-long", p[1], {"max_new_tokens": 24, "temperature": 0, "ignore_eos": True}, {}),
         ("greedy-short", p[7], {"max_new_tokens": 1, "temperature": 0}, {}),
@@ -78,9 +64,9 @@ def _waves(prompts: List[List[int]]) -> List[List[Spec]]:
     return [first, second, third]
 
 
-def _run(model_path: str, prompts, aborts: bool, waves_fn=None, **overrides) -> Tuple[Dict[str, object], SchedulerHarness]:
-    h = SchedulerHarness(model_path, **overrides)
-    waves = (waves_fn or _waves)(prompts)
+def _run(llama_path: str, llama_prompts, aborts: bool, waves_fn=None, **overrides) -> Tuple[Dict[str, object], SchedulerHarness]:
+    h = SchedulerHarness(llama_path, **overrides)
+    waves = (waves_fn or _waves)(llama_prompts)
 
     def invariant(hh):
         check_pool_invariant(hh.runner.allocator, hh.scheduler.tree_cache, hh.live_reqs())
@@ -148,16 +134,16 @@ CONFIGS = [
 
 
 @pytest.fixture(scope="module")
-def reference(model_path, prompts):
+def reference(llama_path, llama_prompts):
     """Overlap off, no aborts: every request runs to its natural end."""
-    results, _ = _run(model_path, prompts, aborts=False, disable_overlap_schedule=True)
+    results, _ = _run(llama_path, llama_prompts, aborts=False, disable_overlap_schedule=True)
     return results
 
 
 @pytest.mark.parametrize("overrides", CONFIGS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default")
 @pytest.mark.parametrize("overlap", [True, False], ids=["overlap", "sync"])
-def test_mixed_workload_same_tokens_with_and_without_overlap(model_path, prompts, reference, overrides, overlap):
-    results, h = _run(model_path, prompts, aborts=True, disable_overlap_schedule=not overlap, **overrides)
+def test_mixed_workload_same_tokens_with_and_without_overlap(llama_path, llama_prompts, reference, overrides, overlap):
+    results, h = _run(llama_path, llama_prompts, aborts=True, disable_overlap_schedule=not overlap, **overrides)
     _compare(reference, results, aborted={"abort-running", "abort-waiting"})
     assert results["abort-waiting"].output_ids == []
     assert 3 <= len(results["abort-running"].output_ids) < 40
@@ -165,13 +151,13 @@ def test_mixed_workload_same_tokens_with_and_without_overlap(model_path, prompts
         assert h.scheduler.stats["num_retractions"] > 0, "the pool was meant to force retraction"
 
 
-def test_overlap_keeps_a_batch_in_flight(model_path, prompts):
+def test_overlap_keeps_a_batch_in_flight(llama_path, llama_prompts):
     """With overlap on, decode steps are launched before the previous step's tokens are read,
     and a request whose in-flight token is its last by length gets no extra step."""
     steps = {}
     for overlap in (True, False):
-        h = SchedulerHarness(model_path, disable_overlap_schedule=not overlap)
-        for i, ids in enumerate(prompts[:4]):
+        h = SchedulerHarness(llama_path, disable_overlap_schedule=not overlap)
+        for i, ids in enumerate(llama_prompts[:4]):
             h.submit(str(i), input_ids=ids, params={"max_new_tokens": 8, "temperature": 0, "ignore_eos": True})
         in_flight = 0
         while h.scheduler.has_work():
@@ -187,10 +173,10 @@ SCHEMA = {"type": "object", "properties": {"name": {"type": "string", "maxLength
           "required": ["name", "age", "tags"]}
 
 
-def _grammar_waves(prompts: List[List[int]]) -> List[List[Spec]]:
+def _grammar_waves(llama_prompts: List[List[int]]) -> List[List[Spec]]:
     import json
 
-    p, schema = prompts, json.dumps(SCHEMA)
+    p, schema = llama_prompts, json.dumps(SCHEMA)
     first: List[Spec] = [(f"json-{i}", p[i], _sampled(10 + i, max_new_tokens=40, json_schema=schema), {})
                          for i in range(4)]
     first += [
@@ -217,20 +203,20 @@ GRAMMAR_CONFIGS = [
 
 
 @pytest.mark.parametrize("overrides", GRAMMAR_CONFIGS, ids=["no-jumps", "jumps", "tiny-pool", "chunked-jumps"])
-def test_grammar_workload_same_tokens_with_and_without_overlap(model_path, prompts, overrides):
-    ref, _ = _run(model_path, prompts, aborts=False, waves_fn=_grammar_waves, disable_overlap_schedule=True,
+def test_grammar_workload_same_tokens_with_and_without_overlap(llama_path, llama_prompts, overrides):
+    ref, _ = _run(llama_path, llama_prompts, aborts=False, waves_fn=_grammar_waves, disable_overlap_schedule=True,
                   **overrides)
-    got, h = _run(model_path, prompts, aborts=False, waves_fn=_grammar_waves, **overrides)
+    got, h = _run(llama_path, llama_prompts, aborts=False, waves_fn=_grammar_waves, **overrides)
     _compare(ref, got)
     assert (h.scheduler.grammar.stats["jump_forward_events"] > 0) != overrides.get("disable_jump_forward", False)
     assert sum(r.finished_reason["type"] == "stop" for rid, r in ref.items() if rid.startswith("json")) >= 2
 
 
-def test_grammar_batches_stay_in_flight(model_path, prompts):
+def test_grammar_batches_stay_in_flight(llama_path, llama_prompts):
     """With overlap on, a batch of constrained requests is not processed right after its launch:
     its sampling waits for the previous batch's tokens, but the host never idles the device."""
-    h = SchedulerHarness(model_path, disable_jump_forward=True)
-    for i, ids in enumerate(prompts[:4]):
+    h = SchedulerHarness(llama_path, disable_jump_forward=True)
+    for i, ids in enumerate(llama_prompts[:4]):
         h.submit(str(i), input_ids=ids, params=_sampled(i, max_new_tokens=12, regex="[a-z ]{200}"))
     in_flight = 0
     while h.scheduler.has_work():
@@ -240,11 +226,11 @@ def test_grammar_batches_stay_in_flight(model_path, prompts):
     assert all(len(h.results[str(i)].output_ids) == 12 for i in range(4))
 
 
-def test_engine_n2_same_with_and_without_overlap(model_path):
+def test_engine_n2_same_with_and_without_overlap(llama_path):
     params = {"max_new_tokens": 12, "temperature": 0.8, "seed": 7, "n": 2}
     outs = {}
     for disable in (False, True):
-        with sglang.Engine(model_path=model_path, device="cpu", random_seed=0,
+        with sglang.Engine(model_path=llama_path, device="cpu", random_seed=0,
                            disable_overlap_schedule=disable) as eng:
             res = eng.generate(["The quick brown fox", "Once upon a time"], params)
             outs[disable] = [r["output_ids"] for r in res]

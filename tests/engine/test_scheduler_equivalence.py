@@ -5,29 +5,15 @@ from __future__ import annotations
 import pytest
 
 from sglang.runtime.mem_cache.base_prefix_cache import check_pool_invariant
-from sglang.testing.fixtures import tiny_model_dir
 from sglang.testing.hf_reference import hf_greedy
 from sglang.testing.scheduler_harness import SchedulerHarness
-from tests.engine.prompts import prompt_ids
 
 NEW_TOKENS = 16
 
 
-@pytest.fixture(scope="module")
-def model_path():
-    return tiny_model_dir("llama")
-
-
-@pytest.fixture(scope="module")
-def prompts(model_path):
-    from sglang.runtime.utils import get_tokenizer
-
-    return prompt_ids(get_tokenizer(model_path), n=8, extra_random=4)
-
-
-def _greedy(model_path, prompts, check_invariant=True, **overrides):
-    h = SchedulerHarness(model_path, **overrides)
-    for i, ids in enumerate(prompts):
+def _greedy(llama_path, llama_prompts, check_invariant=True, **overrides):
+    h = SchedulerHarness(llama_path, **overrides)
+    for i, ids in enumerate(llama_prompts):
         h.submit(str(i), input_ids=ids, params={"max_new_tokens": NEW_TOKENS, "temperature": 0, "ignore_eos": True})
 
     def invariant(hh):
@@ -35,17 +21,17 @@ def _greedy(model_path, prompts, check_invariant=True, **overrides):
 
     results = h.run_until_idle(after_step=invariant if check_invariant else None)
     assert h.scheduler.check_memory_idle() is None
-    return [results[str(i)].output_ids for i in range(len(prompts))], h
+    return [results[str(i)].output_ids for i in range(len(llama_prompts))], h
 
 
 @pytest.fixture(scope="module")
-def reference(model_path, prompts):
-    outs, _ = _greedy(model_path, prompts)
+def reference(llama_path, llama_prompts):
+    outs, _ = _greedy(llama_path, llama_prompts)
     return outs
 
 
-def test_batched_greedy_equals_transformers_one_at_a_time(model_path, prompts, reference):
-    assert reference == hf_greedy(model_path, prompts, NEW_TOKENS)
+def test_batched_greedy_equals_transformers_one_at_a_time(llama_path, llama_prompts, reference):
+    assert reference == hf_greedy(llama_path, llama_prompts, NEW_TOKENS)
 
 
 @pytest.mark.parametrize("overrides", [
@@ -55,27 +41,27 @@ def test_batched_greedy_equals_transformers_one_at_a_time(model_path, prompts, r
     {"max_prefill_tokens": 20},
     {"max_running_requests": 3},
 ], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
-def test_greedy_unchanged_under_scheduler_options(model_path, prompts, reference, overrides):
-    outs, _ = _greedy(model_path, prompts, **overrides)
+def test_greedy_unchanged_under_scheduler_options(llama_path, llama_prompts, reference, overrides):
+    outs, _ = _greedy(llama_path, llama_prompts, **overrides)
     assert outs == reference
 
 
 @pytest.mark.parametrize("policy", ["fcfs", "lpm", "dfs-weight", "lof", "random"])
-def test_greedy_unchanged_under_each_policy(model_path, prompts, reference, policy):
-    outs, _ = _greedy(model_path, prompts, schedule_policy=policy)
+def test_greedy_unchanged_under_each_policy(llama_path, llama_prompts, reference, policy):
+    outs, _ = _greedy(llama_path, llama_prompts, schedule_policy=policy)
     assert outs == reference
 
 
-def test_retraction_happens_and_keeps_greedy_results(model_path, prompts, reference):
-    longest = max(len(p) for p in prompts) + NEW_TOKENS
-    outs, h = _greedy(model_path, prompts, max_total_tokens=longest + 24)
+def test_retraction_happens_and_keeps_greedy_results(llama_path, llama_prompts, reference):
+    longest = max(len(p) for p in llama_prompts) + NEW_TOKENS
+    outs, h = _greedy(llama_path, llama_prompts, max_total_tokens=longest + 24)
     assert h.scheduler.stats["num_retractions"] > 0, "the pool was meant to be small enough to force retraction"
     assert outs == reference
 
 
-def test_repeated_prompt_hits_the_cache(model_path, prompts):
-    h = SchedulerHarness(model_path)
-    long_prompt = sum(prompts[:4], [])
+def test_repeated_prompt_hits_the_cache(llama_path, llama_prompts):
+    h = SchedulerHarness(llama_path)
+    long_prompt = sum(llama_prompts[:4], [])
     for rid in ("first", "second"):
         h.submit(rid, input_ids=long_prompt, params={"max_new_tokens": 4, "temperature": 0})
         h.run_until_idle()
@@ -84,7 +70,7 @@ def test_repeated_prompt_hits_the_cache(model_path, prompts):
     assert h.results["first"].output_ids == h.results["second"].output_ids
 
 
-def test_simultaneous_requests_sharing_a_prefix_compute_it_once(model_path):
+def test_simultaneous_requests_sharing_a_prefix_compute_it_once(llama_path):
     """Requests that arrive together and share an uncached prefix: one computes it, the others
     are deferred a batch and reuse it from the radix cache."""
     import random
@@ -93,7 +79,7 @@ def test_simultaneous_requests_sharing_a_prefix_compute_it_once(model_path):
     groups = [[rng.randrange(900) for _ in range(120)] for _ in range(3)]
     computed = {}
     for disable in (False, True):
-        h = SchedulerHarness(model_path, disable_radix_cache=disable)
+        h = SchedulerHarness(llama_path, disable_radix_cache=disable)
         for g, prefix in enumerate(groups):
             for j in range(6):
                 h.submit(f"{g}-{j}", input_ids=prefix + [rng.randrange(900) for _ in range(8)],

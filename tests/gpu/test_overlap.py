@@ -15,7 +15,6 @@ from typing import List
 import pytest
 import torch
 
-from sglang.testing import tiny_model_dir
 from sglang.testing.scheduler_harness import SchedulerHarness
 from tests.engine.test_overlap_schedule import SCHEMA, _compare, _grammar_waves, _run, _waves
 
@@ -25,23 +24,10 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 GPU_ARGS = dict(device="cuda", dtype="float32", cuda_graph_max_bs=16, max_total_tokens=4096)
 
 
-@pytest.fixture(scope="module")
-def model_path():
-    return tiny_model_dir("llama")
-
-
-@pytest.fixture(scope="module")
-def prompts(model_path):
-    from sglang.runtime.utils import get_tokenizer
-    from tests.engine.prompts import prompt_ids
-
-    return prompt_ids(get_tokenizer(model_path), n=8, extra_random=4)
-
-
-def _uniform(prompts: List[List[int]]) -> list:
-    """Same-length prompts, same output length, all at once: both modes run the same batches
+def _uniform(llama_prompts: List[List[int]]) -> list:
+    """Same-length llama_prompts, same output length, all at once: both modes run the same batches
     (one prefill, then the same decode compositions), so the numerics match bit for bit."""
-    ids = [(p * 8)[:24] for p in prompts]
+    ids = [(p * 8)[:24] for p in llama_prompts]
     specs = []
     for i, p in enumerate(ids):
         params = {"max_new_tokens": 16, "ignore_eos": True, "temperature": 0 if i % 3 == 0 else 0.9, "seed": i}
@@ -53,18 +39,18 @@ def _uniform(prompts: List[List[int]]) -> list:
     return [specs]
 
 
-def test_overlap_same_tokens_as_sync_for_identical_batches(model_path, prompts):
-    ref, _ = _run(model_path, prompts, aborts=False, waves_fn=_uniform, disable_overlap_schedule=True, **GPU_ARGS)
-    got, h = _run(model_path, prompts, aborts=False, waves_fn=_uniform, **GPU_ARGS)
+def test_overlap_same_tokens_as_sync_for_identical_batches(llama_path, llama_prompts):
+    ref, _ = _run(llama_path, llama_prompts, aborts=False, waves_fn=_uniform, disable_overlap_schedule=True, **GPU_ARGS)
+    got, h = _run(llama_path, llama_prompts, aborts=False, waves_fn=_uniform, **GPU_ARGS)
     _compare(ref, got)
     assert h.scheduler.stats["decode_steps"] == 15 and h.runner.graph_runner.num_replays > 0
 
 
-def _greedy_waves(prompts: List[List[int]]) -> list:
+def _greedy_waves(llama_prompts: List[List[int]]) -> list:
     """The mixed workload, greedy and without logits processors (so a divergence can be checked
     against the raw top-2 gap), every request returning top-2 logprobs."""
     out = []
-    for wave in _waves(prompts):
+    for wave in _waves(llama_prompts):
         specs = []
         for rid, ids, params, kw in wave:
             if any(k in params for k in ("regex", "frequency_penalty", "repetition_penalty", "min_new_tokens")):
@@ -96,10 +82,10 @@ def _divergences(ref, got, aborted) -> list:
 
 @pytest.mark.parametrize("overrides", [{}, {"max_total_tokens": 150, "max_running_requests": 6},
                                        {"chunked_prefill_size": 7}], ids=["default", "tiny-pool", "chunked"])
-def test_overlap_same_tokens_as_sync_on_mixed_workload(model_path, prompts, overrides):
+def test_overlap_same_tokens_as_sync_on_mixed_workload(llama_path, llama_prompts, overrides):
     args = {**GPU_ARGS, **overrides}
-    ref, _ = _run(model_path, prompts, aborts=False, waves_fn=_greedy_waves, disable_overlap_schedule=True, **args)
-    got, h = _run(model_path, prompts, aborts=True, waves_fn=_greedy_waves, **args)
+    ref, _ = _run(llama_path, llama_prompts, aborts=False, waves_fn=_greedy_waves, disable_overlap_schedule=True, **args)
+    got, h = _run(llama_path, llama_prompts, aborts=True, waves_fn=_greedy_waves, **args)
     aborted = {"abort-running", "abort-waiting"}
     for rid in aborted:
         assert got[rid].finished_reason["type"] == "abort"
@@ -109,8 +95,8 @@ def test_overlap_same_tokens_as_sync_on_mixed_workload(model_path, prompts, over
     assert h.runner.graph_runner is not None and h.runner.graph_runner.num_replays > 0
 
 
-def _submit_wave(h: SchedulerHarness, tag: str, prompts: List[List[int]], grammar: bool = False) -> None:
-    for i, ids in enumerate(prompts):
+def _submit_wave(h: SchedulerHarness, tag: str, llama_prompts: List[List[int]], grammar: bool = False) -> None:
+    for i, ids in enumerate(llama_prompts):
         params = {"max_new_tokens": 6 + 3 * (i % 5), "temperature": 0 if i % 2 else 0.8, "seed": i}
         if i % 3 == 0:
             params.update(frequency_penalty=0.5, repetition_penalty=1.2, min_new_tokens=2)
@@ -121,12 +107,12 @@ def _submit_wave(h: SchedulerHarness, tag: str, prompts: List[List[int]], gramma
 
 
 @pytest.mark.parametrize("grammar", [False, True], ids=["plain", "with-grammars"])
-def test_scheduler_loop_has_no_hidden_device_sync(model_path, prompts, grammar):
+def test_scheduler_loop_has_no_hidden_device_sync(llama_path, llama_prompts, grammar):
     """Prefill, decode, finishing (radix inserts), penalties, output logprobs, arrivals while
     decoding, retraction and (second case) JSON-schema requests with jump-forward: the second
     pass (after warm-up) must not synchronise implicitly."""
-    h = SchedulerHarness(model_path, **{**GPU_ARGS, "max_total_tokens": 400, "max_running_requests": 12})
-    _submit_wave(h, "warm", prompts, grammar)
+    h = SchedulerHarness(llama_path, **{**GPU_ARGS, "max_total_tokens": 400, "max_running_requests": 12})
+    _submit_wave(h, "warm", llama_prompts, grammar)
     h.run_until_idle()
     torch.cuda.synchronize()
     flagged = []
@@ -134,10 +120,10 @@ def test_scheduler_loop_has_no_hidden_device_sync(model_path, prompts, grammar):
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
         try:
-            _submit_wave(h, "a", prompts, grammar)
+            _submit_wave(h, "a", llama_prompts, grammar)
             for step in range(400):
                 if step == 3:
-                    _submit_wave(h, "b", prompts, grammar)  # arrivals while a batch is in flight
+                    _submit_wave(h, "b", llama_prompts, grammar)  # arrivals while a batch is in flight
                 if not h.scheduler.has_work():
                     break
                 h.step()
@@ -151,11 +137,11 @@ def test_scheduler_loop_has_no_hidden_device_sync(model_path, prompts, grammar):
 
 
 @pytest.mark.parametrize("overrides", [{}, {"max_running_requests": 1}], ids=["batched", "alone-jumps"])
-def test_grammar_workload_on_cuda_follows_its_grammars(model_path, prompts, overrides):
+def test_grammar_workload_on_cuda_follows_its_grammars(llama_path, llama_prompts, overrides):
     """Constrained batches sampled after the previous batch's tokens are accepted, with the mask
     built on the host and unpacked on the device: every sampled token is one the grammar allows
     (a rejection would finish the request with an abort) and finished JSON parses."""
-    got, h = _run(model_path, prompts, aborts=False, waves_fn=_grammar_waves, **{**GPU_ARGS, **overrides})
+    got, h = _run(llama_path, llama_prompts, aborts=False, waves_fn=_grammar_waves, **{**GPU_ARGS, **overrides})
     assert all(r.finished_reason["type"] != "abort" for r in got.values()), {k: r.finished_reason for k, r in got.items()}
     tok = h.scheduler.output.tokenizer
     for rid, r in got.items():
@@ -166,7 +152,7 @@ def test_grammar_workload_on_cuda_follows_its_grammars(model_path, prompts, over
     assert h.runner.graph_runner.num_replays > 0
 
 
-def test_batch_mask_on_cuda_equals_host_rows(model_path):
+def test_batch_mask_on_cuda_equals_host_rows(llama_path):
     """build_allowed_token_mask to a CUDA device (packed on the host, unpacked on the device)
     equals each grammar's own host row, for xgrammar (batch filler) and fsm rows in one batch."""
     import random
@@ -175,7 +161,7 @@ def test_batch_mask_on_cuda_equals_host_rows(model_path):
     from sglang.runtime.constrained.registry import create_backend
     from sglang.runtime.utils import get_tokenizer
 
-    tok = get_tokenizer(model_path)
+    tok = get_tokenizer(llama_path)
     vocab = len(tok) + 37  # padded embedding: ids past the tokenizer are never allowed
     rng = random.Random(0)
     grammars = []

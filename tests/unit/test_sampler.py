@@ -76,7 +76,7 @@ def test_uniform_noise_is_uniform_and_in_open_interval() -> None:
 
 
 def test_unit_interval_never_reaches_one() -> None:
-    from sglang.runtime.sampling.sampler import unit_interval
+    from sglang.kernels.sampling import unit_interval
 
     u = unit_interval(torch.tensor([0, 1 << 31, 2**32 - 2, 2**32 - 1], dtype=torch.int64))
     assert float(u.min()) > 0.0 and float(u.max()) < 1.0

@@ -8,10 +8,10 @@
   overlap scheduling this happens while the batch's forward pass runs (see scheduler.py).
 - Jump-forward (compressed FSM): after a token is accepted, if the grammar admits exactly one
   continuation string, it is appended without decoding (when that saves more request-steps than
-  the extra forward pass costs the running batch; see try_jump_forward). The affected tail is re-tokenized so the
-  tokens are the tokenizer's own, the grammar is rolled back and re-accepts them, and the request
-  leaves the running batch: its KV is cached and it re-prefills the new tokens from the radix
-  cache. Only tokens not yet streamed to the client are ever re-tokenized.
+  the extra forward pass costs the running batch; see try_jump_forward). The affected tail is
+  re-tokenized so the tokens are the tokenizer's own, the grammar is rolled back and re-accepts
+  them, and the request leaves the running batch: its KV is cached and it re-prefills the new
+  tokens from the radix cache. Only tokens not yet streamed to the client are ever re-tokenized.
 """
 
 from __future__ import annotations

@@ -38,6 +38,9 @@ class ForwardDone:
     def has_grammar(self) -> bool:
         return any(self.reqs[i].grammar is not None for i in self.rows)
 
+    def live_reqs(self) -> List[Req]:
+        return [r for r in self.reqs if r.is_live()]
+
 
 @dataclass
 class LaunchedBatch:
@@ -67,4 +70,4 @@ class LaunchedBatch:
         return ids, {j: k for k, j in enumerate(rows)}, tensors.result()
 
     def live_reqs(self) -> List[Req]:
-        return [r for r in self.reqs if r.finished_reason is None and r.req_pool_idx is not None]
+        return [r for r in self.reqs if r.is_live()]

@@ -105,6 +105,10 @@ class Req:
     def finished(self) -> bool:
         return self.finished_reason is not None
 
+    def is_live(self) -> bool:
+        """Still generating from KV it holds: not finished, not sent back to (re-)prefill."""
+        return self.finished_reason is None and self.req_pool_idx is not None
+
     def wants_input_logprobs(self) -> bool:
         return (
             self.return_logprob

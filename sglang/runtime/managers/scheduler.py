@@ -180,14 +180,13 @@ class Scheduler:
 
     def live_reqs(self) -> List[Req]:
         """Requests that may hold KV: running, the chunked one, and unfinished ones of the batch
-        in flight (e.g. a max_new_tokens=0 prefill awaiting its finish)."""
+        in flight or of the forward pass awaiting its sampling (e.g. a max_new_tokens=0 prefill
+        awaiting its finish)."""
         reqs = list(self.running) + ([self.chunked_req] if self.chunked_req is not None else [])
         known = {id(r) for r in reqs}
-        if self.inflight is not None:
-            reqs += [r for r in self.inflight.live_reqs() if id(r) not in known]
-        if self.next_forward is not None:
-            reqs += [r for r in self.next_forward.reqs
-                     if r.finished_reason is None and r.req_pool_idx is not None and id(r) not in known]
+        for batch in (self.inflight, self.next_forward):
+            if batch is not None:
+                reqs += [r for r in batch.live_reqs() if id(r) not in known]
         return reqs
 
     def step(self) -> List:
@@ -239,8 +238,7 @@ class Scheduler:
         longer pending), and rows of requests that batch N finished or jumped forward are
         dropped (they left the running batch; a token sampled for them would be discarded)."""
         forward.pending = None
-        forward.rows = [i for i in forward.rows
-                        if forward.reqs[i].finished_reason is None and forward.reqs[i].req_pool_idx is not None]
+        forward.rows = [i for i in forward.rows if forward.reqs[i].is_live()]
         return forward
 
     def _launch_next(self) -> Optional[ForwardDone]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from sglang.kernels.sampling import unit_interval
 from sglang.runtime.sampling.penalties import apply_logits_processors, check_logits_shape
 from sglang.runtime.sampling.sampling_batch_info import SamplingBatchInfo
 
@@ -51,13 +52,6 @@ def row_keys(seeds: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
 def uniform_noise(seeds: torch.Tensor, steps: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
     """U in (0, 1), float32, shape [bs, K] for token_ids [bs, K] or [1, K] (broadcast)."""
     return unit_interval(mix32(row_keys(seeds, steps)[:, None] ^ token_ids))
-
-
-def unit_interval(bits: torch.Tensor) -> torch.Tensor:
-    """32-bit values -> float32 strictly inside (0, 1). Only 23 bits are used: with 24, the top
-    value (2**24 - 0.5) / 2**24 rounds to exactly 1.0 in float32, -log(U) is 0, and the race
-    divides by zero (a masked token's 0/0 = NaN wins argmax; ~0.8% of rows at a 128k vocab)."""
-    return ((bits >> 9).to(torch.float32) + 0.5) * (1.0 / (1 << 23))
 
 
 def exponential_race(weights: torch.Tensor, token_ids: torch.Tensor, info: SamplingBatchInfo) -> torch.Tensor:
