@@ -15,12 +15,15 @@ import argparse
 import collections
 import statistics
 import sys
+import time
 from typing import Dict, List
 
 import torch
 
 from sglang.bench_one_batch import BatchDriver, make_reqs, random_prompts
 from sglang.benchmark.result_file import result_header, write_result
+from sglang.runtime.managers.schedule_batch import ScheduleBatch
+from sglang.runtime.model_executor.forward_batch import ForwardMode
 from sglang.runtime.model_executor.model_runner import ModelRunner
 from sglang.runtime.server_args import ServerArgs
 
@@ -65,8 +68,29 @@ def step_ms(driver: BatchDriver, reqs, steps: int) -> float:
     return statistics.median(times)
 
 
+def host_phases(driver: BatchDriver, reqs, steps: int) -> dict:
+    """Median host seconds per phase of a graph decode step, as BatchDriver.decode runs it:
+    build (batch + KV slots + the one H2D copy), launch (static-input copies + graph replay
+    call), sample (sampling info + argmax launch + the blocking id read, which waits for the GPU)."""
+    phases = collections.defaultdict(list)
+    for _ in range(steps):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        batch = ScheduleBatch(reqs, ForwardMode.DECODE, driver.res)
+        fb = batch.build_decode()
+        t1 = time.perf_counter()
+        out = driver.runner.forward(fb)
+        t2 = time.perf_counter()
+        batch.commit_decode()
+        driver.sample(reqs, out.next_token_logits)
+        t3 = time.perf_counter()
+        for name, sec in (("build_ms", t1 - t0), ("launch_ms", t2 - t1), ("commit_sample_read_ms", t3 - t2)):
+            phases[name].append(sec * 1e3)
+    return {name: round(statistics.median(v), 4) for name, v in phases.items()}
+
+
 def profile(runner: ModelRunner, bs: int, input_len: int, steps: int) -> dict:
-    reqs = make_reqs(random_prompts(bs, input_len, runner.vocab_size(), 1), 3 * steps + 16)
+    reqs = make_reqs(random_prompts(bs, input_len, runner.vocab_size(), 1), 4 * steps + 16)
     driver = BatchDriver(runner)
     try:
         driver.prefill(reqs)
@@ -78,12 +102,13 @@ def profile(runner: ModelRunner, bs: int, input_len: int, steps: int) -> dict:
         eager_ms = step_ms(driver, reqs, steps)
         runner.graph_runner = graph
         graph_ms = step_ms(driver, reqs, steps) if graph is not None else None
+        phases = host_phases(driver, reqs, steps)
     finally:
         driver.release(reqs)
     table = kernel_table(prof, steps)
     kernel_us = sum(r["us_per_step"] for r in table)
     return {"kernels": table, "kernel_sum_ms": round(kernel_us / 1e3, 4), "eager_step_ms": round(eager_ms, 4),
-            "graph_step_ms": None if graph_ms is None else round(graph_ms, 4)}
+            "graph_step_ms": None if graph_ms is None else round(graph_ms, 4), "host_phases": phases}
 
 
 def main() -> None:
@@ -101,6 +126,8 @@ def main() -> None:
     record = {**result_header("benchmarks/gpu/profile_decode.py", "cuda"), "batch_size": args.batch_size,
               "input_len": args.input_len, "weight_bytes": wbytes,
               "weight_floor_ms": round(wbytes / (args.peak_gbps * 1e9) * 1e3, 4), **result}
+    print(f"graph step {result['graph_step_ms']} ms, kernel sum {result['kernel_sum_ms']} ms, "
+          f"host phases {result['host_phases']}", file=sys.stderr)
     for row in result["kernels"][:25]:
         print(f"{row['us_per_step']:9.1f} us  x{row['calls_per_step']:<5g} {row['kernel']}", file=sys.stderr)
     write_result(record, args.out)

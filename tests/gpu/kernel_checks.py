@@ -205,3 +205,43 @@ def check_rotary(
     assert torch.equal(qkv[:, q_width + k_width :], before[:, q_width + k_width :]), "v must be untouched"
     heads = qkv[:, :q_width].view(num_tokens, num_heads, head_dim)
     assert torch.equal(heads[..., rot_dim:], before[:, :q_width].view(num_tokens, num_heads, head_dim)[..., rot_dim:])
+
+
+def check_rotary_and_store_kv(
+    device: str,
+    num_tokens: int,
+    num_heads: int,
+    num_kv_heads: int,
+    head_dim: int,
+    rot_dim: int,
+    is_neox: bool,
+    dtype=torch.bfloat16,
+    seed: int = 0,
+) -> None:
+    """The fused rotary + KV write: q/k rotated in place like `apply_rotary`, the rotated k and the
+    untouched v land in their slots of the pool (scattered, as after allocation churn), and every
+    other slot keeps its contents."""
+    from sglang.kernels.ref.rotary import build_cos_sin_cache
+    from sglang.kernels.ref.rotary import rotary_and_store_kv as fused_ref
+    from sglang.kernels.rotary import rotary_and_store_kv
+
+    gen = torch.Generator().manual_seed(seed)
+    max_pos, slots = 4096, 3 * num_tokens + 5
+    cache = build_cos_sin_cache(rot_dim, max_pos, base=500000.0, rope_scaling=LLAMA3_SCALING, device=device)
+    positions = torch.randint(0, max_pos, (num_tokens,), generator=gen).to(device)
+    out_loc = (torch.randperm(slots - 1, generator=gen)[:num_tokens] + 1).to(device)
+    q_width, k_width = num_heads * head_dim, num_kv_heads * head_dim
+    qkv = torch.randn(num_tokens, q_width + 2 * k_width, generator=gen).to(dtype).to(device)
+    k_buf = torch.randn(slots, num_kv_heads, head_dim, generator=gen).to(dtype).to(device)
+    v_buf = torch.randn(slots, num_kv_heads, head_dim, generator=gen).to(dtype).to(device)
+    ref = [t.double().clone() for t in (qkv, k_buf, v_buf)]
+    ref_q, ref_k, ref_v = ref[0].split([q_width, k_width, k_width], dim=1)
+    fused_ref(positions, ref_q, ref_k, ref_v, cache.double(), head_dim, ref[1], ref[2], out_loc, is_neox)
+    q, k, v = qkv.split([q_width, k_width, k_width], dim=1)
+    assert rotary_and_store_kv(positions, q, k, v, cache, head_dim, k_buf, v_buf, out_loc, is_neox)[0] is q
+    assert_close(qkv, ref[0], what="rotated qkv")
+    assert_close(k_buf, ref[1], what="k pool")
+    assert torch.equal(v_buf, ref[2].to(dtype)), "v must be copied exactly and no other slot touched"
+    untouched = torch.ones(slots, dtype=torch.bool, device=device)
+    untouched[out_loc] = False
+    assert torch.equal(k_buf[untouched], ref[1][untouched].to(dtype)), "k slots outside out_loc changed"

@@ -1,11 +1,17 @@
-"""Triton RMSNorm (+fused residual), rotary embedding and SiLU-and-mul vs their torch twins."""
+"""Triton RMSNorm (+fused residual), rotary embedding (alone and fused with the KV-pool write) and
+SiLU-and-mul vs their torch twins."""
 
 import pytest
 import torch
 
 pytest.importorskip("triton")
 
-from tests.gpu.kernel_checks import check_rmsnorm, check_rotary, check_silu_and_mul  # noqa: E402
+from tests.gpu.kernel_checks import (  # noqa: E402
+    check_rmsnorm,
+    check_rotary,
+    check_rotary_and_store_kv,
+    check_silu_and_mul,
+)
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -31,3 +37,13 @@ def test_silu_and_mul(rows, inter):
 )
 def test_rotary_llama3_cache(num_heads, num_kv_heads, head_dim, rot_dim, is_neox):
     check_rotary("cuda", 67, num_heads, num_kv_heads, head_dim, rot_dim, is_neox, seed=head_dim + rot_dim)
+
+
+@pytest.mark.parametrize(
+    "num_tokens,num_heads,num_kv_heads,head_dim,rot_dim,is_neox",
+    [(1, 32, 8, 128, 128, True), (160, 32, 8, 128, 128, True), (33, 16, 4, 128, 64, True),
+     (9, 12, 2, 80, 80, False), (5, 8, 1, 256, 256, True), (2048, 14, 2, 64, 64, True)],
+)
+def test_rotary_and_store_kv(num_tokens, num_heads, num_kv_heads, head_dim, rot_dim, is_neox):
+    check_rotary_and_store_kv("cuda", num_tokens, num_heads, num_kv_heads, head_dim, rot_dim, is_neox,
+                              seed=num_tokens + head_dim)

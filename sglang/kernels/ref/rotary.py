@@ -1,4 +1,5 @@
-"""Torch twin of `sglang.kernels.rotary.apply_rotary`, and the cos/sin cache builder.
+"""Torch twins of `sglang.kernels.rotary` (`apply_rotary`, `rotary_and_store_kv`), and the cos/sin
+cache builder.
 
 The cache is [max_position, rot_dim]: cos of each frequency in the first half, sin in the second.
 Rope scaling variants (linear, llama3) only change the inverse frequencies, so the rotation
@@ -85,4 +86,24 @@ def apply_rotary(
         heads = t.view(t.shape[0], -1, head_dim)
         rotated = _rotate(heads[..., :rot_dim].to(ct), cos, sin, is_neox)
         heads[..., :rot_dim] = rotated.to(t.dtype)
+    return q, k
+
+
+def rotary_and_store_kv(
+    positions: torch.Tensor,  # [N]
+    q: torch.Tensor,  # [N, H * head_dim]
+    k: torch.Tensor,  # [N, KVH * head_dim]
+    v: torch.Tensor,  # [N, KVH * v_head_dim]
+    cos_sin_cache: torch.Tensor,  # [max_pos, rot_dim]
+    head_dim: int,
+    k_buffer: torch.Tensor,  # [slots, KVH, head_dim]
+    v_buffer: torch.Tensor,  # [slots, KVH, v_head_dim]
+    out_loc: torch.Tensor,  # [N]
+    is_neox: bool = True,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """`apply_rotary`, then k_buffer[out_loc] = rotated k and v_buffer[out_loc] = v."""
+    apply_rotary(positions, q, k, cos_sin_cache, head_dim, is_neox)
+    loc = out_loc.long()
+    k_buffer[loc] = k.reshape(k.shape[0], *k_buffer.shape[1:]).to(k_buffer.dtype)
+    v_buffer[loc] = v.reshape(v.shape[0], *v_buffer.shape[1:]).to(v_buffer.dtype)
     return q, k

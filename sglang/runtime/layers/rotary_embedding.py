@@ -229,6 +229,22 @@ class RotaryEmbedding(nn.Module):
         k_rot = apply_rotary_ref(k.view(k.shape[0], -1, self.head_size), cos, sin)
         return q_rot.reshape(q.shape), k_rot.reshape(k.shape)
 
+    def forward_and_store_kv(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                             kv_pool: Any, layer_id: int, out_loc: torch.Tensor
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`forward`, then the rotated k and v written to layer `layer_id` of `kv_pool` at the
+        token slots `out_loc`. On CUDA one kernel does both when the pool holds k's dtype (an
+        fp8 pool takes the separate, casting write)."""
+        k_buf, v_buf = kv_pool.get_key_buffer(layer_id), kv_pool.get_value_buffer(layer_id)
+        if use_triton(q) and q.dim() == 2 and k_buf.dtype == k.dtype and v_buf.dtype == v.dtype:
+            from sglang.kernels.rotary import rotary_and_store_kv
+
+            return rotary_and_store_kv(positions, q, k, v, self.kernel_cache(q.device), self.head_size,
+                                       k_buf, v_buf, out_loc, is_neox=True)
+        q, k = self.forward(positions, q, k)
+        kv_pool.set_kv_buffer(layer_id, out_loc, k, v)
+        return q, k
+
     def extra_repr(self) -> str:
         return (f"head_size={self.head_size}, rotary_dim={self.rotary_dim}, base={self.base}, "
                 f"type={self.rope_type}, positions={self.cos_cache.shape[0]}")

@@ -107,8 +107,10 @@ class LlamaAttention(nn.Module):
                 forward_batch: ForwardBatch) -> torch.Tensor:
         q, k, v = self.qkv_proj(hidden_states).split([self.q_size, self.kv_size, self.kv_size], dim=-1)
         q, k = self.transform_qk(q, k)
-        q, k = self.rotary_emb(positions, q, k)
-        return self.o_proj(self.attn(q, k, v.contiguous(), forward_batch))
+        # Rotary and this step's KV write are one kernel on CUDA, so attention must not store again.
+        q, k = self.rotary_emb.forward_and_store_kv(positions, q, k, v, forward_batch.kv_pool,
+                                                    self.attn.layer_id, forward_batch.out_cache_loc)
+        return self.o_proj(self.attn(q, k, v.contiguous(), forward_batch, save_kv_cache=False))
 
 
 class LlamaDecoderLayer(nn.Module):
