@@ -9,9 +9,11 @@ for shape in llama-3-8b llama-3.2-1b qwen2.5-0.5b; do
   python3 -m sglang.testing.tiny_model --shape $shape --out /tmp/$shape >/dev/null 2>&1
 done
 quiet() { grep -v -i "warn\|loading\|^\s*$" | tail -${1:-4}; }
-echo "== profile llama-3-8b bs1"
-timeout 120 python3 benchmarks/gpu/profile_decode.py --model-path /tmp/llama-3-8b --load-format dummy \
-  --batch-size 1 --input-len 128 --steps 20 --out "$OUT/profile_llama-3-8b.json" 2>&1 >/dev/null | quiet 14
+[ "${SKIP_PROFILE:-0}" = 1 ] || {
+  echo "== profile llama-3-8b bs1"
+  timeout 120 python3 benchmarks/gpu/profile_decode.py --model-path /tmp/llama-3-8b --load-format dummy \
+    --batch-size 1 --input-len 128 --steps 20 --out "$OUT/profile_llama-3-8b.json" 2>&1 >/dev/null | quiet 14
+}
 one() {  # shape bs in out
   echo "== one_batch $1 bs$2 in$3 out$4"
   timeout 90 python3 -m sglang.bench_one_batch --model-path /tmp/$1 --load-format dummy --batch-size $2 \

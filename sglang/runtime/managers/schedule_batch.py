@@ -163,8 +163,8 @@ class ScheduleBatch:
         host[4] = slots
         packed = host_to_device(host, res.device)
         input_ids, positions, rows, seq_lens_t, out_loc = packed.unbind(0)
-        if self.pending_rows:
-            input_ids = torch.where(input_ids < 0, prev[1][(-1 - input_ids).clamp(min=0)], input_ids)
+        if self.pending_rows:  # in place, so `packed` stays the whole decode input table
+            torch.where(input_ids < 0, prev[1][(-1 - input_ids).clamp(min=0)], input_ids, out=input_ids)
         res.req_to_token_pool.write_points(host[2], host[1], host[4], device_args=(rows, positions, out_loc))
         return ForwardBatch(
             forward_mode=ForwardMode.DECODE,
@@ -177,6 +177,7 @@ class ScheduleBatch:
             seq_lens_cpu=seq_lens,
             req_to_token_pool=res.req_to_token_pool,
             kv_pool=res.kv_pool,
+            decode_table=packed,
         )
 
     def commit_decode(self) -> None:

@@ -17,10 +17,12 @@ of captured sizes. Sampling runs after replay, outside the graph.
 from __future__ import annotations
 
 import bisect
+import contextlib
+import gc
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Sequence
 
 import torch
 
@@ -93,11 +95,32 @@ class StaticInputs:
         """Copy fb's rows in; reset rows [bs, graph_bs) to padding (they may hold an earlier,
         larger batch's requests, whose KV slots a padded row must never write)."""
         bs = fb.batch_size
-        sources = (fb.input_ids, fb.positions, fb.req_pool_indices, fb.seq_lens, fb.out_cache_loc)
-        for row, src in enumerate(sources):
-            self.table[row, :bs].copy_(src, non_blocking=True)
+        if fb.decode_table is not None:
+            self.table[:, :bs].copy_(fb.decode_table, non_blocking=True)
+        else:
+            sources = (fb.input_ids, fb.positions, fb.req_pool_indices, fb.seq_lens, fb.out_cache_loc)
+            for row, src in enumerate(sources):
+                self.table[row, :bs].copy_(src, non_blocking=True)
         if graph_bs > bs:
             self.table[:, bs:graph_bs].copy_(self.padding[:, bs:graph_bs])
+
+
+@contextlib.contextmanager
+def _no_gc_during_capture() -> Iterator[None]:
+    """Collect garbage now and keep the collector off while capturing.
+
+    A collection mid-capture can free CUDA objects of garbage cycles (an earlier runner's graphs,
+    events, pinned buffers); those frees make CUDA calls that are illegal while a stream is
+    capturing, which invalidates the capture ("operation failed due to a previous error during
+    capture"). Recent PyTorch no longer collects before capture by itself."""
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class CudaGraphRunner:
@@ -147,14 +170,15 @@ class CudaGraphRunner:
         torch.cuda.synchronize()
         start, free_before = time.perf_counter(), torch.cuda.mem_get_info()[0]
         stream = torch.cuda.Stream()
-        for bs in reversed(self.batch_sizes):  # largest first: the others reuse its pool blocks
-            try:
-                self._capture_one(bs, stream)
-            except RuntimeError as e:
-                raise RuntimeError(
-                    f"CUDA graph capture failed at batch size {bs}: {e}. Run with --disable-cuda-graph, "
-                    f"or lower --cuda-graph-max-bs / --mem-fraction-static if it ran out of memory"
-                ) from e
+        with _no_gc_during_capture():
+            for bs in reversed(self.batch_sizes):  # largest first: the others reuse its pool blocks
+                try:
+                    self._capture_one(bs, stream)
+                except RuntimeError as e:
+                    raise RuntimeError(
+                        f"CUDA graph capture failed at batch size {bs}: {e}. Run with --disable-cuda-graph, "
+                        f"or lower --cuda-graph-max-bs / --mem-fraction-static if it ran out of memory"
+                    ) from e
         torch.cuda.synchronize()
         seconds, used = time.perf_counter() - start, free_before - torch.cuda.mem_get_info()[0]
         logger.info("CUDA graphs: captured %d decode batch sizes (max %d) in %.1f s, using %.0f MiB",

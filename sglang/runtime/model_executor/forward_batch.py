@@ -49,6 +49,11 @@ class ForwardBatch:
     kv_pool: "KVPool"
     attn_backend: Optional["AttentionBackend"] = None
 
+    # DECODE, when built by ScheduleBatch: [5, bs] whose rows are input_ids, positions,
+    # req_pool_indices, seq_lens and out_cache_loc above (they are views of it), so a CUDA-graph
+    # replay loads its inputs with one copy.
+    decode_table: Optional[torch.Tensor] = None
+
     # EXTEND / MIXED only
     extend_seq_lens: Optional[torch.Tensor] = None  # [bs] new tokens per request
     extend_prefix_lens: Optional[torch.Tensor] = None  # [bs] cached tokens per request
