@@ -30,6 +30,7 @@ one qwen2.5-0.5b 1 128 128
     --dataset-name random --num-prompts 2000 --random-input-len 256 --random-output-len 256 \
     --random-range-ratio 1 2>&1 | grep -i "throughput\|tok/s\|error" | tail -4
 }
+[ "${SKIP_TESTS:-0}" = 1 ] && exit 0
 echo "== gpu tests"
 timeout ${TEST_TIMEOUT:-150} python3 -m pytest tests/gpu -q -x -p no:cacheprovider -rf 2>&1 | tail -8 | tee "$OUT/gpu_tests.log"
 for i in $(seq 1 ${OVERLAP_REPEATS:-2}); do
