@@ -11,6 +11,7 @@ token's slot. A decode step would otherwise spend two more launches per layer on
 
 from __future__ import annotations
 
+import math
 from typing import Optional, Tuple
 
 import torch
@@ -97,7 +98,7 @@ def _check_kv_store(k: torch.Tensor, v: torch.Tensor, k_buffer: torch.Tensor, v_
     if v.dim() != 2 or v.stride(-1) != 1 or v.shape[0] != k.shape[0]:
         raise ValueError(f"v must be 2-D [{k.shape[0]}, KVH * Dv] with a contiguous last dim, got {list(v.shape)}")
     for name, buf, width in (("k_buffer", k_buffer, k.shape[1]), ("v_buffer", v_buffer, v.shape[1])):
-        if not buf.is_contiguous() or buf[0].numel() != width:
+        if not buf.is_contiguous() or math.prod(buf.shape[1:]) != width:
             raise ValueError(f"{name} must be a contiguous [slots, ...] pool with {width} values per slot, "
                              f"got {list(buf.shape)}")
         if buf.dtype != k.dtype:

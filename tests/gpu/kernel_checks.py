@@ -173,6 +173,18 @@ LLAMA3_SCALING = {
 }
 
 
+def _rotary_inputs(device: str, num_tokens: int, num_heads: int, num_kv_heads: int, head_dim: int, rot_dim: int,
+                   dtype, gen: torch.Generator, max_pos: int) -> tuple:
+    """(llama3-scaled cos/sin cache, random positions, random fused qkv [num_tokens, q | k | v])."""
+    from sglang.kernels.ref.rotary import build_cos_sin_cache
+
+    cache = build_cos_sin_cache(rot_dim, max_pos, base=500000.0, rope_scaling=LLAMA3_SCALING, device=device)
+    positions = torch.randint(0, max_pos, (num_tokens,), generator=gen).to(device)
+    width = (num_heads + 2 * num_kv_heads) * head_dim
+    qkv = torch.randn(num_tokens, width, generator=gen).to(dtype).to(device)
+    return cache, positions, qkv
+
+
 def check_rotary(
     device: str,
     num_tokens: int,
@@ -186,15 +198,12 @@ def check_rotary(
 ) -> None:
     """q and k are strided views into one fused qkv tensor, as a model produces them."""
     from sglang.kernels.ref.rotary import apply_rotary as rotary_ref
-    from sglang.kernels.ref.rotary import build_cos_sin_cache
     from sglang.kernels.rotary import apply_rotary
 
     gen = torch.Generator().manual_seed(seed)
-    max_pos = 20000
-    cache = build_cos_sin_cache(rot_dim, max_pos, base=500000.0, rope_scaling=LLAMA3_SCALING, device=device)
-    positions = torch.randint(0, max_pos, (num_tokens,), generator=gen).to(device)
+    cache, positions, qkv = _rotary_inputs(device, num_tokens, num_heads, num_kv_heads, head_dim, rot_dim,
+                                           dtype, gen, max_pos=20000)
     q_width, k_width = num_heads * head_dim, num_kv_heads * head_dim
-    qkv = torch.randn(num_tokens, q_width + 2 * k_width, generator=gen).to(dtype).to(device)
     before = qkv.clone()
     q, k = qkv[:, :q_width], qkv[:, q_width : q_width + k_width]
     q_ref, k_ref = q.double().clone(), k.double().clone()
@@ -221,17 +230,15 @@ def check_rotary_and_store_kv(
     """The fused rotary + KV write: q/k rotated in place like `apply_rotary`, the rotated k and the
     untouched v land in their slots of the pool (scattered, as after allocation churn), and every
     other slot keeps its contents."""
-    from sglang.kernels.ref.rotary import build_cos_sin_cache
     from sglang.kernels.ref.rotary import rotary_and_store_kv as fused_ref
     from sglang.kernels.rotary import rotary_and_store_kv
 
     gen = torch.Generator().manual_seed(seed)
-    max_pos, slots = 4096, 3 * num_tokens + 5
-    cache = build_cos_sin_cache(rot_dim, max_pos, base=500000.0, rope_scaling=LLAMA3_SCALING, device=device)
-    positions = torch.randint(0, max_pos, (num_tokens,), generator=gen).to(device)
+    cache, positions, qkv = _rotary_inputs(device, num_tokens, num_heads, num_kv_heads, head_dim, rot_dim,
+                                           dtype, gen, max_pos=4096)
+    slots = 3 * num_tokens + 5
     out_loc = (torch.randperm(slots - 1, generator=gen)[:num_tokens] + 1).to(device)
     q_width, k_width = num_heads * head_dim, num_kv_heads * head_dim
-    qkv = torch.randn(num_tokens, q_width + 2 * k_width, generator=gen).to(dtype).to(device)
     k_buf = torch.randn(slots, num_kv_heads, head_dim, generator=gen).to(dtype).to(device)
     v_buf = torch.randn(slots, num_kv_heads, head_dim, generator=gen).to(dtype).to(device)
     ref = [t.double().clone() for t in (qkv, k_buf, v_buf)]

@@ -28,10 +28,10 @@ from typing import List, Optional
 
 import torch
 
+from sglang.runtime.host_device import HostCopies, to_device
 from sglang.runtime.managers.grammar_support import GrammarSupport
 from sglang.runtime.managers.kv_concat import concat_and_append
 from sglang.runtime.managers.launched_batch import ForwardDone, LaunchedBatch
-from sglang.runtime.host_device import HostCopies, to_device
 from sglang.runtime.managers.io_struct import (
     AbortReq,
     BatchTokenOut,

@@ -108,9 +108,11 @@ class LlamaAttention(nn.Module):
         q, k, v = self.qkv_proj(hidden_states).split([self.q_size, self.kv_size, self.kv_size], dim=-1)
         q, k = self.transform_qk(q, k)
         # Rotary and this step's KV write are one kernel on CUDA, so attention must not store again.
+        # q/k/v stay strided views of the qkv output: the pool holds v now and every backend
+        # reads the new tokens' k/v through their strides.
         q, k = self.rotary_emb.forward_and_store_kv(positions, q, k, v, forward_batch.kv_pool,
                                                     self.attn.layer_id, forward_batch.out_cache_loc)
-        return self.o_proj(self.attn(q, k, v.contiguous(), forward_batch, save_kv_cache=False))
+        return self.o_proj(self.attn(q, k, v, forward_batch, save_kv_cache=False))
 
 
 class LlamaDecoderLayer(nn.Module):
