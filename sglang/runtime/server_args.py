@@ -14,6 +14,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from sglang.runtime.layers.attention.registry import ATTENTION_BACKEND_NAMES
+
 logger = logging.getLogger(__name__)
 
 SCHEDULE_POLICIES = ("fcfs", "lpm", "dfs-weight", "lof", "random")
@@ -72,7 +74,7 @@ class ServerArgs:
     disable_radix_cache: bool = _f(False, "Turn off RadixAttention prefix caching.")
 
     # Kernels and execution
-    attention_backend: Optional[str] = _f(None, "Attention backend; defaults to 'triton' on CUDA and 'torch_native' on CPU.")
+    attention_backend: Optional[str] = _f(None, "Attention backend; defaults to 'triton' on CUDA and 'torch_native' on CPU. 'flashinfer' needs the flashinfer-python package and a float16/bfloat16 model.", ATTENTION_BACKEND_NAMES)
     sampling_backend: Optional[str] = _f(None, "Sampling implementation: 'pytorch' (default).")
     disable_cuda_graph: bool = _f(False, "Do not capture CUDA graphs for decode.")
     cuda_graph_max_bs: Optional[int] = _f(None, "Largest decode batch size captured in a CUDA graph.")

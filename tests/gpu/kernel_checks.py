@@ -4,6 +4,7 @@ in the gpu tests and, for development, under TRITON_INTERPRET=1 on the CPU."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -252,3 +253,20 @@ def check_rotary_and_store_kv(
     untouched = torch.ones(slots, dtype=torch.bool, device=device)
     untouched[out_loc] = False
     assert torch.equal(k_buf[untouched], ref[1][untouched].to(dtype)), "k slots outside out_loc changed"
+
+
+def check_gather_kv_indices(device: str, lens: List[int], seed: int = 0) -> None:
+    """Triton gather of each request's table row prefix vs the twin: exact, and nothing written
+    past kv_indptr[-1] (the tail stays -1)."""
+    from sglang.kernels.kv_indices import gather_kv_indices
+    from sglang.kernels.ref.kv_indices import gather_kv_indices as gather_ref
+
+    gen = torch.Generator().manual_seed(seed)
+    paged = make_paged_kv(lens, 1, 8, 8, torch.float32, device, gen)
+    indptr = torch.tensor([0] + list(itertools.accumulate(lens)), dtype=torch.int32, device=device)
+    out = torch.full((sum(lens) + 5,), -1, dtype=torch.int32, device=device)
+    ref = out.clone()
+    gather_kv_indices(paged.req_to_token, paged.req_pool_indices, indptr, out, max(lens + [0]))
+    gather_ref(paged.req_to_token, paged.req_pool_indices, indptr, ref, max(lens + [0]))
+    assert torch.equal(out, ref), "gathered KV indices differ from the twin"
+    assert (out[sum(lens):] == -1).all(), "wrote past kv_indptr[-1]"

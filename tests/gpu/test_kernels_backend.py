@@ -1,8 +1,11 @@
-"""TritonAttnBackend vs plain-torch attention (the float64 twins) over the same KV pool:
-extend on cached prefixes, MIXED, decode, and a decode step captured in a CUDA graph."""
+"""The CUDA attention backends (triton; flashinfer where installed) vs plain-torch attention (the
+float64 twins) over the same KV pool: extend on cached prefixes, MIXED, decode, and a decode step
+captured in a CUDA graph."""
 
 from types import SimpleNamespace
 from typing import List
+
+import importlib.util
 
 import pytest
 import torch
@@ -12,6 +15,7 @@ pytest.importorskip("triton")
 from sglang.kernels.ref.decode_attention import decode_attention_fwd as decode_ref  # noqa: E402
 from sglang.kernels.ref.extend_attention import extend_attention_fwd as extend_ref  # noqa: E402
 from sglang.runtime.layers.attention.radix_attention import RadixAttention  # noqa: E402
+from sglang.runtime.layers.attention.registry import get_attention_backend_class  # noqa: E402
 from sglang.runtime.layers.attention.triton_backend import TritonAttnBackend  # noqa: E402
 from sglang.runtime.mem_cache.memory_pool import KVPool, ReqToTokenPool  # noqa: E402
 from sglang.runtime.model_executor.forward_batch import ForwardBatch, ForwardMode  # noqa: E402
@@ -26,9 +30,18 @@ LAYERS = [
 ]
 
 
+BACKENDS = [
+    "triton",
+    pytest.param("flashinfer", marks=pytest.mark.skipif(importlib.util.find_spec("flashinfer") is None,
+                                                        reason="flashinfer is not installed")),
+]
+
+
 def _runner():
     return SimpleNamespace(
         device="cuda",
+        dtype=DTYPE,
+        model=torch.nn.ModuleList(LAYERS),  # the flashinfer backend plans one wrapper per kind of layer
         req_to_token_pool=ReqToTokenPool(8, 512, "cuda"),
         kv_pool=KVPool(2048, DTYPE, KVH, D, len(LAYERS), "cuda"),
         model_config=SimpleNamespace(num_attention_heads=H),
@@ -111,9 +124,10 @@ def _run_and_check(backend, fb: ForwardBatch, what: str) -> None:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_extend_mixed_then_decode():
+@pytest.mark.parametrize("name", BACKENDS)
+def test_extend_mixed_then_decode(name):
     runner = _runner()
-    backend = TritonAttnBackend(runner)
+    backend = get_attention_backend_class(name)(runner)
     batch = Batch(runner, prefix_lens=[0, 37, 100, 5])
     _run_and_check(backend, batch.step([60, 9, 130, 1], ForwardMode.EXTEND), "extend")
     _run_and_check(backend, batch.step([1, 1, 20, 1], ForwardMode.MIXED), "mixed")
@@ -123,9 +137,10 @@ def test_extend_mixed_then_decode():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_decode_cuda_graph_replay_follows_new_inputs():
+@pytest.mark.parametrize("name", BACKENDS)
+def test_decode_cuda_graph_replay_follows_new_inputs(name):
     runner = _runner()
-    backend = TritonAttnBackend(runner)
+    backend = get_attention_backend_class(name)(runner)
     backend.init_cuda_graph_state(max_bs=8)
     batch = Batch(runner, prefix_lens=[50, 3, 200])
     layer = LAYERS[2]  # sliding window: the visible range moves with seq_len at replay
@@ -143,6 +158,7 @@ def test_decode_cuda_graph_replay_follows_new_inputs():
     for step in range(3):
         nxt = batch.step([1, 1, 1], ForwardMode.DECODE)  # new slots and lengths, copied into the static inputs
         fb.seq_lens.copy_(nxt.seq_lens)
+        fb.seq_lens_cpu = nxt.seq_lens_cpu  # host-planning backends read these at replay
         fb.out_cache_loc.copy_(nxt.out_cache_loc)
         for buf, new in zip(static, _qkv(3)):
             buf.copy_(new)

@@ -1,5 +1,5 @@
-"""Triton RMSNorm (+fused residual), rotary embedding (alone and fused with the KV-pool write) and
-SiLU-and-mul vs their torch twins."""
+"""Triton RMSNorm (+fused residual), rotary embedding (alone and fused with the KV-pool write),
+SiLU-and-mul and the KV-index gather vs their torch twins."""
 
 import pytest
 import torch
@@ -7,6 +7,7 @@ import torch
 pytest.importorskip("triton")
 
 from tests.gpu.kernel_checks import (  # noqa: E402
+    check_gather_kv_indices,
     check_rmsnorm,
     check_rotary,
     check_rotary_and_store_kv,
@@ -47,3 +48,8 @@ def test_rotary_llama3_cache(num_heads, num_kv_heads, head_dim, rot_dim, is_neox
 def test_rotary_and_store_kv(num_tokens, num_heads, num_kv_heads, head_dim, rot_dim, is_neox):
     check_rotary_and_store_kv("cuda", num_tokens, num_heads, num_kv_heads, head_dim, rot_dim, is_neox,
                               seed=num_tokens + head_dim)
+
+
+@pytest.mark.parametrize("lens", [[1], [5, 0, 1030, 77], [3000] * 3 + [1] * 20])
+def test_gather_kv_indices(lens):
+    check_gather_kv_indices("cuda", lens, seed=len(lens))

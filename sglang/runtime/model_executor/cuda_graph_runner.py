@@ -155,7 +155,7 @@ class CudaGraphRunner:
             req_pool_indices=inp.req_pool_indices[:bs],
             seq_lens=inp.seq_lens[:bs],
             out_cache_loc=inp.out_cache_loc[:bs],
-            seq_lens_cpu=[1] * bs,  # host-side lengths are not read by graph-capable backends
+            seq_lens_cpu=[1] * bs,  # what padded rows hold; a replay puts the real lengths first
             req_to_token_pool=self.runner.req_to_token_pool,
             kv_pool=self.runner.kv_pool,
             attn_backend=self.runner.attn_backend,
@@ -219,7 +219,10 @@ class CudaGraphRunner:
             raise ValueError(f"no CUDA graph for a {fb.forward_mode.name} batch of {fb.batch_size} "
                              f"(captured decode sizes up to {self.max_bs}); check can_run first")
         self.inputs.load(fb, graph_bs)
-        self.runner.attn_backend.init_forward_metadata_replay(self.static_batches[graph_bs])
+        static = self.static_batches[graph_bs]
+        # Backends that plan on the host (flashinfer) read the lengths; padded rows hold one token.
+        static.seq_lens_cpu = list(fb.seq_lens_cpu) + [1] * (graph_bs - fb.batch_size)
+        self.runner.attn_backend.init_forward_metadata_replay(static)
         self.graphs[graph_bs].replay()
         self.num_replays += 1
         return LogitsProcessorOutput(next_token_logits=self.logits[: fb.batch_size])

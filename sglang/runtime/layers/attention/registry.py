@@ -5,15 +5,18 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from types import MappingProxyType
-from typing import Any, List
+from typing import TYPE_CHECKING, Any, List
 
-from sglang.runtime.layers.attention.base import AttentionBackend
+if TYPE_CHECKING:  # the registry stays torch-free: ServerArgs reads its names for --help
+    from sglang.runtime.layers.attention.base import AttentionBackend
 
 _BACKENDS = MappingProxyType({
     "torch_native": "sglang.runtime.layers.attention.torch_native_backend:TorchNativeAttnBackend",
     "triton": "sglang.runtime.layers.attention.triton_backend:TritonAttnBackend",
     "flashinfer": "sglang.runtime.layers.attention.flashinfer_backend:FlashInferAttnBackend",
 })
+
+ATTENTION_BACKEND_NAMES = tuple(_BACKENDS)
 
 # Backends that wrap an optional third-party package: name -> package that must be importable.
 _OPTIONAL_PACKAGES = MappingProxyType({"flashinfer": "flashinfer"})
@@ -48,6 +51,6 @@ def get_attention_backend_class(name: str) -> type:
     return getattr(module, class_name)
 
 
-def create_attention_backend(name: str, model_runner: Any) -> AttentionBackend:
+def create_attention_backend(name: str, model_runner: Any) -> "AttentionBackend":
     """Instantiate backend `name` for a runner exposing device, req_to_token_pool and kv_pool."""
     return get_attention_backend_class(name)(model_runner)
