@@ -4,6 +4,8 @@ configurations FlashInfer cannot run are refused with a message naming the fix."
 
 from __future__ import annotations
 
+from typing import Optional
+
 import pytest
 import torch
 
@@ -19,6 +21,12 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 # head_dim 128 with 4 query heads per KV head (tensor-core decode), as in Llama-3-8B.
 OVERRIDES = {"hidden_size": 1024, "intermediate_size": 512, "num_attention_heads": 8, "num_key_value_heads": 2,
              "num_hidden_layers": 2}
+CASES = {  # name: (arch, config overrides, decode on tensor cores)
+    "llama": ("llama", {}, True),
+    "gemma2": ("gemma2", {}, True),  # logit soft cap, and windowed layers between full ones
+    "llama-group2": ("llama", {"num_key_value_heads": 4}, False),  # 2 query heads per KV head: CUDA-core decode
+    "llama-hd64": ("llama", {"num_attention_heads": 16, "num_key_value_heads": 4}, True),  # head_dim 64 (Llama-3.2-1B)
+}
 MAX_BS = 8
 STEP_BATCH_SIZES = (5, 1, 8, 3, 5)  # 5 and 3 run padded inside the graphs of 8 and 4
 # bf16 logits of two attention implementations, amplified by the model; a wrong row or a stale
@@ -26,23 +34,25 @@ STEP_BATCH_SIZES = (5, 1, 8, 3, 5)  # 5 and 3 run padded inside the graphs of 8 
 TOL = 2e-2
 
 
-def _runner(arch: str, backend: str, **extra):
+def _runner(arch: str, backend: str, dims: Optional[dict] = None, **extra):
     from sglang.runtime.model_executor.model_runner import ModelRunner
     from sglang.runtime.server_args import ServerArgs
 
     args = dict(device="cuda", dtype="bfloat16", random_seed=0, max_total_tokens=4096, max_running_requests=16,
                 cuda_graph_max_bs=MAX_BS, attention_backend=backend)
     args.update(extra)
-    return ModelRunner(ServerArgs(model_path=tiny_model_dir(arch, **OVERRIDES), **args))
+    return ModelRunner(ServerArgs(model_path=tiny_model_dir(arch, **{**OVERRIDES, **(dims or {})}), **args))
 
 
 def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.double() - b.double()).norm() / b.double().norm())
 
 
-@pytest.mark.parametrize("arch", ["llama", "gemma2"])  # gemma2: soft cap, and windowed layers between full ones
-def test_logits_match_triton_backend_through_graph_replays(arch):
-    runners = {name: _runner(arch, name) for name in ("triton", "flashinfer")}
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_logits_match_triton_backend_through_graph_replays(case):
+    arch, dims, tensor_cores = CASES[case]
+    runners = {name: _runner(arch, name, dims) for name in ("triton", "flashinfer")}
+    assert runners["flashinfer"].attn_backend.use_tensor_cores == tensor_cores
     lens = [3 + 11 * i for i in range(max(STEP_BATCH_SIZES))]  # longer than gemma2's window of 8
     reqs = {name: [make_reqs(random_prompts(1, n, r.vocab_size(), seed=n), 64)[0] for n in lens]
             for name, r in runners.items()}

@@ -12,8 +12,8 @@ grouped into *kinds* by those three (one kind for most models; Gemma-2 has two),
 plans one wrapper per kind in `init_forward_metadata`. Extend and MIXED batches first write their
 new K/V into the pool, then attend over the whole sequence as one paged prefill with a causal
 mask aligned to each sequence's end. Decode uses tensor cores when a KV head serves at least four
-query heads (the prefill kernel with one query row wins there), the CUDA-core decode kernel
-otherwise.
+query heads (the prefill kernel with one query row), the CUDA-core decode kernel otherwise;
+`SGLANG_FLASHINFER_DECODE_TENSOR_CORES=0|1` overrides that (for measuring both).
 
 CUDA graphs: one decode wrapper per kind and captured batch size, built with fixed index
 buffers (shared by all of them; one graph runs at a time). A replay re-plans on the host and
@@ -28,6 +28,7 @@ by which time the in-flight batch's plan copy (the first work queued for it) has
 from __future__ import annotations
 
 import itertools
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
@@ -43,7 +44,8 @@ if TYPE_CHECKING:
     from sglang.runtime.model_executor.forward_batch import ForwardBatch
 
 WORKSPACE_BYTES = 256 << 20  # split-KV partial results; FlashInfer recommends >= 128 MiB
-TENSOR_CORE_MIN_GROUP = 4  # query heads per KV head from which tensor-core decode is faster
+TENSOR_CORE_MIN_GROUP = 4  # query heads per KV head from which tensor-core decode is used
+TENSOR_CORE_ENV = "SGLANG_FLASHINFER_DECODE_TENSOR_CORES"
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16)
 
 
@@ -92,7 +94,7 @@ class FlashInferAttnBackend(AttentionBackend):
         self.num_q_heads = _num_q_heads_per_rank(model_runner)
         self.num_kv_heads, self.head_dim, self.kv_dtype = pool.num_kv_heads, pool.head_dim, pool.dtype
         self.q_dtype = getattr(model_runner, "dtype", pool.dtype)
-        self.use_tensor_cores = self.num_q_heads // self.num_kv_heads >= TENSOR_CORE_MIN_GROUP
+        self.use_tensor_cores = self._decode_tensor_cores(self.num_q_heads // self.num_kv_heads)
         self.layer_kinds = attention_kinds(getattr(model_runner, "model", None))
         self.kinds: List[AttnKind] = sorted(set(self.layer_kinds.values()), key=repr) or [
             AttnKind(-1, 0.0, self.head_dim**-0.5)]
@@ -115,6 +117,13 @@ class FlashInferAttnBackend(AttentionBackend):
         if pool.v_head_dim != pool.head_dim:
             raise ValueError(f"the flashinfer attention backend needs equal K and V head dims, got "
                              f"{pool.head_dim} and {pool.v_head_dim}; use --attention-backend triton")
+
+    @staticmethod
+    def _decode_tensor_cores(group: int) -> bool:
+        choice = os.environ.get(TENSOR_CORE_ENV, "auto")
+        if choice not in ("auto", "0", "1"):
+            raise ValueError(f"{TENSOR_CORE_ENV} must be auto, 0 or 1, got {choice!r}")
+        return group >= TENSOR_CORE_MIN_GROUP if choice == "auto" else choice == "1"
 
     def _decode_wrapper(self, bs: Optional[int] = None):
         if bs is None:
