@@ -30,11 +30,18 @@ LAYERS = [
 ]
 
 
-BACKENDS = [
-    "triton",
-    pytest.param("flashinfer", marks=pytest.mark.skipif(importlib.util.find_spec("flashinfer") is None,
-                                                        reason="flashinfer is not installed")),
-]
+_NO_FLASHINFER = pytest.mark.skipif(importlib.util.find_spec("flashinfer") is None, reason="flashinfer is not installed")
+# flashinfer-tc: the same backend with decode forced onto its tensor-core kernel.
+BACKENDS = ["triton", pytest.param("flashinfer", marks=_NO_FLASHINFER),
+            pytest.param("flashinfer-tc", marks=_NO_FLASHINFER)]
+
+
+def _backend(name: str, runner, monkeypatch):
+    monkeypatch.setenv("SGLANG_FLASHINFER_DECODE_TENSOR_CORES", "1" if name.endswith("-tc") else "0")
+    backend = get_attention_backend_class(name.removesuffix("-tc"))(runner)
+    if name.startswith("flashinfer"):
+        assert backend.use_tensor_cores == name.endswith("-tc")
+    return backend
 
 
 def _runner():
@@ -125,9 +132,9 @@ def _run_and_check(backend, fb: ForwardBatch, what: str) -> None:
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("name", BACKENDS)
-def test_extend_mixed_then_decode(name):
+def test_extend_mixed_then_decode(name, monkeypatch):
     runner = _runner()
-    backend = get_attention_backend_class(name)(runner)
+    backend = _backend(name, runner, monkeypatch)
     batch = Batch(runner, prefix_lens=[0, 37, 100, 5])
     _run_and_check(backend, batch.step([60, 9, 130, 1], ForwardMode.EXTEND), "extend")
     _run_and_check(backend, batch.step([1, 1, 20, 1], ForwardMode.MIXED), "mixed")
@@ -138,9 +145,9 @@ def test_extend_mixed_then_decode(name):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("name", BACKENDS)
-def test_decode_cuda_graph_replay_follows_new_inputs(name):
+def test_decode_cuda_graph_replay_follows_new_inputs(name, monkeypatch):
     runner = _runner()
-    backend = get_attention_backend_class(name)(runner)
+    backend = _backend(name, runner, monkeypatch)
     backend.init_cuda_graph_state(max_bs=8)
     batch = Batch(runner, prefix_lens=[50, 3, 200])
     layer = LAYERS[2]  # sliding window: the visible range moves with seq_len at replay
