@@ -2,7 +2,9 @@
 # Decode fast-path check in one device call: per-kernel profile of 8B bs1, the issue-7
 # bench_one_batch targets (8B bs1 / bs128 / prefill 1k, 1B and 0.5B bs1), offline throughput,
 # then the GPU tests and three repeats of the overlap tests (failures kept with -rf).
+# ATTENTION_BACKEND=flashinfer benchmarks that backend (carry .fi from benchmarks/gpu/pack_flashinfer.sh).
 set -u
+BACKEND=(${ATTENTION_BACKEND:+--attention-backend "$ATTENTION_BACKEND"})
 OUT=${1:-/tmp/out}
 export PYTHONUNBUFFERED=1 PYTHONPATH=.:${PYTHONPATH:-}
 for shape in llama-3-8b llama-3.2-1b qwen2.5-0.5b; do
@@ -12,12 +14,12 @@ quiet() { grep -v -i "warn\|loading\|^\s*$" | tail -${1:-4}; }
 [ "${SKIP_PROFILE:-0}" = 1 ] || {
   echo "== profile llama-3-8b bs1"
   timeout 120 python3 benchmarks/gpu/profile_decode.py --model-path /tmp/llama-3-8b --load-format dummy \
-    --batch-size 1 --input-len 128 --steps 20 --out "$OUT/profile_llama-3-8b.json" 2>&1 >/dev/null | quiet 14
+    --batch-size 1 --input-len 128 --steps 20 --out "$OUT/profile_llama-3-8b.json" "${BACKEND[@]}" 2>&1 >/dev/null | quiet 14
 }
 one() {  # shape bs in out
   echo "== one_batch $1 bs$2 in$3 out$4"
   timeout 90 python3 -m sglang.bench_one_batch --model-path /tmp/$1 --load-format dummy --batch-size $2 \
-    --input-len $3 --output-len $4 --result-file "$OUT/one_batch.jsonl" 2>&1 | quiet 3
+    --input-len $3 --output-len $4 --result-file "$OUT/one_batch.jsonl" "${BACKEND[@]}" 2>&1 | quiet 3
 }
 one llama-3-8b 1 128 128
 one llama-3-8b 128 128 8
@@ -28,7 +30,7 @@ one qwen2.5-0.5b 1 128 128
   echo "== offline 2000x256/256"
   timeout 150 python3 -m sglang.bench_offline_throughput --model-path /tmp/llama-3-8b --load-format dummy \
     --dataset-name random --num-prompts 2000 --random-input-len 256 --random-output-len 256 \
-    --random-range-ratio 1 2>&1 | grep -i "throughput\|tok/s\|error" | tail -4
+    --random-range-ratio 1 "${BACKEND[@]}" 2>&1 | grep -i "throughput\|tok/s\|error" | tail -4
 }
 [ "${SKIP_TESTS:-0}" = 1 ] && exit 0
 echo "== gpu tests"
