@@ -61,6 +61,10 @@ def test_tensor_core_choice_and_its_override(backend_module, monkeypatch):
     assert [choose(g) for g in (1, 4, 5, 8)] == [False, False, True, True]
     monkeypatch.setenv(backend_module.TENSOR_CORE_ENV, "1")
     assert choose(1)
+    monkeypatch.setenv(backend_module.TENSOR_CORE_ENV, "0")
+    assert not choose(8)
+    with pytest.raises(ValueError, match="no kernel for 7"):
+        choose(7)
     monkeypatch.setenv(backend_module.TENSOR_CORE_ENV, "yes")
     with pytest.raises(ValueError, match="auto, 0 or 1"):
         choose(4)

@@ -22,9 +22,15 @@ buffers (shared by all of them; one graph runs at a time). A replay re-plans on 
 rewrites the buffers before the graph launches; the graph runner puts the real batch's host
 lengths (padded rows: 1) in the static batch so the plan matches the replayed rows.
 
-A plan copies its work partition to the device from a pinned buffer the wrapper owns. Under
-overlap scheduling the next batch is planned only after the previous batch's results were read,
-by which time the in-flight batch's plan copy (the first work queued for it) has run.
+A plan copies its work partition to the device from a pinned host buffer the wrapper owns, and
+returns before that copy runs. Under overlap scheduling a wrapper may be planned again while the
+batch it last planned is still queued, so each plan records an event and the next plan of the
+same wrapper waits on it (in practice already passed: the scheduler read an earlier batch since).
+
+Memory outside the KV budget (in the headroom `--mem-fraction-static` leaves): a 256 MiB float
+workspace shared by all wrappers; 8 MiB of device and 8 MiB of pinned host memory per wrapper
+(kinds x (captured sizes + 2)); and the graphs' index buffer, max_bs x context length x 4 bytes
+(shared prefixes let a batch's total length exceed the pool, so the pool size is no bound).
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ if TYPE_CHECKING:
 
 WORKSPACE_BYTES = 256 << 20  # split-KV partial results; FlashInfer recommends >= 128 MiB
 TENSOR_CORE_MIN_GROUP = 5  # query heads per KV head from which tensor-core decode is used
+CUDA_CORE_GROUPS = (1, 2, 3, 4, 6, 8, 16)  # group sizes FlashInfer's CUDA-core decode kernel has
 TENSOR_CORE_ENV = "SGLANG_FLASHINFER_DECODE_TENSOR_CORES"
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16)
 
@@ -106,6 +113,7 @@ class FlashInferAttnBackend(AttentionBackend):
         self.decode_wrappers = {k: self._decode_wrapper() for k in self.kinds}
         self.graph_wrappers: Dict[int, Dict[AttnKind, object]] = {}
         self.graph_buffers: Optional[Dict[str, torch.Tensor]] = None
+        self.plan_done: Dict[int, torch.cuda.Event] = {}  # id(wrapper) -> after its last plan's copy
 
     @staticmethod
     def _check_config(pool, model_runner) -> None:
@@ -125,6 +133,9 @@ class FlashInferAttnBackend(AttentionBackend):
         choice = os.environ.get(TENSOR_CORE_ENV, "auto")
         if choice not in ("auto", "0", "1"):
             raise ValueError(f"{TENSOR_CORE_ENV} must be auto, 0 or 1, got {choice!r}")
+        if choice == "0" and group not in CUDA_CORE_GROUPS:
+            raise ValueError(f"{TENSOR_CORE_ENV}=0: FlashInfer's CUDA-core decode has no kernel for {group} query "
+                             f"heads per KV head (it has {CUDA_CORE_GROUPS}); unset it or set it to 1")
         return group >= TENSOR_CORE_MIN_GROUP if choice == "auto" else choice == "1"
 
     def _decode_wrapper(self, bs: Optional[int] = None):
@@ -170,8 +181,8 @@ class FlashInferAttnBackend(AttentionBackend):
                      indices_out: Optional[torch.Tensor] = None) -> Dict[AttnKind, object]:
         indptr, indices, last_page_len = self._kv_pages(fb, indices_out)
         for kind, wrapper in wrappers.items():
-            wrapper.plan(indptr, indices, last_page_len, self.num_q_heads, self.num_kv_heads, self.head_dim, 1,
-                         **self._plan_common(kind))
+            self._plan(wrapper, indptr, indices, last_page_len, self.num_q_heads, self.num_kv_heads, self.head_dim,
+                       1, **self._plan_common(kind))
         return wrappers
 
     def _plan_extend(self, fb: "ForwardBatch") -> Dict[AttnKind, object]:
@@ -181,9 +192,19 @@ class FlashInferAttnBackend(AttentionBackend):
         qo_indptr = _pinned_int32([0, *itertools.accumulate(ext)])
         indptr, indices, last_page_len = self._kv_pages(fb)
         for kind, wrapper in self.prefill_wrappers.items():
-            wrapper.plan(qo_indptr, indptr, indices, last_page_len, self.num_q_heads, self.num_kv_heads,
-                         self.head_dim, 1, causal=True, **self._plan_common(kind))
+            self._plan(wrapper, qo_indptr, indptr, indices, last_page_len, self.num_q_heads, self.num_kv_heads,
+                       self.head_dim, 1, causal=True, **self._plan_common(kind))
         return self.prefill_wrappers
+
+    def _plan(self, wrapper, *args, **kwargs) -> None:
+        """wrapper.plan, once the copy out of its pinned buffer queued by its previous plan has run."""
+        done = self.plan_done.get(id(wrapper))
+        if done is None:
+            done = self.plan_done[id(wrapper)] = torch.cuda.Event()
+        else:
+            done.synchronize()
+        wrapper.plan(*args, **kwargs)
+        done.record()
 
     # ------------------------------------------------------------------ forward
     def _wrapper(self, layer: RadixAttention, fb: "ForwardBatch"):
