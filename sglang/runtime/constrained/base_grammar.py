@@ -24,6 +24,9 @@ GRAMMAR_KINDS = ("regex", "json", "ebnf")
 class BaseGrammarObject(ABC):
     """Per-request matcher state over one compiled grammar."""
 
+    # Grammars sharing a filler get their batch mask rows in one call (see batch_mask.fill_bitmask).
+    batch_filler: Optional[Any] = None
+
     @abstractmethod
     def accept_token(self, token_id: int) -> bool:
         """Advance by one token; False (state unchanged) if the grammar does not allow it."""

@@ -50,7 +50,7 @@ def fill_bitmask(grammars: Sequence[Optional[BaseGrammarObject]], bitmask: torch
     for i, grammar in enumerate(grammars):
         if grammar is None:
             bitmask[i].fill_(-1)
-        elif getattr(grammar, "batch_filler", None) is not None:
+        elif grammar.batch_filler is not None:
             groups.setdefault(id(grammar.batch_filler), []).append(i)
         else:
             if scratch is None:

@@ -35,13 +35,15 @@ class XGrammarBatchFiller:
         self._batch = xgr.BatchGrammarMatcher(max_threads)
 
     def fill_rows(self, grammars: List["XGrammarGrammar"], bitmask: torch.Tensor, rows: List[int]) -> None:
-        live = [(g, row) for g, row in zip(grammars, rows) if not g.matcher.is_terminated()]
-        if live:
-            self._batch.batch_fill_next_token_bitmask([g.matcher for g, _ in live], bitmask,
-                                                      [row for _, row in live])
+        live = []
         for grammar, row in zip(grammars, rows):
             if grammar.matcher.is_terminated():
                 grammar.fill_bitmask_row(bitmask, row)
+            else:
+                live.append((grammar, row))
+        if live:
+            self._batch.batch_fill_next_token_bitmask([g.matcher for g, _ in live], bitmask,
+                                                      [row for _, row in live])
 
 
 class XGrammarGrammar(BaseGrammarObject):

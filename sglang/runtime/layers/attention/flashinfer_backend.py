@@ -114,6 +114,7 @@ class FlashInferAttnBackend(AttentionBackend):
         self.graph_wrappers: Dict[int, Dict[AttnKind, object]] = {}
         self.graph_buffers: Optional[Dict[str, torch.Tensor]] = None
         self.plan_done: Dict[int, torch.cuda.Event] = {}  # id(wrapper) -> after its last plan's copy
+        self.ones = _pinned_int32([])  # last_page_len of every request (one token per page), grown on demand
 
     @staticmethod
     def _check_config(pool, model_runner) -> None:
@@ -171,7 +172,12 @@ class FlashInferAttnBackend(AttentionBackend):
             raise ValueError(f"{total} KV entries exceed the CUDA-graph index buffer ({indices_out.shape[0]})")
         gather_kv_indices(self.req_to_token, fb.req_pool_indices, host_to_device(indptr, self.device), indices_out,
                           max(lens, default=0))
-        return indptr, indices_out[:total], _pinned_int32([1] * fb.batch_size)
+        return indptr, indices_out[:total], self._last_page_len(fb.batch_size)
+
+    def _last_page_len(self, bs: int) -> torch.Tensor:
+        if self.ones.shape[0] < bs:
+            self.ones = _pinned_int32([1] * max(bs, 2 * self.ones.shape[0]))
+        return self.ones[:bs]
 
     def _plan_common(self, kind: AttnKind) -> dict:
         return dict(window_left=kind.window_left, logits_soft_cap=kind.logit_cap or None, sm_scale=kind.scaling,

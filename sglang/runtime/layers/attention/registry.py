@@ -41,14 +41,7 @@ def get_attention_backend_class(name: str) -> type:
             f"installed; install it or pick one of {attention_backend_names()}"
         )
     module_name, class_name = _BACKENDS[name].split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if e.name != module_name:
-            raise
-        raise ImportError(f"attention backend {name!r} is not available in this build ({module_name} "
-                          f"is missing); use --attention-backend torch_native") from e
-    return getattr(module, class_name)
+    return getattr(importlib.import_module(module_name), class_name)
 
 
 def create_attention_backend(name: str, model_runner: Any) -> "AttentionBackend":
