@@ -168,6 +168,34 @@ def check_silu_and_mul(device: str, rows: int, inter: int, dtype=torch.bfloat16,
     assert_close(silu_and_mul(x.view(rows, 1, 2 * inter)).view(rows, inter), out, tol=1e-6, what="silu 3-D")
 
 
+def check_gemv(device: str, n: int, k: int, prologue: str = "none", bias: bool = False, residual: bool = False,
+               dtype=torch.bfloat16, seed: int = 0) -> None:
+    """The fused GEMV vs its float64 twin, for one prologue ("none", "rmsnorm", "silu_mul") with or
+    without bias and the in-place residual epilogue; the output starts NaN-poisoned."""
+    from sglang.kernels.gemv import gemv
+    from sglang.kernels.ref.gemv import gemv as gemv_ref
+
+    gen = torch.Generator().manual_seed(seed)
+    width = 2 * k if prologue == "silu_mul" else k
+    x = (2 * torch.randn(1, width, generator=gen)).to(dtype).to(device)
+    w = (torch.randn(n, k, generator=gen) * k**-0.5).to(dtype).to(device)
+    b = (0.1 * torch.randn(n, generator=gen)).to(dtype).to(device) if bias else None
+    g = (1.0 + 0.3 * torch.randn(k, generator=gen)).to(dtype).to(device) if prologue == "rmsnorm" else None
+    r = torch.randn(1, n, generator=gen).to(dtype).to(device) if residual else None
+    kw = dict(norm_weight=g, eps=1e-5, silu_mul=prologue == "silu_mul")
+    ref = gemv_ref(x.double(), w.double(), None if b is None else b.double(), **kw,
+                   residual=None if r is None else r.double())
+    what = f"gemv[{n}x{k}, {prologue}, bias={bias}, residual={residual}]"
+    if r is None:
+        out = gemv(x, w, b, **kw)
+        assert out.shape == (1, n) and out.dtype == dtype, what
+        assert_close(out, ref, what=what)
+        return
+    # r ~ N(0, 1) and the product ~ N(0, 4): a missing or doubled add is an O(1) error.
+    assert gemv(x, w, b, **kw, residual=r) is r, f"{what}: must update and return the residual"
+    assert_close(r, ref, what=what)
+
+
 LLAMA3_SCALING = {
     "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
     "high_freq_factor": 4.0, "original_max_position_embeddings": 8192,

@@ -1,5 +1,5 @@
 """Triton RMSNorm (+fused residual), rotary embedding (alone and fused with the KV-pool write),
-SiLU-and-mul and the KV-index gather vs their torch twins."""
+SiLU-and-mul, the KV-index gather and the fused one-row GEMV vs their torch twins."""
 
 import pytest
 import torch
@@ -8,6 +8,7 @@ pytest.importorskip("triton")
 
 from tests.gpu.kernel_checks import (  # noqa: E402
     check_gather_kv_indices,
+    check_gemv,
     check_rmsnorm,
     check_rotary,
     check_rotary_and_store_kv,
@@ -53,3 +54,22 @@ def test_rotary_and_store_kv(num_tokens, num_heads, num_kv_heads, head_dim, rot_
 @pytest.mark.parametrize("lens", [[1], [5, 0, 1030, 77], [3000] * 3 + [1] * 20])
 def test_gather_kv_indices(lens):
     check_gather_kv_indices("cuda", lens, seed=len(lens))
+
+
+# Llama-3-8B / Qwen2.5-0.5B projections as the one-token path calls them, plus ragged sizes.
+GEMV_CASES = [
+    (6144, 4096, "rmsnorm", False, False), (4096, 4096, "none", False, True),
+    (28672, 4096, "rmsnorm", False, False), (4096, 14336, "silu_mul", False, True),
+    (128256, 4096, "none", False, False), (1152, 896, "rmsnorm", True, False),
+    (896, 4864, "silu_mul", True, True), (1000, 999, "none", True, True), (37, 3000, "rmsnorm", False, False),
+]
+
+
+@pytest.mark.parametrize("n,k,prologue,bias,residual", GEMV_CASES)
+def test_gemv(n, k, prologue, bias, residual):
+    check_gemv("cuda", n, k, prologue, bias, residual, seed=n + k)
+
+
+@pytest.mark.parametrize("prologue", ["none", "rmsnorm", "silu_mul"])
+def test_gemv_float16(prologue):
+    check_gemv("cuda", 2048, 2048, prologue, True, True, dtype=torch.float16)

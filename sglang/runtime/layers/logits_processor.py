@@ -53,10 +53,19 @@ class LogitsProcessor(nn.Module):
         super().__init__()
         self.vocab_size = vocab_size
         self.final_logit_softcapping = final_logit_softcapping or None
+        # Set by `one_token_gemv.apply_one_token_gemv` on CUDA: a single row takes the Triton GEMV,
+        # which streams the vocabulary matrix faster than cuBLAS does at one row.
+        self.one_row_gemv = False
 
     def compute_logits(self, hidden: torch.Tensor, lm_head: "VocabParallelEmbedding") -> torch.Tensor:
         require_single_rank(lm_head.tp_size, "LogitsProcessor (vocab gather)")
-        logits = F.linear(hidden, lm_head.weight, getattr(lm_head, "bias", None))
+        bias = getattr(lm_head, "bias", None)
+        if self.one_row_gemv and hidden.shape[0] == 1:
+            from sglang.kernels.gemv import gemv
+
+            logits = gemv(hidden.contiguous(), lm_head.weight, bias)
+        else:
+            logits = F.linear(hidden, lm_head.weight, bias)
         logits = logits[:, : self.vocab_size].float()
         if self.final_logit_softcapping:
             logits = soft_cap(logits, self.final_logit_softcapping)

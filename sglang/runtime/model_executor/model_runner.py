@@ -16,6 +16,7 @@ from typing import List, Optional
 
 import torch
 
+from sglang.kernels import triton_available
 from sglang.runtime.layers.attention.registry import create_attention_backend, get_attention_backend_class
 from sglang.runtime.layers.logits_processor import LogitsProcessorOutput
 from sglang.runtime.mem_cache.memory_pool import KVPool, ReqToTokenPool, TokenSlotAllocator
@@ -23,6 +24,7 @@ from sglang.runtime.model_executor.cuda_graph_runner import CudaGraphRunner, cap
 from sglang.runtime.model_executor.forward_batch import ForwardBatch
 from sglang.runtime.models.loader import load_model
 from sglang.runtime.models.model_config import ModelConfig
+from sglang.runtime.models.one_token_gemv import apply_one_token_gemv
 from sglang.runtime.sampling.sampler import Sampler
 from sglang.runtime.server_args import ServerArgs
 
@@ -53,6 +55,8 @@ class ModelRunner:
         )
         self.dtype = self.model_config.dtype
         self.model = load_model(self.model_config, server_args.load_format, self.device, server_args.random_seed)
+        if self.device == "cuda" and triton_available() and not server_args.disable_fused_gemv:
+            apply_one_token_gemv(self.model)
         self.weight_bytes = sum(p.numel() * p.element_size() for p in self.model.parameters())
         self.context_len = self.model_config.context_len
         self.use_cuda_graph = self._wants_cuda_graph()

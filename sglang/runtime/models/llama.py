@@ -105,14 +105,18 @@ class LlamaAttention(nn.Module):
 
     def forward(self, positions: torch.Tensor, hidden_states: torch.Tensor,
                 forward_batch: ForwardBatch) -> torch.Tensor:
-        q, k, v = self.qkv_proj(hidden_states).split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+        return self.o_proj(self.attend(positions, self.qkv_proj(hidden_states), forward_batch))
+
+    def attend(self, positions: torch.Tensor, qkv: torch.Tensor, forward_batch: ForwardBatch) -> torch.Tensor:
+        """Attention output [tokens, heads * head_dim] (before o_proj) for the projected q|k|v."""
+        q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
         q, k = self.transform_qk(q, k)
         # Rotary and this step's KV write are one kernel on CUDA, so attention must not store again.
         # q/k/v stay strided views of the qkv output: the pool holds v now and every backend
         # reads the new tokens' k/v through their strides.
         q, k = self.rotary_emb.forward_and_store_kv(positions, q, k, v, forward_batch.kv_pool,
                                                     self.attn.layer_id, forward_batch.out_cache_loc)
-        return self.o_proj(self.attn(q, k, v, forward_batch, save_kv_cache=False))
+        return self.attn(q, k, v, forward_batch, save_kv_cache=False)
 
 
 class LlamaDecoderLayer(nn.Module):
@@ -143,12 +147,30 @@ class LlamaDecoderLayer(nn.Module):
         hidden_states, residual = self.post_attention_layernorm(hidden_states, residual)
         return self.mlp(hidden_states), residual
 
+    def forward_one_token(self, positions: torch.Tensor, forward_batch: ForwardBatch,
+                          residual: torch.Tensor) -> torch.Tensor:
+        """This layer for a one-token step on fused GEMVs (see `one_token_gemv`). `residual` [1, H]
+        is the whole stream: each norm runs inside the GEMV after it, each residual add inside the
+        GEMV before it, and the stream is updated in place (and returned)."""
+        from sglang.kernels.gemv import gemv
+
+        attn, mlp = self.self_attn, self.mlp
+        qkv = gemv(residual, attn.qkv_proj.weight, attn.qkv_proj.bias,
+                   norm_weight=self.input_layernorm.weight, eps=self.input_layernorm.variance_epsilon)
+        gemv(attn.attend(positions, qkv, forward_batch), attn.o_proj.weight, attn.o_proj.bias, residual=residual)
+        gate_up = gemv(residual, mlp.gate_up_proj.weight, mlp.gate_up_proj.bias,
+                       norm_weight=self.post_attention_layernorm.weight,
+                       eps=self.post_attention_layernorm.variance_epsilon)
+        return gemv(gate_up, mlp.down_proj.weight, mlp.down_proj.bias, silu_mul=True, residual=residual)
+
 
 class LlamaModel(nn.Module):
     decoder_layer_class = LlamaDecoderLayer
 
     def __init__(self, config: PretrainedConfig):
         super().__init__()
+        # Set by `one_token_gemv.apply_one_token_gemv` on CUDA: one-token steps take fused GEMVs.
+        self.one_token_gemv = False
         self.embed_tokens = VocabParallelEmbedding(config.vocab_size, config.hidden_size)
         rotary_emb = rope_for_config(config)
         self.layers = nn.ModuleList(
@@ -159,6 +181,10 @@ class LlamaModel(nn.Module):
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor,
                 forward_batch: ForwardBatch) -> torch.Tensor:
         hidden_states, residual = self.embed_tokens(input_ids), None
+        if self.one_token_gemv and input_ids.shape[0] == 1:
+            for layer in self.layers:
+                hidden_states = layer.forward_one_token(positions, forward_batch, hidden_states)
+            return self.norm(hidden_states)
         for layer in self.layers:
             hidden_states, residual = layer(positions, hidden_states, forward_batch, residual)
         hidden_states, _ = self.norm(hidden_states, residual)
