@@ -4,9 +4,9 @@ A one-token decode step streams every weight once; cuBLAS does that well, but th
 an RMSNorm before qkv and gate_up and a SiLU-mul before down in every layer, each a separate launch
 of a few microseconds. This kernel takes them in:
 
-- prologue `norm_weight`: y = W @ rmsnorm(x). The norm's 1/rms factors out of the dot product, so
-  every program accumulates W @ (x * g) and the sum of squares of x in the same pass over x and
-  scales once at the end (x is one row: re-reading it per program costs L2 traffic only).
+- prologue `norm_weight`: y = W @ rmsnorm(x). Every program first sums the squares of x (one row:
+  re-reading it per program costs L2 traffic only), then normalises each chunk and rounds it to x's
+  dtype as the separate RMSNorm kernel would store it.
 - prologue `silu_mul`: x = [gate | up], y = W @ (silu(gate) * up), the product rounded to x's dtype
   as the separate kernel would store it.
 - epilogue `residual`: residual += y in place (y rounded first, then the sum rounded, as an
@@ -38,7 +38,13 @@ def _gemv_kernel(X, W, Bias, NormW, Residual, Y, N, K, stride_wn, eps,
     offs_k = tl.arange(0, BLOCK_K)
     w_rows = W + offs_n.to(tl.int64)[:, None] * stride_wn
     acc = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
-    sum_sq = tl.zeros([BLOCK_K], dtype=tl.float32)
+    rstd = 1.0
+    if PROLOGUE == 1:  # the row's 1/rms first (x is one row, so this pass reads L2, not HBM)
+        sum_sq = tl.zeros([BLOCK_K], dtype=tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            xk = tl.load(X + k0 + offs_k, mask=k0 + offs_k < K, other=0.0).to(tl.float32)
+            sum_sq += xk * xk
+        rstd = 1.0 / tl.sqrt(tl.sum(sum_sq, 0) / K + eps)
     for k0 in range(0, K, BLOCK_K):
         k = k0 + offs_k
         k_mask = k < K
@@ -49,13 +55,11 @@ def _gemv_kernel(X, W, Bias, NormW, Residual, Y, N, K, stride_wn, eps,
             a = (gate * tl.sigmoid(gate) * up).to(X.dtype.element_ty).to(tl.float32)
         else:
             a = tl.load(X + k, mask=k_mask, other=0.0).to(tl.float32)
-            if PROLOGUE == 1:
-                sum_sq += a * a
-                a = a * tl.load(NormW + k, mask=k_mask, other=0.0).to(tl.float32)
+            if PROLOGUE == 1:  # normalised and rounded as the separate RMSNorm kernel stores it
+                g = tl.load(NormW + k, mask=k_mask, other=0.0).to(tl.float32)
+                a = (a * rstd * g).to(X.dtype.element_ty).to(tl.float32)
         acc += w * a[None, :]
     y = tl.sum(acc, 1)
-    if PROLOGUE == 1:
-        y = y / tl.sqrt(tl.sum(sum_sq, 0) / K + eps)
     if HAS_BIAS:
         y += tl.load(Bias + offs_n, mask=n_mask, other=0.0).to(tl.float32)
     out_ty = Y.dtype.element_ty

@@ -148,7 +148,8 @@ def _top2(result) -> List[List[tuple]]:
     return [entry for delta in result.logprobs for entry in delta.output_top_logprobs]
 
 
-def test_64_batched_greedy_equals_each_request_alone():
+@pytest.mark.parametrize("fused_gemv", [False, True], ids=["cublas", "fused-gemv"])
+def test_64_batched_greedy_equals_each_request_alone(fused_gemv):
     path = tiny_model_dir("llama", **HD64)
     vocab = ModelConfig(path).vocab_size
     gen = torch.Generator().manual_seed(7)
@@ -162,7 +163,9 @@ def test_64_batched_greedy_equals_each_request_alone():
     together = batched.run_until_idle()
     stats = batched.scheduler.stats
     assert (stats["prefill_steps"], stats["decode_steps"]) == (1, max_new - 1), f"not one batch of 64: {stats}"
-    alone_h = _harness(path, disable_radix_cache=True)
+    # Alone, every decode step has one token, so --enable-fused-gemv moves it onto the fused GEMVs.
+    alone_h = _harness(path, disable_radix_cache=True, enable_fused_gemv=fused_gemv)
+    assert alone_h.runner.model.model.one_token_gemv == fused_gemv
     identical, unexplained = 0, []
     for i, ids in enumerate(prompts):
         _run(alone_h, str(i), ids, max_new)

@@ -3,7 +3,7 @@ float64 twins) over the same KV pool: extend on cached prefixes, MIXED, decode, 
 captured in a CUDA graph."""
 
 from types import SimpleNamespace
-from typing import List
+from typing import List, Sequence
 
 import importlib.util
 
@@ -59,8 +59,8 @@ def _runner():
 class Batch:
     """Host-side bookkeeping of a few requests: their table rows, lengths and next free slot."""
 
-    def __init__(self, runner, prefix_lens: List[int]):
-        self.runner, self.rows, self.lens, self.next_slot = runner, [3, 0, 5, 1][: len(prefix_lens)], [], 1
+    def __init__(self, runner, prefix_lens: List[int], rows: Sequence[int] = (3, 0, 5, 1)):
+        self.runner, self.rows, self.lens, self.next_slot = runner, list(rows)[: len(prefix_lens)], [], 1
         pool = runner.kv_pool
         for row, n in zip(self.rows, prefix_lens):
             slots = self._alloc(n)

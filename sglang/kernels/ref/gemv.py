@@ -25,7 +25,7 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = N
         gate, up = a.chunk(2, dim=-1)
         a = (F.silu(gate) * up).to(x.dtype).to(ct)  # stored by the separate kernel, so rounded
     elif norm_weight is not None:
-        a = a * torch.rsqrt(a.pow(2).mean(-1, keepdim=True) + eps) * norm_weight.to(ct)
+        a = (a * torch.rsqrt(a.pow(2).mean(-1, keepdim=True) + eps) * norm_weight.to(ct)).to(x.dtype).to(ct)
     y = F.linear(a, weight.to(ct), None if bias is None else bias.to(ct)).to(x.dtype)
     if residual is None:
         return y

@@ -53,8 +53,8 @@ class LogitsProcessor(nn.Module):
         super().__init__()
         self.vocab_size = vocab_size
         self.final_logit_softcapping = final_logit_softcapping or None
-        # Set by `one_token_gemv.apply_one_token_gemv` on CUDA: a single row takes the Triton GEMV,
-        # which streams the vocabulary matrix faster than cuBLAS does at one row.
+        # Set by `one_token_gemv.apply_one_token_gemv` (--enable-fused-gemv): a single row takes the
+        # Triton GEMV, which streamed the vocabulary matrix faster than cuBLAS in isolation.
         self.one_row_gemv = False
 
     def compute_logits(self, hidden: torch.Tensor, lm_head: "VocabParallelEmbedding") -> torch.Tensor:

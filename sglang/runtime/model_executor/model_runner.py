@@ -55,7 +55,7 @@ class ModelRunner:
         )
         self.dtype = self.model_config.dtype
         self.model = load_model(self.model_config, server_args.load_format, self.device, server_args.random_seed)
-        if self.device == "cuda" and triton_available() and not server_args.disable_fused_gemv:
+        if server_args.enable_fused_gemv and self.device == "cuda" and triton_available():
             apply_one_token_gemv(self.model)
         self.weight_bytes = sum(p.numel() * p.element_size() for p in self.model.parameters())
         self.context_len = self.model_config.context_len

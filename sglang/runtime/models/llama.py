@@ -169,7 +169,8 @@ class LlamaModel(nn.Module):
 
     def __init__(self, config: PretrainedConfig):
         super().__init__()
-        # Set by `one_token_gemv.apply_one_token_gemv` on CUDA: one-token steps take fused GEMVs.
+        # Set by `one_token_gemv.apply_one_token_gemv` (--enable-fused-gemv): one-token steps take
+        # fused GEMVs.
         self.one_token_gemv = False
         self.embed_tokens = VocabParallelEmbedding(config.vocab_size, config.hidden_size)
         rotary_emb = rope_for_config(config)
