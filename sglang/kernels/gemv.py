@@ -29,7 +29,7 @@ _NONE, _RMSNORM, _SILU_MUL = 0, 1, 2
 
 
 @triton.jit
-def _gemv_kernel(X, W, Bias, NormW, Residual, Y, N, K, stride_wn, eps,
+def _gemv_kernel(X, W, Bias, NormW, Y, N, K, stride_wn, eps,
                  PROLOGUE: tl.constexpr, HAS_BIAS: tl.constexpr, ADD_RESIDUAL: tl.constexpr,
                  BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     pid = tl.program_id(0)
@@ -63,18 +63,18 @@ def _gemv_kernel(X, W, Bias, NormW, Residual, Y, N, K, stride_wn, eps,
     if HAS_BIAS:
         y += tl.load(Bias + offs_n, mask=n_mask, other=0.0).to(tl.float32)
     out_ty = Y.dtype.element_ty
-    if ADD_RESIDUAL:
-        r = tl.load(Residual + offs_n, mask=n_mask, other=0.0).to(tl.float32)
-        tl.store(Residual + offs_n, (y.to(out_ty).to(tl.float32) + r).to(out_ty), mask=n_mask)
-    else:
-        tl.store(Y + offs_n, y.to(out_ty), mask=n_mask)
+    y = y.to(out_ty)
+    if ADD_RESIDUAL:  # Y is the residual: each program reads and writes only its own features
+        y = (y.to(tl.float32) + tl.load(Y + offs_n, mask=n_mask, other=0.0).to(tl.float32)).to(out_ty)
+    tl.store(Y + offs_n, y, mask=n_mask)
 
 
 def block_config(n: int, k: int) -> Tuple[int, int, int, int]:
     """(BLOCK_N, BLOCK_K, num_warps, num_stages) for an [n, k] weight.
 
     Wide outputs (gate_up, lm_head) take 16 rows x 256 columns a program; narrow ones 8 x 512
-    so there are still several programs per SM. Best or within 3% of best per shape in the sweep."""
+    so there are still several programs per SM. These are the best configurations per Llama-3-8B
+    shape that bench_gemv.py's sweep found for its unfused prototype on an H200."""
     if n >= 16384:
         return 16, 256, 4, 4
     if n >= 6144:
@@ -124,7 +124,7 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = N
     prologue = _SILU_MUL if silu_mul else _RMSNORM if norm_weight is not None else _NONE
     _gemv_kernel[(triton.cdiv(n, block_n),)](
         x, weight, bias if bias is not None else weight, norm_weight if norm_weight is not None else weight,
-        y, y, n, k_in, weight.stride(0), float(eps),
+        y, n, k_in, weight.stride(0), float(eps),
         PROLOGUE=prologue, HAS_BIAS=bias is not None, ADD_RESIDUAL=residual is not None,
         BLOCK_N=block_n, BLOCK_K=block_k, num_warps=num_warps, num_stages=num_stages,
     )

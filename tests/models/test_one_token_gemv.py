@@ -53,14 +53,17 @@ def compare_paths(path: str, steps: int = 4) -> dict:
         return original(self, *args)
 
     LlamaDecoderLayer.forward_one_token = counted
-    for fused in (False, True):
-        model.model.one_token_gemv = model.logits_processor.one_row_gemv = fused
-        h = KVHarness.for_config(model, mc)
-        row = h.new_request()
-        h.extend([row], [prompt])
-        outs = [h.extend([row], [[tokens[0]]]).next_token_logits]  # a one-token extend takes the path too
-        outs += [h.decode([row], [t]).next_token_logits for t in tokens[1:]]
-        logits.append(outs)
+    try:
+        for fused in (False, True):
+            model.model.one_token_gemv = model.logits_processor.one_row_gemv = fused
+            h = KVHarness.for_config(model, mc)
+            row = h.new_request()
+            h.extend([row], [prompt])
+            outs = [h.extend([row], [[tokens[0]]]).next_token_logits]  # a one-token extend takes the path too
+            outs += [h.decode([row], [t]).next_token_logits for t in tokens[1:]]
+            logits.append(outs)
+    finally:
+        LlamaDecoderLayer.forward_one_token = original
     err = max(float((a - b).abs().max() / b.abs().max()) for a, b in zip(*logits))
     return {"err": err, "fused_calls": len(fused_calls), "expected_calls": steps * mc.num_hidden_layers}
 

@@ -39,20 +39,17 @@ def one_token_gemv_blockers(model: nn.Module) -> List[str]:
     inner = getattr(model, "model", None)
     if not isinstance(inner, LlamaModel) or type(inner).forward is not LlamaModel.forward:
         return [f"{type(model).__name__} does not use the Llama decoder forward"]
-    reasons = []
     for layer in inner.layers:
         if not isinstance(layer, LlamaDecoderLayer) or type(layer).forward is not LlamaDecoderLayer.forward:
-            reasons.append(f"layer {type(layer).__name__} has its own forward")
-        elif not isinstance(layer.mlp.act_fn, SiluAndMul):
-            reasons.append(f"activation {type(layer.mlp.act_fn).__name__} is not SiLU")
-        elif any(type(norm) is not RMSNorm for norm in (layer.input_layernorm, layer.post_attention_layernorm)):
-            reasons.append("norms are not Llama-style RMSNorm")
-        if reasons:
-            return reasons
+            return [f"layer {type(layer).__name__} has its own forward"]
+        if not isinstance(layer.mlp.act_fn, SiluAndMul):
+            return [f"activation {type(layer.mlp.act_fn).__name__} is not SiLU"]
+        if any(type(norm) is not RMSNorm for norm in (layer.input_layernorm, layer.post_attention_layernorm)):
+            return ["norms are not Llama-style RMSNorm"]
     weight = inner.layers[0].self_attn.qkv_proj.weight if len(inner.layers) else None
     if weight is None or not weight.is_cuda or weight.dtype not in GEMV_DTYPES:
-        reasons.append("weights are not bfloat16/float16 on CUDA")
-    return reasons
+        return ["weights are not bfloat16/float16 on CUDA"]
+    return []
 
 
 def apply_one_token_gemv(model: nn.Module) -> bool:
