@@ -183,8 +183,8 @@ async def tokenize(request: Request) -> Response:
         raise bad_request("give the text to tokenize as 'prompt'", param="prompt")
     tok = ctx.tokenizer()
     texts = [prompt] if isinstance(prompt, str) else prompt
-    # On the event loop, not a thread: HF fast tokenizers are not safe to share across threads.
-    ids = _encode_all(tok, texts, body.add_special_tokens)
+    # In the tokenization pool: a big text would otherwise stall every other route (see tokenization_pool).
+    ids = await ctx.tokenizer_manager.run_tokenization(_encode_all, tok, texts, body.add_special_tokens)
     if isinstance(prompt, str):
         return json_response({"tokens": ids[0], "count": len(ids[0]), "max_model_len": ctx.context_len})
     return json_response({"tokens": ids, "count": [len(x) for x in ids], "max_model_len": ctx.context_len})
@@ -208,5 +208,6 @@ async def detokenize(request: Request) -> Response:
         bad = [t for t in seq if not 0 <= t < vocab]
         if bad:
             raise bad_request(f"token ids must be in [0, {vocab}), got {bad[0]}", param="tokens")
-    texts = [tok.decode(seq, skip_special_tokens=body.skip_special_tokens) for seq in seqs]
+    texts = await ctx.tokenizer_manager.run_tokenization(
+        lambda: [tok.decode(seq, skip_special_tokens=body.skip_special_tokens) for seq in seqs])
     return json_response({"text": texts[0] if single else texts})

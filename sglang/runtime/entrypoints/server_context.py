@@ -43,6 +43,14 @@ class ServerContext:
                            "text; use /generate with input_ids instead", 400)
         return tok
 
+    def check_prompt_size(self, text: str, param: str) -> None:
+        """A 400 naming the limit when `text` is too many bytes to fit the context once tokenized,
+        checked before it is tokenized."""
+        try:
+            self.tokenizer_manager.request_tokenizer.limits.check_text(text)
+        except ValueError as exc:
+            raise APIError(str(exc), 400, param=param) from None
+
     def check_model(self, name: Optional[str]) -> None:
         known = {self.model_name, self.server_args.model_path, *DEFAULT_MODEL_ALIASES}
         if name is not None and name not in known:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
+
+if TYPE_CHECKING:
+    from sglang.runtime.managers.prompt_limits import PromptLimits
 
 
 @dataclass
@@ -46,14 +49,16 @@ class GenerateReqInput:
             return not isinstance(self.text, str)
         return bool(self.input_ids) and isinstance(self.input_ids[0], list)
 
-    def normalize(self) -> List[SingleGenerateInput]:
+    def normalize(self, limits: Optional["PromptLimits"] = None) -> List[SingleGenerateInput]:
+        """One SingleGenerateInput per prompt. With `limits`, a token-id prompt too long for the
+        context is refused on its length, before its entries are scanned."""
         if has_images(self.image_data):
             raise ValueError("this model does not accept images (image_data was given): it is a text-only "
                              "model; send text or input_ids only")
         if (self.text is None) == (self.input_ids is None):
             raise ValueError("give exactly one of 'text' or 'input_ids'")
         batch = self.is_batch()
-        prompts = self._prompts(batch)
+        prompts = self._prompts(batch, limits)
         n = len(prompts)
         if batch and n == 0:
             raise ValueError("the batch of prompts is empty")
@@ -78,7 +83,7 @@ class GenerateReqInput:
             ))
         return out
 
-    def _prompts(self, batch: bool):
+    def _prompts(self, batch: bool, limits: Optional["PromptLimits"]):
         if self.text is not None:
             texts = self.text if batch else [self.text]
             for t in texts:
@@ -87,6 +92,8 @@ class GenerateReqInput:
             return [(t, None) for t in texts]
         ids_list = self.input_ids if batch else [self.input_ids]
         for ids in ids_list:
+            if limits is not None and isinstance(ids, list):
+                limits.check_ids(ids)
             if not isinstance(ids, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in ids):
                 raise ValueError("'input_ids' must be a list of integers or a list of such lists")
         return [(None, list(ids)) for ids in ids_list]

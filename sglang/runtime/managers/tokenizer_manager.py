@@ -1,7 +1,8 @@
 """The tokenizer manager: lives in the caller's process (Engine or HTTP server), on one asyncio loop.
 
-It validates and tokenizes requests, sends them to the scheduler, and gathers the detokenizer's
-incremental outputs into upstream-shaped result dicts. It also watches the child processes: if
+It validates and tokenizes requests (in a thread pool, off the loop: see request_tokenizer), sends
+them to the scheduler, and gathers the detokenizer's incremental outputs into upstream-shaped
+result dicts. It also watches the child processes: if
 one dies, every pending request fails at once with a message saying which, and new calls fail
 immediately instead of hanging.
 """
@@ -34,6 +35,7 @@ from sglang.runtime.managers.io_struct import (
     TokenizedGenerateReq,
 )
 from sglang.runtime.managers.request_state import ReqState
+from sglang.runtime.managers.request_tokenizer import RequestTokenizer
 from sglang.runtime.sampling.sampling_params import SamplingParams
 from sglang.runtime.server_args import PortArgs, ServerArgs
 from sglang.runtime.utils import load_server_tokenizer
@@ -61,6 +63,7 @@ class TokenizerManager:
         self.max_total_num_tokens: int = scheduler_info["max_total_num_tokens"]
         self.max_running_requests: int = scheduler_info["max_running_requests"]
         self.eos_token_ids: List[int] = scheduler_info.get("eos_token_ids", [])
+        self.request_tokenizer = RequestTokenizer(self.tokenizer, self.context_len, self.vocab_size)
         self.states: Dict[str, ReqState] = {}
         self.dead_error: Optional[str] = None
         self.listeners: List[Any] = []  # objects with on_finish(state), optional on_abort(state) (metrics)
@@ -86,6 +89,7 @@ class TokenizerManager:
         self._tasks = [loop.create_task(self._handle_loop()), loop.create_task(self._watchdog())]
 
     def close(self) -> None:
+        self.request_tokenizer.close()
         for task in getattr(self, "_tasks", []):
             task.cancel()
         if self._ctx is not None:
@@ -114,43 +118,10 @@ class TokenizerManager:
             self._control_future.set_exception(EngineDeadError(self.dead_error))
 
     # ---------------------------------------------------------------- requests
-    def tokenize(self, text: str) -> List[int]:
-        if self.tokenizer is None:
-            raise ValueError("this server runs without a tokenizer (--skip-tokenizer-init): send input_ids")
-        return self.tokenizer.encode(text)
-
-    def _tokenize_single(self, item: SingleGenerateInput) -> TokenizedGenerateReq:
-        ids = item.input_ids if item.input_ids is not None else self.tokenize(item.text)
-        if not ids:
-            raise ValueError("the prompt is empty: give text or at least one input id")
-        if len(ids) >= self.context_len:
-            raise ValueError(f"the prompt has {len(ids)} tokens but the context length is {self.context_len}; "
-                             f"shorten the prompt")
-        if min(ids) < 0 or max(ids) >= self.vocab_size:
-            raise ValueError(f"input_ids must be in [0, {self.vocab_size})")
-        params = SamplingParams.from_dict(item.sampling_params)
-        params.verify(self.vocab_size)  # before normalize, which maps temperature 0 to top_k 1
-        params.normalize(self.tokenizer)
-        if item.logprob_start_len >= len(ids):
-            raise ValueError(f"logprob_start_len ({item.logprob_start_len}) must be smaller than the prompt "
-                             f"length ({len(ids)})")
-        if item.top_logprobs_num < 0:
-            raise ValueError("top_logprobs_num must be >= 0")
-        self._check_logprob_targets(item)
-        return TokenizedGenerateReq(
-            rid=item.rid, input_text=item.text, input_ids=list(ids), sampling_params=params,
-            return_logprob=item.return_logprob, logprob_start_len=item.logprob_start_len,
-            top_logprobs_num=item.top_logprobs_num, token_ids_logprob=item.token_ids_logprob,
-            stream=item.stream, created_time=time.time(),
-        )
-
-    def _check_logprob_targets(self, item: SingleGenerateInput) -> None:
-        # Out-of-range values would otherwise fail inside the scheduler, for the whole batch.
-        if item.logprob_start_len < -1:
-            raise ValueError(f"logprob_start_len must be -1 (output only) or >= 0, got {item.logprob_start_len}")
-        bad = [t for t in item.token_ids_logprob or [] if not 0 <= t < self.vocab_size]
-        if bad:
-            raise ValueError(f"token_ids_logprob entries must be token ids in [0, {self.vocab_size}), got {bad[0]}")
+    async def run_tokenization(self, fn, *args: Any, **kwargs: Any):
+        """Run tokenizer-bound work (chat templates, /tokenize, prompt encoding) in the
+        tokenization pool, keeping the event loop free for other clients."""
+        return await self.request_tokenizer.run(fn, *args, **kwargs)
 
     async def generate_request(self, obj: GenerateReqInput) -> AsyncIterator[Any]:
         """Yields result dicts: for a single prompt (n == 1) each yield is the cumulative state of
@@ -158,8 +129,7 @@ class TokenizerManager:
         (prompt-major, n samples per prompt) or, when streaming, dicts tagged with 'index'."""
         self._ensure_started()
         self._check_alive()
-        items = obj.normalize()
-        tokenized = [self._tokenize_single(it) for it in items]  # validate all before sending any
+        items, tokenized = await self.request_tokenizer.tokenize_request(obj)  # all checked before any is sent
         expanded = await self._expand_n(items, tokenized)
         if len(expanded) == 1 and not obj.is_batch():
             item, req = expanded[0]
@@ -306,7 +276,7 @@ class TokenizerManager:
         boundary) get cached, while everything already cached is served by the radix cache."""
         self._ensure_started()
         self._check_alive()
-        parent_ids, children_ids = self._concat_inputs(parent, children)
+        parent_ids, children_ids = await self._concat_inputs(parent, children)
         if prefill_children:
             await asyncio.gather(*[self._prefill_ids(ids) for ids in [parent_ids, *children_ids]])
         reply = await self._control(ConcatAppendReq(parent_ids, children_ids), ConcatAppendReply)
@@ -314,32 +284,19 @@ class TokenizerManager:
             raise ValueError(reply.message)
         return reply.to_dict()
 
-    def _concat_inputs(self, parent: PromptLike, children: List[PromptLike]):
+    async def _concat_inputs(self, parent: PromptLike, children: List[PromptLike]):
         if self.server_args.disable_radix_cache:
             raise ValueError("concat_and_append needs the radix cache, but the server runs with --disable-radix-cache")
         if not isinstance(children, list) or not children:
             raise ValueError("'children' must be a non-empty list of texts or token-id lists")
         if len(children) > MAX_CONCAT_CHILDREN:
             raise ValueError(f"at most {MAX_CONCAT_CHILDREN} children per call, got {len(children)}")
-        parent_ids = self._prompt_ids(parent, "parent")
-        children_ids = [self._prompt_ids(c, f"children[{i}]") for i, c in enumerate(children)]
+        parent_ids, *children_ids = await self.request_tokenizer.prompt_ids_many(
+            [(parent, "parent"), *[(c, f"children[{i}]") for i, c in enumerate(children)]])
         total = len(parent_ids) + sum(len(c) - _common_prefix_len(parent_ids, c) for c in children_ids)
         if total >= self.context_len:
             raise ValueError(f"the concatenation has {total} tokens but the context length is {self.context_len}")
         return parent_ids, children_ids
-
-    def _prompt_ids(self, prompt: PromptLike, name: str) -> List[int]:
-        if isinstance(prompt, str):
-            ids = self.tokenize(prompt)
-        elif isinstance(prompt, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in prompt):
-            ids = list(prompt)
-        else:
-            raise ValueError(f"'{name}' must be a string or a list of token ids, got {type(prompt).__name__}")
-        if not ids:
-            raise ValueError(f"'{name}' is empty")
-        if min(ids) < 0 or max(ids) >= self.vocab_size:
-            raise ValueError(f"'{name}' token ids must be in [0, {self.vocab_size})")
-        return list(ids)
 
     async def _prefill_ids(self, ids: List[int]) -> None:
         req = TokenizedGenerateReq(rid=f"concat-{uuid.uuid4().hex}", input_text=None, input_ids=list(ids),

@@ -19,6 +19,11 @@ from typing import Any, Dict, List, Optional, Union
 # Below this temperature sampling is indistinguishable from argmax, and dividing by it would
 # overflow; such requests are turned into top_k = 1 (see `normalize`).
 GREEDY_TEMPERATURE_EPS = 1e-6
+# Bounds on stop strings (and stop_regex patterns), checked before anything else looks at them:
+# each one is encoded once per request and searched for after every generated token, so their
+# number and length bound per-token work. Far above real use (OpenAI allows 4 stop sequences).
+MAX_STOP_STRINGS = 256
+MAX_STOP_STR_LEN = 1024  # characters
 
 _FLOAT_FIELDS = ("temperature", "top_p", "min_p", "frequency_penalty", "presence_penalty", "repetition_penalty")
 _INT_FIELDS = ("max_new_tokens", "min_new_tokens", "top_k", "n")
@@ -114,6 +119,8 @@ class SamplingParams:
             if value is not None and not isinstance(value, str):
                 hint = " (serialize the schema with json.dumps)" if name == "json_schema" else ""
                 raise ValueError(f"{name} must be a string{hint}, got {type(value).__name__}")
+        _require_stop_limits("stop", self.stop)
+        _require_stop_limits("stop_regex", self.stop_regex)
         _require_str_or_str_list("stop", self.stop)
         _require_str_or_str_list("stop_regex", self.stop_regex)
         self._check_container_types()
@@ -250,6 +257,17 @@ def _require_range(name: str, value: float, low: float, high: float, text: str, 
     below = value <= low if low_open else value < low
     if below or value > high:
         raise ValueError(f"{name} must be in {text}, got {value}")
+
+
+def _require_stop_limits(name: str, value: Any) -> None:
+    """At most MAX_STOP_STRINGS entries of at most MAX_STOP_STR_LEN characters (types are checked
+    after: this runs first so that a huge list is refused before it is scanned)."""
+    items = [value] if isinstance(value, str) else value if isinstance(value, (list, tuple)) else []
+    if len(items) > MAX_STOP_STRINGS:
+        raise ValueError(f"{name} has {len(items)} entries; at most {MAX_STOP_STRINGS} are allowed")
+    for item in items:
+        if isinstance(item, str) and len(item) > MAX_STOP_STR_LEN:
+            raise ValueError(f"{name} entries may have at most {MAX_STOP_STR_LEN} characters, got one of {len(item)}")
 
 
 def _require_str_or_str_list(name: str, value: Any) -> None:

@@ -49,7 +49,7 @@ class ChatPlan:
 
 async def handle_chat(ctx: ServerContext, request: Request) -> Response:
     req = await read_model(request, ChatCompletionRequest)
-    plan = plan_chat(ctx, req)
+    plan = await ctx.tokenizer_manager.run_tokenization(plan_chat, ctx, req)  # off the event loop
     response_id = f"chatcmpl-{plan.rid}"
     if not req.stream:
         result = await generate_once(ctx, plan.obj, request)
@@ -70,6 +70,7 @@ def plan_chat(ctx: ServerContext, req: ChatCompletionRequest) -> ChatPlan:
     messages = message_dicts(req.messages)
     prompt = render_prompt(tok, messages, ctx.chat_template, bool(req.continue_final_message),
                            req.chat_template_kwargs)
+    ctx.check_prompt_size(prompt, "messages")
     ids = tokenize_prompt(tok, prompt)
     limit, param = ((req.max_completion_tokens, "max_completion_tokens") if req.max_completion_tokens is not None
                     else (req.max_tokens, "max_tokens"))

@@ -49,7 +49,7 @@ class CompletionPlan:
 
 async def handle_completions(ctx: ServerContext, request: Request) -> Response:
     req = await read_model(request, CompletionRequest)
-    plan = plan_completion(ctx, req)
+    plan = await ctx.tokenizer_manager.run_tokenization(plan_completion, ctx, req)  # off the event loop
     response_id = f"cmpl-{plan.rid}"
     if not req.stream:
         result = await generate_once(ctx, plan.obj, request)
@@ -88,6 +88,7 @@ def _prompts(ctx: ServerContext, prompt: Any):
     """(token ids per prompt, text per prompt, is_batch)."""
     if isinstance(prompt, str):
         tok = ctx.tokenizer()
+        ctx.check_prompt_size(prompt, "prompt")
         return [list(tok.encode(prompt))], [prompt], False
     if not prompt:
         raise bad_request("prompt must not be empty", param="prompt")
@@ -95,6 +96,8 @@ def _prompts(ctx: ServerContext, prompt: Any):
         return [list(prompt)], [_decode(ctx, prompt)], False
     if isinstance(prompt[0], str):
         tok = ctx.tokenizer()
+        for p in prompt:
+            ctx.check_prompt_size(p, "prompt")
         return [list(tok.encode(p)) for p in prompt], list(prompt), True
     if any(not ids for ids in prompt):
         raise bad_request("every token-id prompt must have at least one token", param="prompt")
