@@ -11,13 +11,18 @@ from typing import Optional
 
 def configure_logging(level: str = "info", prefix: str = "") -> None:
     tag = f" {prefix}" if prefix else ""
+    root_level = getattr(logging, level.upper(), logging.INFO)
     logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
+        level=root_level,
         format=f"[%(asctime)s{tag}] %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
         stream=sys.stderr,
         force=True,
     )
+    # httpx logs every request it makes at INFO; the server's only client request is its own
+    # warm-up, which it reports itself. Those lines show at --log-level debug.
+    logging.getLogger("httpx").setLevel(root_level if root_level <= logging.DEBUG
+                                        else max(root_level, logging.WARNING))
 
 
 def get_tokenizer(tokenizer_path: str, tokenizer_mode: str = "auto", trust_remote_code: bool = False):

@@ -4,20 +4,36 @@
   checkpoint (llama, mistral, qwen2, qwen3, gemma2) that transformers loads.
 - `write_shape_config(name, out_dir)`: a real model's config + tokenizer, no weights.
 - `tiny_model_dir(arch, ...)` / `shape_model_dir(name)`: the same, cached across processes.
+
+The names load on first use: importing the package must not import `tiny_model`, or
+`python -m sglang.testing.tiny_model` finds its own module already imported and runpy warns.
 """
 
-from sglang.testing.fixtures import shape_model_dir, tiny_model_dir
-from sglang.testing.shapes import SHAPES, write_shape_config
-from sglang.testing.tiny_model import ARCHES, make_tiny_checkpoint
+from __future__ import annotations
 
-SUPPORTED_ARCHES: tuple[str, ...] = tuple(ARCHES)
-SUPPORTED_SHAPES: tuple[str, ...] = tuple(SHAPES)
+import importlib
+from typing import Any
 
-__all__ = [
-    "SUPPORTED_ARCHES",
-    "SUPPORTED_SHAPES",
-    "make_tiny_checkpoint",
-    "shape_model_dir",
-    "tiny_model_dir",
-    "write_shape_config",
-]
+# Exported name -> (module, attribute). SUPPORTED_* are tuples of the modules' mapping keys.
+_EXPORTS = {
+    "make_tiny_checkpoint": ("sglang.testing.tiny_model", "make_tiny_checkpoint"),
+    "SUPPORTED_ARCHES": ("sglang.testing.tiny_model", "ARCHES"),
+    "write_shape_config": ("sglang.testing.shapes", "write_shape_config"),
+    "SUPPORTED_SHAPES": ("sglang.testing.shapes", "SHAPES"),
+    "shape_model_dir": ("sglang.testing.fixtures", "shape_model_dir"),
+    "tiny_model_dir": ("sglang.testing.fixtures", "tiny_model_dir"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attr = _EXPORTS[name]
+    value = getattr(importlib.import_module(module), attr)
+    return tuple(value) if name.startswith("SUPPORTED_") else value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -259,13 +259,20 @@ def _parse_override(text: str) -> tuple[str, Any]:
         return key, value
 
 
+def shape_names() -> list[str]:
+    from sglang.testing.shapes import SHAPES  # shapes imports this module: not at top
+
+    return list(SHAPES)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m sglang.testing.tiny_model",
                                      description="Write a tiny random HF checkpoint or a real-shape config.")
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--arch", choices=sorted(ARCHES), help="tiny random checkpoint family")
-    what.add_argument("--shape", help="real model shape (config + tokenizer, no weights), "
-                                      "for --load-format dummy benchmarks")
+    what.add_argument("--shape", choices=sorted(shape_names()), metavar="SHAPE",
+                      help="real model shape (config + tokenizer, no weights), for --load-format "
+                           "dummy benchmarks; one of: %(choices)s")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shards", type=int, default=1)
@@ -274,7 +281,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                         help="config override, JSON value (repeatable), e.g. --set num_hidden_layers=4")
     args = parser.parse_args(argv)
     if args.shape:
-        from sglang.testing.shapes import write_shape_config
+        from sglang.testing.shapes import write_shape_config  # imports this module: not at top
 
         print(write_shape_config(args.shape, args.out))
     else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Union
 
 from sglang.lang.chat_template import ChatTemplate
 from sglang.lang.choices import ChoicesDecision, ChoicesSamplingMethod
@@ -69,8 +69,9 @@ class BaseBackend(ABC):
                choices_method: ChoicesSamplingMethod) -> ChoicesDecision:
         """Pick one of `choices` as the continuation of `prompt`."""
 
-    def cache_prefix(self, prefix: Prompt) -> None:
-        """Prefill `prefix` so later requests sharing it hit the cache (no-op if unsupported)."""
+    def cache_prefix(self, prefix: Union[Prompt, str]) -> None:
+        """Prefill `prefix` (a Prompt, or plain text as upstream passes it) so later requests
+        sharing it hit the cache (no-op if unsupported)."""
 
     def concatenate_and_append(self, parent: Prompt, children: list[Prompt]) -> dict[str, Any]:
         """Make parent + each child's continuation cached without recomputation."""

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, AsyncIterator, Iterator, Optional
+from typing import Any, AsyncIterator, Iterator, Optional, Union
 
 import httpx
 
@@ -205,9 +205,9 @@ class Runtime(BaseBackend):
                choices_method: ChoicesSamplingMethod) -> ChoicesDecision:
         return self.endpoint.select(prompt, choices, temperature, choices_method)
 
-    def cache_prefix(self, prefix: Any) -> None:
+    def cache_prefix(self, prefix: Union[Prompt, str]) -> None:
         """A Prompt (backend interface) or a plain string (upstream's Runtime.cache_prefix)."""
-        self.endpoint.cache_prefix(prefix if isinstance(prefix, Prompt) else Prompt(str(prefix)))
+        self.endpoint.cache_prefix(prefix)
 
     def precompile_constraint(self, regex: Optional[str] = None,
                               json_schema: Optional[str] = None) -> bool:

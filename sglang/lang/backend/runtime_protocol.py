@@ -17,7 +17,7 @@ import logging
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Union
 
 from sglang.lang.backend.base_backend import (
     CACHE_PREFIX,
@@ -336,7 +336,13 @@ class RuntimeProtocolBackend(BaseBackend):
         return decide(choices, items, results, choices_method)
 
     # ---------------------------------------------------------------- cache
-    def cache_prefix(self, prefix: Prompt) -> None:
+    def cache_prefix(self, prefix: Union[Prompt, str]) -> None:
+        """Prefill `prefix`: a Prompt (the interpreter's hint) or plain text (upstream's
+        `RuntimeEndpoint.cache_prefix(prefix_str)`)."""
+        if isinstance(prefix, str):
+            prefix = Prompt(prefix)
+        elif not isinstance(prefix, Prompt):
+            raise TypeError(f"cache_prefix takes the prefix text (a str), got {type(prefix).__name__}")
         if not prefix.text or (prefix.images and not self.model_info().get("supports_images")):
             return  # a hint only: the real request reports the image error
         payload = generate_payload(self.wire_text(prefix.text), prefix,

@@ -178,6 +178,13 @@ class ProgramStateGroup:
     def __getitem__(self, i: int) -> ProgramState:
         return self.states[i]
 
+    def __setitem__(self, i: int, state: ProgramState) -> None:
+        """`forks[i] += expr` ends by storing `forks[i]` back: accept that same state only, a
+        fork's states are fixed (their executors are the ones join waits for)."""
+        if state is not self.states[i]:
+            raise TypeError(f"forks[{i}] cannot be replaced by another object; add to it with "
+                            f"forks[i] += expr")
+
     def __iadd__(self, other: Any) -> "ProgramStateGroup":
         if callable(other) and not isinstance(other, SglExpr):
             for i, state in enumerate(self.states):

@@ -169,7 +169,8 @@ class StreamExecutor:
         if self.cur_role != expr.role:
             raise ValueError(f"{expr.role}_end without a matching {expr.role}_begin "
                              f"(open block: {self.cur_role})")
-        content = self.text_[self.role_begin_pos:]
+        # As upstream: a message's content drops leading whitespace (the prompt text keeps it).
+        content = self.text_[self.role_begin_pos:].lstrip()
         _, suffix = self.chat_template.get_prefix_and_suffix(expr.role, self.messages_)
         self.messages_.append({"role": expr.role, "content": self._message_content(content)})
         self._append(suffix)

@@ -10,7 +10,7 @@ from typing import Any, List, Optional, Union
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 import sglang
 from sglang.runtime.entrypoints.json_response import json_response
@@ -52,14 +52,25 @@ class ConcatAppendBody(BaseModel):
     prefill_children: bool = True  # first cache tokens never computed (e.g. each child's last one)
 
 
+class UpstreamConcatBody(BaseModel):
+    """What upstream's RuntimeEndpoint.concatenate_and_append posts: ids of its frontend states."""
+    model_config = ConfigDict(strict=True, extra="ignore")
+    src_rids: List[str] = Field(min_length=1)
+    dst_rid: str = Field(min_length=1)
+
+
 class AbortBody(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
     rid: Optional[str] = None
     abort_all: bool = False
 
 
+# One route per HTTP method throughout: a route with several methods gives every method the
+# same OpenAPI operation id, and /docs then warns "Duplicate Operation ID".
+
 # ---------------------------------------------------------------------------------- generation
-@router.api_route("/generate", methods=["POST", "PUT"])
+@router.post("/generate")
+@router.put("/generate")
 async def generate(request: Request) -> Response:
     return await handle_generate(get_ctx(request), request)
 
@@ -135,7 +146,8 @@ async def _server_state(ctx: ServerContext) -> dict:
         raise error from None
 
 
-@router.api_route("/flush_cache", methods=["GET", "POST"])
+@router.get("/flush_cache")
+@router.post("/flush_cache")
 async def flush_cache(request: Request) -> Response:
     ctx = get_ctx(request)
     try:
@@ -157,6 +169,21 @@ async def concat_and_append(request: Request) -> Response:
     except Exception as exc:
         raise (to_api_error(exc) or exc) from None
     return json_response(result)
+
+
+@router.post("/concate_and_append_request")
+async def concate_and_append_request(request: Request) -> Response:
+    """Upstream's join route, so its client goes on instead of failing on a 404. The ids it sends
+    name its frontend states, which its /generate calls never pass as rids, so they resolve to
+    no cached sequence here and nothing is copied: the parent's next request reuses the cached
+    prefix through the radix cache as usual. /concat_and_append copies KV given texts or ids."""
+    body = await read_model(request, UpstreamConcatBody)
+    logger.debug("concate_and_append_request for %d state(s) into %s: nothing to copy",
+                 len(body.src_rids), body.dst_rid)
+    return json_response({"success": True, "copied_tokens": 0,
+                          "message": "the rids name frontend states, not requests this server holds, so "
+                                     "no KV was copied; the joined text is computed on its next request "
+                                     "(POST /concat_and_append with the texts copies the children's KV)"})
 
 
 @router.get("/metrics")
