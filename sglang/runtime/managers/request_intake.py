@@ -49,7 +49,8 @@ class RequestIntake:
         ctx = self.runner.context_len
         limit = self.server_args.max_queued_requests
         if limit is not None and queue_len >= limit:
-            return f"too many queued requests ({queue_len}); try again later", 503
+            return (f"the queue is full: {queue_len} requests wait for a running slot "
+                    f"(--max-queued-requests {limit}); try again later"), 503
         if n == 0:
             return "the prompt is empty: give text or at least one input id", 400
         if n >= ctx:

@@ -117,13 +117,21 @@ class Scheduler:
         return None
 
     def _admit(self, msg: TokenizedGenerateReq) -> None:
-        req = self.intake.make_req(msg, len(self.waiting))
+        req = self.intake.make_req(msg, self._queued_count())
         if req.finished_reason is None and self.grammar.attach(req):
             return  # waits in the grammar queue while its grammar compiles
         if req.finished_reason is not None:
             self.outbox.append(self.output.make_token_out(req))
         else:
             self.waiting.append(req)
+
+    def _queued_count(self) -> int:
+        """Requests waiting beyond the free running slots (what --max-queued-requests bounds).
+        Waiting requests that fill free slots join the running batch at the next step, so they are
+        not queued: 12 requests arriving together with 2 slots and a queue of 3 admit 5."""
+        held = len(self.running) + (1 if self.chunked_req is not None else 0)
+        free_slots = max(self.runner.max_running_requests - held, 0)
+        return max(len(self.waiting) + len(self.grammar.pending) - free_slots, 0)
 
     def abort(self, rid: str, message: str) -> None:
         for req in self.waiting + self.grammar.pending:
