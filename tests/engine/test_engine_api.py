@@ -12,6 +12,7 @@ import pytest
 import sglang
 from sglang.testing.fixtures import tiny_model_dir
 from sglang.testing.hf_reference import hf_prompt_logprobs
+from sglang.testing.stop_strings import straddling_stop
 
 GREEDY = {"max_new_tokens": 12, "temperature": 0}
 
@@ -87,7 +88,28 @@ def test_stop_string_is_trimmed_unless_no_stop_trim(engine):
     assert cut["text"] == text[: text.index(stop)]
     kept = engine.generate("Once upon a time", {"max_new_tokens": 16, "temperature": 0, "stop": stop,
                                                 "no_stop_trim": True})
-    assert kept["text"].endswith(stop) or stop in kept["text"]
+    assert kept["meta_info"]["finish_reason"] == {"type": "stop", "matched": stop}
+    # Untrimmed: the output runs to the end of the token that completed the stop string.
+    completing = next(k for k in range(1, 17) if stop in engine.tokenizer.decode(base["output_ids"][:k]))
+    assert kept["output_ids"] == base["output_ids"][:completing]
+    assert kept["text"] == engine.tokenizer.decode(base["output_ids"][:completing])
+
+
+def test_stop_string_straddling_two_tokens(engine):
+    """A stop string that starts inside one token and ends inside the next is still found, and
+    trimmed both from the whole result and from the stream."""
+    prompt = "Once upon a time"
+    base = engine.generate(prompt, {"max_new_tokens": 16, "temperature": 0, "ignore_eos": True})
+    straddle = straddling_stop(engine.tokenizer, base["output_ids"])
+    assert base["text"].startswith(straddle.text_before + straddle.stop)
+    params = {"max_new_tokens": 16, "temperature": 0, "ignore_eos": True, "stop": straddle.stop}
+    out = engine.generate(prompt, params)
+    assert out["meta_info"]["finish_reason"] == {"type": "stop", "matched": straddle.stop}
+    assert out["output_ids"] == base["output_ids"][: straddle.completing_token + 1]
+    assert out["text"] == straddle.text_before
+    chunks = list(engine.generate(prompt, params, stream=True))
+    assert "".join(c["text"] for c in chunks) == straddle.text_before
+    assert chunks[-1]["meta_info"]["finish_reason"] == {"type": "stop", "matched": straddle.stop}
 
 
 def test_stop_token_ids(engine):
