@@ -135,10 +135,12 @@ class OutputProcessor:
     def should_send(self, req: Req) -> bool:
         if req.finished_reason is not None:
             return True
-        if not req.stream:
-            return False
         new = len(req.output_ids) - req.sent_offset
-        return new > 0 and (req.sent_offset == 0 or new >= self.stream_interval)
+        if new > 0 and req.sent_offset == 0:
+            # The first token goes out for every request, streamed or not: the tokenizer manager
+            # times the first token and the inter-token gaps from it (metrics).
+            return True
+        return req.stream and new >= self.stream_interval
 
     def make_token_out(self, req: Req) -> TokenOut:
         params = req.sampling_params

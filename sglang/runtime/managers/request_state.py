@@ -25,7 +25,7 @@ class ReqState:
         self.created = time.perf_counter()
         self.first_token_time: Optional[float] = None
         self.last_token_time: Optional[float] = None
-        self.token_times: List[float] = []  # inter-token gaps, for metrics
+        self.token_times: List[float] = []  # one inter-token gap per token after the first (metrics)
         self.extra_meta: dict = {}
         self.logprobs: Optional[dict] = {} if req.return_logprob else None
 
@@ -34,13 +34,8 @@ class ReqState:
         self.event.set()
 
     def update(self, out: StrOut) -> None:
-        now = time.perf_counter()
         if out.new_ids:
-            if self.first_token_time is None:
-                self.first_token_time = now
-            elif self.last_token_time is not None:
-                self.token_times.append((now - self.last_token_time) / len(out.new_ids))
-            self.last_token_time = now
+            self._time_tokens(len(out.new_ids), time.perf_counter())
         self.text += out.text_delta
         self.output_ids.extend(out.new_ids)
         self.prompt_tokens = out.prompt_tokens
@@ -52,6 +47,18 @@ class ReqState:
         if out.finished_reason is not None:
             self.finished = True
             self.finished_reason = out.finished_reason
+
+    def _time_tokens(self, count: int, now: float) -> None:
+        """Record an inter-token gap for each of `count` tokens that arrived together: an equal
+        share of the time since the previous token, or 0 for tokens that came with the first one.
+        A request of N tokens gets N - 1 gaps, summing to the time from its first token to its last,
+        whether it streams or not (non-streamed requests get their first token sent on its own)."""
+        if self.first_token_time is None:
+            self.first_token_time = now
+            self.token_times.extend([0.0] * (count - 1))
+        else:
+            self.token_times.extend([(now - self.last_token_time) / count] * count)
+        self.last_token_time = now
 
     # ---------------------------------------------------------------- logprobs
     def _token_text(self, token_id: int) -> Optional[str]:

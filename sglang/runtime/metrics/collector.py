@@ -69,7 +69,10 @@ class MetricsCollector:
 
     def _build_histograms(self) -> None:
         self.ttft = self._histogram("time_to_first_token_seconds", "Time to first token.", _TTFT_BUCKETS)
-        self.itl = self._histogram("inter_token_latency_seconds", "Time between output tokens.", _ITL_BUCKETS)
+        # One observation per output token after a request's first, streamed or not; tokens that
+        # arrive together share the gap since the previous ones (see ReqState._time_tokens).
+        self.itl = self._histogram("inter_token_latency_seconds", "Time between output tokens (per token).",
+                                   _ITL_BUCKETS)
         self.e2e = self._histogram("e2e_request_latency_seconds", "Request latency, arrival to finish.",
                                    _E2E_BUCKETS)
 
