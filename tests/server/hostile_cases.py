@@ -62,6 +62,8 @@ CHAT_CHANGES = [
     ("logprobs", "yes"), ("stop", 5), ("stop", [1, 2]), ("stop", [""]), ("seed", "42"), ("seed", 4.2),
     ("stream", "yes"), ("stream_options", "x"), ("stream_options", {"include_usage": "yes"}),
     ("logit_bias", {"abc": 1}), ("logit_bias", {"5": "x"}), ("logit_bias", [1]), ("logit_bias", {"99999": 1}),
+    ("logit_bias", {"5": 1e308}), ("logit_bias", {"5": 100.5}), ("logit_bias", {"5": -1e10}),
+    ("max_tokens", 0), ("max_completion_tokens", 0),
     ("frequency_penalty", 5), ("presence_penalty", -3),
     ("response_format", {"type": "xml"}), ("response_format", {"type": "json_schema"}),
     ("response_format", "json"), ("model", 5), ("top_k", 0), ("top_k", "x"), ("min_p", 2),
@@ -96,7 +98,7 @@ COMPLETION_CHANGES = [
     ("prompt", [10**6]), ("prompt", [[1], [10**7]]), ("prompt", {"a": 1}), ("prompt", [None]),
     ("prompt", MB_TEXT), ("prompt", [5] * 2000), ("best_of", 3), ("suffix", "tail"), ("logprobs", 21),
     ("logprobs", -1), ("logprobs", True), ("echo", "yes"), ("max_tokens", 5000), ("n", 10**6),
-    ("prompt", ["a"] * 5000),
+    ("prompt", ["a"] * 5000), ("logit_bias", {"5": 1e308}), ("n", 129),
 ]
 
 
@@ -115,6 +117,7 @@ GENERATE_BODIES = [
     _with(GEN, sampling_params="x"), _with(GEN, sampling_params={"unknown_param": 1}),
     _with(GEN, sampling_params={"temperature": -1}), _with(GEN, sampling_params={"top_k": 0}),
     _with(GEN, sampling_params={"stop": [""]}), _with(GEN, sampling_params={"n": 10**6}),
+    _with(GEN, sampling_params={"logit_bias": {"5": 1e308}}), _with(GEN, sampling_params={"logit_bias": {"5": -101}}),
     _with(GEN, sampling_params={"max_new_tokens": -1}), _with(GEN, sampling_params={"max_new_tokens": "x"}),
     _with(GEN, sampling_params={"regex": "(", "max_new_tokens": 4}),
     _with(GEN, rid=["a", "b"]), _with(GEN, rid=5), _with(GEN, return_logprob="yes"),

@@ -49,13 +49,25 @@ def wait_kv_idle(base_url: str, timeout: float = 10.0, headers: dict | None = No
                          f"queued {info.get('num_queue_reqs')}, protected {info.get('protected_tokens')}")
 
 
+OPENAI_ERROR_TYPES = ("invalid_request_error", "server_error", "requests")
+
+
 def assert_error_body(response: httpx.Response, status: int | None = None) -> dict:
-    """An OpenAI-style error: 4xx (or `status`), JSON with object=error and a non-empty message."""
+    """An error: 4xx (or `status`), in the shape of the route it hit, with a non-empty message.
+    /v1 routes: OpenAI's {"error": {message, type, param, code}} (returns the inner object);
+    native routes: upstream SGLang's {"object": "error", message, type, param, code=status}."""
     if status is not None:
         assert response.status_code == status, (response.status_code, response.text[:300])
     else:
         assert 400 <= response.status_code < 500, (response.status_code, response.text[:300])
     body = response.json()
-    assert body["object"] == "error" and body["code"] == response.status_code, body
+    path = response.request.url.path
+    if path == "/v1" or path.startswith("/v1/"):
+        assert set(body) == {"error"}, body
+        body = body["error"]
+        assert set(body) == {"message", "type", "param", "code"}, body
+        assert body["type"] in OPENAI_ERROR_TYPES and (body["code"] is None or isinstance(body["code"], str)), body
+    else:
+        assert body["object"] == "error" and body["code"] == response.status_code, body
     assert isinstance(body["message"], str) and body["message"], body
     return body

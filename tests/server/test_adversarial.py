@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 
 import httpx
+import pytest
 
 from tests.server.hostile_cases import Case, all_cases
 from tests.server.http_helpers import assert_error_body, wait_kv_idle
@@ -109,6 +111,22 @@ def test_disconnects_mid_stream_free_kv(server):
     asyncio.run(_disconnects(server.base_url))
     info = wait_kv_idle(server.base_url)
     assert info["available_kv_tokens"] == info["max_total_num_tokens"]
+
+
+@pytest.mark.parametrize("path,body", [("/v1/completions", {"prompt": "leaving", **LONG}),
+                                       ("/v1/chat/completions", {"messages": [{"role": "user", "content": "bye"}], **LONG}),
+                                       ("/generate", {"text": "leaving", "sampling_params": {"max_new_tokens": 400, "ignore_eos": True}})])
+def test_non_streamed_disconnect_logs_no_traceback(server, path, body):
+    """A client leaving before a whole answer is an expected event: the request is aborted and
+    freed, and nothing logs "Exception in ASGI application" (499 used to raise in HTTPStatus)."""
+    start = len(server.log())
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(server.base_url + path, json=body, timeout=0.5, trust_env=False)
+    wait_kv_idle(server.base_url)
+    time.sleep(0.3)  # let the handler finish answering the closed connection
+    log = server.log()[start:]
+    assert "client disconnected" in log, log[-2000:]
+    assert "Traceback" not in log and "Exception in ASGI application" not in log, log[-4000:]
 
 
 def test_server_still_healthy_and_serving_after_abuse(server, http):

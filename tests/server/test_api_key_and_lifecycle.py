@@ -44,6 +44,28 @@ def test_every_route_but_health_needs_the_key(keyed, headers):
         assert client.get("/health", headers=headers).status_code == 200
 
 
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR", "Bearer "])
+def test_auth_scheme_is_case_insensitive(keyed, scheme):
+    """RFC 7235: the scheme name is case-insensitive (and one or more spaces end it); the key is exact."""
+    with httpx.Client(base_url=keyed.base_url, timeout=30, trust_env=False) as client:
+        assert client.get("/get_model_info", headers={"Authorization": f"{scheme} {KEY}"}).status_code == 200
+        assert client.get("/v1/models", headers={"Authorization": f"{scheme} {KEY}"}).status_code == 200
+        wrong = client.get("/get_model_info", headers={"Authorization": f"{scheme} {KEY.upper()}"})
+        assert_error_body(wrong, 401)
+
+
+def test_401_shape_follows_the_route(keyed):
+    with httpx.Client(base_url=keyed.base_url, timeout=30, trust_env=False) as client:
+        error = assert_error_body(client.get("/v1/models"), 401)
+        assert (error["type"], error["code"]) == ("invalid_request_error", "invalid_api_key")
+        native = assert_error_body(client.get("/get_model_info"), 401)
+        assert native["type"] == "AuthenticationError"
+    bad = openai.OpenAI(base_url=keyed.base_url + "/v1", api_key="nope", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as info:
+        bad.chat.completions.create(model=MODEL_NAME, max_tokens=2, messages=[{"role": "user", "content": "x"}])
+    assert info.value.code == "invalid_api_key" and "API key" in info.value.body["message"]
+
+
 def test_right_key_works_with_openai_client(keyed):
     with httpx.Client(base_url=keyed.base_url, timeout=30, headers=keyed.headers, trust_env=False) as client:
         assert client.get("/get_model_info").status_code == 200
@@ -73,7 +95,7 @@ def test_full_queue_answers_503(keyed):
     assert rejected, [r.status_code for r in responses]
     for response in rejected:
         body = assert_error_body(response, 503)
-        assert body["type"] == "ServiceUnavailableError" and "queue" in body["message"]
+        assert body["type"] == "server_error" and "queue" in body["message"]  # a /v1 route: OpenAI's type
     assert all(r.status_code in (200, 503) for r in responses)
     assert any(r.status_code == 200 for r in responses)
 

@@ -205,3 +205,38 @@ def test_client_errors(oai, model):
         oai.chat.completions.create(model=model, messages=[], max_tokens=2)
     with pytest.raises(openai.BadRequestError, match="max_tokens"):
         oai.chat.completions.create(model=model, messages=MESSAGES, max_tokens=10**6)
+
+
+# ---------------------------------------------------------------------------------- hardening
+EOS_ID = 998  # the tiny llama's eos_token_id
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
+def test_zero_token_budget_is_a_400(oai, http, model, field):
+    """OpenAI refuses a chat reply of 0 tokens; completions keep accepting 0 (echo scoring)."""
+    with pytest.raises(openai.BadRequestError, match=f"{field} must be >= 1, got 0") as info:
+        oai.chat.completions.create(model=model, messages=MESSAGES, **{field: 0})
+    assert info.value.param == field
+    scored = http.post("/v1/completions", json={"model": model, "prompt": "x", "max_tokens": 0, "echo": True})
+    assert scored.status_code == 200 and scored.json()["usage"]["completion_tokens"] == 0
+
+
+def test_stream_final_chunk_carries_matched_stop(http, model, tokenizer):
+    ids = template_ids(tokenizer, MESSAGES)
+    greedy = native_greedy(http, ids, 24, ignore_eos=True)
+    words = [m.start() for m in re.finditer(r"[A-Za-z]{2,}", greedy["text"]) if m.start() > 0]
+    assert words, f"no usable stop word in {greedy['text']!r}"
+    stop = greedy["text"][words[0]:words[0] + 2]
+    stop_id = greedy["output_ids"][3]
+    cases = [({"stop": [stop], "ignore_eos": True}, stop), ({"stop_token_ids": [stop_id], "ignore_eos": True}, stop_id),
+             ({"logit_bias": {str(EOS_ID): 100}}, EOS_ID)]
+    for extra, expected in cases:
+        body = {"model": model, "messages": MESSAGES, "temperature": 0, "max_tokens": 24, "stream": True, **extra}
+        events = stream_events(http, "/v1/chat/completions", body)
+        assert events[-1] == DONE
+        last = events[-2]["choices"][0]
+        assert last["finish_reason"] == "stop" and last["matched_stop"] == expected, (extra, last)
+        assert all(c.get("matched_stop") is None for e in events[:-2] for c in e["choices"])
+    body = {"model": model, "messages": MESSAGES, "max_tokens": 3, "stream": True, "ignore_eos": True}
+    last = stream_events(http, "/v1/chat/completions", body)[-2]["choices"][0]
+    assert last["finish_reason"] == "length" and "matched_stop" in last and last["matched_stop"] is None

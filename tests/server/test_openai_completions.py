@@ -28,7 +28,9 @@ def test_text_prompt_matches_native(oai, http, model):
     assert reply.choices[0].text == native_text(http, PROMPTS[0])
     assert reply.usage.prompt_tokens == len(token_ids(http, PROMPTS[0]))
     assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
-    assert reply.usage.prompt_tokens_details.cached_tokens >= 0
+    again = oai.completions.create(model=model, prompt=PROMPTS[0], **GREEDY)
+    # Now in the radix cache: all of the prompt but its last token, which is computed for its logits.
+    assert again.usage.prompt_tokens_details.cached_tokens == again.usage.prompt_tokens - 1
 
 
 def test_list_prompts_keep_order(oai, http, model):
@@ -152,3 +154,74 @@ def test_too_large_max_tokens_and_long_prompt(oai, model):
         oai.completions.create(model=model, prompt=PROMPTS[0], max_tokens=5000)
     with pytest.raises(openai.BadRequestError, match="context length"):
         oai.completions.create(model=model, prompt=[3 + i % 900 for i in range(1100)], max_tokens=1)
+
+
+# ---------------------------------------------------------------------------------- hardening
+EOS_ID = 998  # the tiny llama's eos_token_id (generation_config: [998, 995])
+
+
+def _stop_cases(http) -> list:
+    """(extra request fields, expected matched_stop) for a stop string, a stop token id and EOS."""
+    body = {"text": PROMPTS[1], "sampling_params": {"temperature": 0, "max_new_tokens": 20, "ignore_eos": True}}
+    out = http.post("/generate", json=body).json()
+    stop = out["text"][3:5]
+    assert stop.strip(), f"degenerate stop candidate in {out['text']!r}"
+    stop_id = out["output_ids"][3]
+    return [({"stop": stop, "ignore_eos": True}, stop), ({"stop_token_ids": [stop_id], "ignore_eos": True}, stop_id),
+            ({"logit_bias": {str(EOS_ID): 100}}, EOS_ID)]
+
+
+def test_stream_final_chunk_carries_matched_stop(http, model):
+    for extra, expected in _stop_cases(http):
+        body = {"model": model, "prompt": PROMPTS[1], "temperature": 0, "max_tokens": 20, "stream": True, **extra}
+        events = stream_events(http, "/v1/completions", body)
+        assert events[-1] == DONE
+        last = events[-2]["choices"][0]
+        assert last["finish_reason"] == "stop" and last["matched_stop"] == expected, (extra, last)
+        assert all(c["matched_stop"] is None for e in events[:-2] for c in e["choices"])
+    body = {"model": model, "prompt": PROMPTS[1], "max_tokens": 3, "stream": True, "ignore_eos": True}
+    last = stream_events(http, "/v1/completions", body)[-2]["choices"][0]
+    assert last["finish_reason"] == "length" and "matched_stop" in last and last["matched_stop"] is None
+
+
+def test_string_prompt_counts_as_one_prompt(oai, model):
+    """A string is one prompt, whatever its length: n=128 with a 40-character prompt is 128 completions."""
+    reply = oai.completions.create(model=model, prompt="a" * 40, n=128, max_tokens=1)
+    assert len(reply.choices) == 128
+    with pytest.raises(openai.BadRequestError, match="33 prompts x n=128"):
+        oai.completions.create(model=model, prompt=["a"] * 33, n=128, max_tokens=1)
+    with pytest.raises(openai.BadRequestError, match="33 prompts x n=128"):
+        oai.completions.create(model=model, prompt=[[5, 6]] * 33, n=128, max_tokens=1)
+    ids = oai.completions.create(model=model, prompt=list(range(3, 3 + 40)), n=128, max_tokens=1)
+    assert len(ids.choices) == 128  # a list of token ids is one prompt too
+
+
+def _check_offsets(text: str, logprobs: dict, checked: int) -> None:
+    """Offsets are ordered and index `text`; each of the first `checked` tokens that is plain text
+    (not BOS, not part of a split character) starts where `text` has it."""
+    offsets, tokens = logprobs["text_offset"], logprobs["tokens"]
+    assert len(offsets) == len(tokens)
+    assert offsets == sorted(offsets) and all(0 <= o <= len(text) for o in offsets), (offsets, len(text))
+    for token, offset in list(zip(tokens, offsets))[:checked]:
+        if token.isascii() and token.isprintable() and not token.startswith("<|"):
+            assert text.startswith(token, offset), (token, offset, text)
+
+
+@pytest.mark.parametrize("prompt", ["Once upon a time", "日本語 ok, é"])
+def test_echo_text_offsets_index_the_returned_text(http, model, prompt):
+    body = {"model": model, "prompt": prompt, "echo": True, "logprobs": 1, "max_tokens": 6, "temperature": 0}
+    choice = http.post("/v1/completions", json=body).json()["choices"][0]
+    lp, text = choice["logprobs"], choice["text"]
+    assert lp["tokens"][0] == "<|begin_of_text|>" and lp["text_offset"][:2] == [0, 0]  # BOS adds no text
+    n_prompt = len(token_ids(http, prompt))
+    _check_offsets(text, lp, len(lp["tokens"]))
+    assert lp["text_offset"][n_prompt] == len(prompt)  # the first output token starts right after the echo
+    streamed = stream_events(http, "/v1/completions", {**body, "stream": True})
+    offsets = [o for e in streamed[:-1] for c in e["choices"] if c["logprobs"] for o in c["logprobs"]["text_offset"]]
+    assert offsets == lp["text_offset"]
+
+
+def test_output_text_offsets_skip_split_characters(http, model):
+    body = {"model": model, "prompt": "日本語", "logprobs": 0, "max_tokens": 24, "temperature": 0, "ignore_eos": True}
+    choice = http.post("/v1/completions", json=body).json()["choices"][0]
+    _check_offsets(choice["text"], choice["logprobs"], len(choice["logprobs"]["tokens"]))

@@ -141,10 +141,10 @@ def test_finish_fields_and_usage():
 def test_completion_logprobs_offsets_and_shared_texts():
     tokens = [[-0.5, 1, "ab"], [-1.0, 2, "c"]]
     tops = [[[-0.5, 1, "ab"], [-0.7, 9, "ab"]], [[-1.0, 2, "c"], [-2.0, 3, "d"]]]
-    lp = results.completion_logprobs(tokens, tops, text_offset=10)
+    lp = results.completion_logprobs(tokens, tops, [10, 12])
     assert lp.text_offset == [10, 12] and lp.tokens == ["ab", "c"]
     assert lp.top_logprobs[0] == {"ab": -0.5}  # the likelier of two tokens with the same text wins
-    assert results.completion_logprobs([[float("-inf"), 4, "x"]], [], 0).token_logprobs == [results.MIN_LOGPROB]
+    assert results.completion_logprobs([[float("-inf"), 4, "x"]], [], [0]).token_logprobs == [results.MIN_LOGPROB]
 
 
 def test_abort_reasons_become_http_errors():

@@ -131,6 +131,10 @@ def test_from_dict_rejects_wrong_types(key: str, value: object, message: str) ->
         ({"logit_bias": {str(VOCAB): 1.0}}, rf"logit_bias keys must be token ids in \[0, {VOCAB}\)"),
         ({"logit_bias": {"-1": 1.0}}, rf"logit_bias keys must be token ids in \[0, {VOCAB}\)"),
         ({"logit_bias": {True: 1.0}}, "logit_bias keys must be token ids"),
+        # OpenAI's range; 1e308 used to overflow the logits and make the sampler emit token 0.
+        ({"logit_bias": {"5": 1e308}}, r"logit_bias\['5'\] must be in \[-100, 100\], got 1e\+308"),
+        ({"logit_bias": {"5": 100.5}}, r"logit_bias\['5'\] must be in \[-100, 100\]"),
+        ({"logit_bias": {7: -101}}, r"logit_bias\[7\] must be in \[-100, 100\]"),
         ({"regex": "a+", "json_schema": "{}"}, "only one of regex, json_schema, ebnf may be set; got regex, json_schema"),
         ({"ebnf": "root ::= 'a'", "regex": "a"}, "only one of regex, json_schema, ebnf may be set; got regex, ebnf"),
         ({"temperature": True}, "temperature must be a number"),  # verify re-checks types
@@ -160,6 +164,7 @@ def test_verify_rejects_out_of_range(kwargs: dict, message: str) -> None:
         {"min_new_tokens": 5, "max_new_tokens": 5},
         {"stop_token_ids": [0, VOCAB - 1]},
         {"logit_bias": {"0": -100.0, VOCAB - 1: 5}},
+        {"logit_bias": {"1": 100}},
         {"seed": -(2**70)},
         {"json_schema": '{"type": "object"}', "stop_regex": ["\\d+"]},
         {"custom_params": {"anything": [1, 2]}},

@@ -143,6 +143,10 @@ async def _cancel_on_disconnect(request: Optional[Request], work: Awaitable[Any]
         return task.result()
     task.cancel()  # the tokenizer manager's finally sends the abort
     await asyncio.gather(task, return_exceptions=True)
+    # An expected event, not a failure: answered (to nobody; the server drops writes to a closed
+    # connection) through the normal error path, so nothing logs a traceback.
+    logger.info("client disconnected before the response to %s %s was ready; the request was aborted",
+                request.method, request.url.path)
     raise APIError("the client disconnected before the response was ready", CLIENT_CLOSED_STATUS)
 
 

@@ -55,7 +55,7 @@ class ServerContext:
         known = {self.model_name, self.server_args.model_path, *DEFAULT_MODEL_ALIASES}
         if name is not None and name not in known:
             raise APIError(f"the model {name!r} does not exist; this server serves {self.model_name!r} "
-                           f"(see /v1/models)", 404, param="model")
+                           f"(see /v1/models)", 404, param="model", code="model_not_found")
 
 
 def get_ctx(request: Request) -> ServerContext:

@@ -24,6 +24,9 @@ GREEDY_TEMPERATURE_EPS = 1e-6
 # number and length bound per-token work. Far above real use (OpenAI allows 4 stop sequences).
 MAX_STOP_STRINGS = 256
 MAX_STOP_STR_LEN = 1024  # characters
+# OpenAI's range for logit_bias values. +-100 already bans or forces a token; larger values only
+# risk overflow (1e308 turns the logits into inf/nan and sampling returns token 0).
+MAX_LOGIT_BIAS = 100.0
 
 _FLOAT_FIELDS = ("temperature", "top_p", "min_p", "frequency_penalty", "presence_penalty", "repetition_penalty")
 _INT_FIELDS = ("max_new_tokens", "min_new_tokens", "top_k", "n")
@@ -175,6 +178,8 @@ class SamplingParams:
         _require_range("frequency_penalty", self.frequency_penalty, -2.0, 2.0, "[-2, 2]")
         _require_range("presence_penalty", self.presence_penalty, -2.0, 2.0, "[-2, 2]")
         _require_range("repetition_penalty", self.repetition_penalty, 0.0, 2.0, "(0, 2]", low_open=True)
+        for key, value in (self.logit_bias or {}).items():
+            _require_range(f"logit_bias[{key!r}]", value, -MAX_LOGIT_BIAS, MAX_LOGIT_BIAS, "[-100, 100]")
 
     def _verify_lengths(self) -> None:
         if self.max_new_tokens < 0:

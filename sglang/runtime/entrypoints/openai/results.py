@@ -62,17 +62,14 @@ def completion_entries(meta: Dict[str, Any], echo: bool, out_from: int = 0) -> T
     return tokens, tops
 
 
-def completion_logprobs(tokens: List, tops: List, text_offset: int) -> CompletionLogprobs:
-    out = CompletionLogprobs()
-    offset = text_offset
+def completion_logprobs(tokens: List, tops: List, offsets: List[int]) -> CompletionLogprobs:
+    """`offsets`: each token's text_offset in the returned text (see text_offsets.py)."""
+    out = CompletionLogprobs(text_offset=list(offsets))
     for i, entry in enumerate(tokens):
-        text = _text(entry)
-        out.tokens.append(text)
+        out.tokens.append(_text(entry))
         out.token_logprobs.append(_value(entry[0]))
         top = tops[i] if i < len(tops) else None
         out.top_logprobs.append(_top_dict(top) if top else None)
-        out.text_offset.append(offset)
-        offset += len(text)
     return out
 
 

@@ -32,7 +32,7 @@ async def retrieve_model(model_id: str, request: Request) -> Response:
     # Names that are paths arrive with or without their leading slash (".../models//abs/path").
     if model_id.lstrip("/") != ctx.model_name.lstrip("/"):
         raise APIError(f"the model {model_id!r} does not exist; this server serves {ctx.model_name!r}", 404,
-                       param="model")
+                       param="model", code="model_not_found")
     return json_response(_card(ctx))
 
 

@@ -43,16 +43,18 @@ def choose_n(req: SamplingFields) -> int:
 
 
 def resolve_max_tokens(requested: Optional[int], prompt_len: int, context_len: int,
-                       default: Optional[int], param: str = "max_tokens") -> int:
-    """New-token budget for one prompt. `default` None means 'up to the context window'."""
+                       default: Optional[int], param: str = "max_tokens", minimum: int = 0) -> int:
+    """New-token budget for one prompt. `default` None means 'up to the context window'.
+    `minimum` is the smallest budget the route accepts: chat needs a token to answer (OpenAI
+    refuses 0 there), completions take 0 to score an echoed prompt."""
     room = context_len - prompt_len
     if room <= 0:
         raise bad_request(f"the prompt has {prompt_len} tokens but the model's context length is "
-                          f"{context_len}; shorten the prompt")
+                          f"{context_len}; shorten the prompt", code="context_length_exceeded")
     if requested is None:
         return room if default is None else min(default, room)
-    if requested < 0:
-        raise bad_request(f"{param} must be >= 0, got {requested}", param=param)
+    if requested < minimum:
+        raise bad_request(f"{param} must be >= {minimum}, got {requested}", param=param)
     if requested > room:
         raise bad_request(f"{param} is {requested} but the context length is {context_len} and the prompt "
                           f"has {prompt_len} tokens, so at most {room} new tokens fit; lower {param}",

@@ -38,6 +38,9 @@ from sglang.runtime.entrypoints.server_context import ServerContext
 from sglang.runtime.entrypoints.streaming import SSE_DONE, SSEResponse, sse_event
 from sglang.runtime.managers.generate_input import GenerateReqInput
 
+# OpenAI answers max_tokens / max_completion_tokens 0 on chat with a 400: a reply needs a token.
+MIN_CHAT_TOKENS = 1
+
 
 @dataclass
 class ChatPlan:
@@ -74,7 +77,7 @@ def plan_chat(ctx: ServerContext, req: ChatCompletionRequest) -> ChatPlan:
     ids = tokenize_prompt(tok, prompt)
     limit, param = ((req.max_completion_tokens, "max_completion_tokens") if req.max_completion_tokens is not None
                     else (req.max_tokens, "max_tokens"))
-    max_new = resolve_max_tokens(limit, len(ids), ctx.context_len, None, param)
+    max_new = resolve_max_tokens(limit, len(ids), ctx.context_len, None, param, minimum=MIN_CHAT_TOKENS)
     rid = req.rid or new_id("")
     obj = GenerateReqInput(
         input_ids=ids, sampling_params=sampling_params(req, max_new, n), rid=rid,
@@ -112,7 +115,7 @@ async def _stream(ctx: ServerContext, plan: ChatPlan, outputs: AsyncIterator[Any
         async for out in outputs:
             error = state.abort_error(out)
             if error is not None:
-                yield sse_event({"error": error.body()})
+                yield sse_event(error.openai_body())
                 break
             choice = _stream_choice(plan, state, out.get("index", 0), out)
             if choice is not None:
@@ -121,7 +124,7 @@ async def _stream(ctx: ServerContext, plan: ChatPlan, outputs: AsyncIterator[Any
             if include_usage:
                 yield _chunk(ctx, response_id, [], results.usage(state.final_outputs(), plan.n))
     except APIError as err:
-        yield sse_event({"error": err.body()})
+        yield sse_event(err.openai_body())
     yield SSE_DONE
 
 
@@ -131,7 +134,7 @@ def _stream_choice(plan: ChatPlan, state: StreamState, index: int, out: Dict[str
     logprobs = None
     if plan.logprobs.return_logprob:
         content = results.chat_logprobs(meta, state.logprobs_sent(index))
-        state.advance_logprobs(index, results.num_output_logprobs(meta), 0)
+        state.advance_logprobs(index, results.num_output_logprobs(meta))
         logprobs = ChoiceLogprobs(content=content) if content else None
     reason, matched = results.finish_fields(meta)
     if reason is not None:

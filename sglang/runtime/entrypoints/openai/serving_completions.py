@@ -14,6 +14,7 @@ from sglang.runtime.entrypoints.openai.errors import APIError, bad_request
 from sglang.runtime.entrypoints.openai.protocol import (
     CompletionChoice,
     CompletionChunk,
+    CompletionLogprobs,
     CompletionRequest,
     CompletionResponse,
     new_id,
@@ -27,6 +28,7 @@ from sglang.runtime.entrypoints.openai.sampling import (
     wants_usage_chunk,
 )
 from sglang.runtime.entrypoints.openai.stream_state import StreamState
+from sglang.runtime.entrypoints.openai.text_offsets import TextOffsets
 from sglang.runtime.entrypoints.request_body import read_model
 from sglang.runtime.entrypoints.request_runner import generate_once, generate_stream
 from sglang.runtime.entrypoints.server_context import MAX_REQUESTS_PER_CALL, ServerContext
@@ -45,6 +47,11 @@ class CompletionPlan:
     n: int
     logprobs: LogprobOptions
     echo: bool
+    # How the returned text was decoded, for text_offset: the echoed prompt of a text prompt is
+    # the caller's string (no BOS text); the output follows the request's decoding options.
+    prompt_skips_special: bool = True
+    skip_special_tokens: bool = True
+    spaces_between_special_tokens: bool = True
 
 
 async def handle_completions(ctx: ServerContext, request: Request) -> Response:
@@ -66,7 +73,7 @@ def plan_completion(ctx: ServerContext, req: CompletionRequest) -> CompletionPla
         raise bad_request("suffix (fill-in-the-middle) is not supported by this server", param="suffix")
     n = choose_n(req)
     echo = bool(req.echo)
-    count = len(req.prompt) if req.prompt and isinstance(req.prompt[0], (str, list)) else 1
+    count = prompt_count(req.prompt)
     if count * n > MAX_REQUESTS_PER_CALL:
         raise bad_request(f"{count} prompts x n={n} exceeds {MAX_REQUESTS_PER_CALL} completions per call; "
                           f"split the request", param="prompt")
@@ -81,7 +88,18 @@ def plan_completion(ctx: ServerContext, req: CompletionRequest) -> CompletionPla
         return_logprob=logprobs.return_logprob, logprob_start_len=logprobs.logprob_start_len,
         top_logprobs_num=logprobs.top_logprobs_num, return_text_in_logprobs=True, stream=bool(req.stream),
     )
-    return CompletionPlan(obj, rid, texts, n, logprobs, echo)
+    return CompletionPlan(obj, rid, texts, n, logprobs, echo,
+                          prompt_skips_special=isinstance(req.prompt, str) or isinstance(req.prompt[0], str),
+                          skip_special_tokens=req.skip_special_tokens is not False,
+                          spaces_between_special_tokens=req.spaces_between_special_tokens is not False)
+
+
+def prompt_count(prompt: Any) -> int:
+    """How many prompts `prompt` holds: a string or a list of token ids is one prompt; a list of
+    strings or of token-id lists holds one per item."""
+    if isinstance(prompt, str) or not prompt or isinstance(prompt[0], int):
+        return 1
+    return len(prompt)
 
 
 def _prompts(ctx: ServerContext, prompt: Any):
@@ -112,22 +130,45 @@ def _decode(ctx: ServerContext, ids: List[int]) -> str:
     return tok.decode(ids) if tok is not None else ""
 
 
-def _choice(plan: CompletionPlan, index: int, out: Dict[str, Any]) -> CompletionChoice:
+def _echo_prefix(plan: CompletionPlan, index: int) -> str:
+    return plan.prompt_texts[index // plan.n] if plan.echo else ""
+
+
+def _output_offsets(ctx: ServerContext, plan: CompletionPlan, start: int) -> TextOffsets:
+    return TextOffsets(ctx.tokenizer_manager.tokenizer, start, plan.skip_special_tokens,
+                       plan.spaces_between_special_tokens)
+
+
+def _logprobs(ctx: ServerContext, plan: CompletionPlan, meta: Dict[str, Any], echoed: Optional[str],
+              output: TextOffsets, out_from: int, limit: int) -> CompletionLogprobs:
+    """Logprobs of one piece of a choice: the echoed prompt's tokens if `echoed` (the prompt text)
+    is given, then the output tokens from index `out_from`. `limit`: the returned text's length
+    so far, which no offset passes."""
+    tokens, tops = results.completion_entries(meta, echoed is not None, out_from)
+    offsets: List[int] = []
+    if echoed is not None:
+        prompt = TextOffsets(ctx.tokenizer_manager.tokenizer, 0, plan.prompt_skips_special)
+        offsets = prompt.take(meta.get("input_token_logprobs") or [], len(echoed))
+    offsets += output.take(tokens[len(offsets):], limit)
+    return results.completion_logprobs(tokens, tops, offsets)
+
+
+def _choice(ctx: ServerContext, plan: CompletionPlan, index: int, out: Dict[str, Any]) -> CompletionChoice:
     meta = out["meta_info"]
-    prefix = plan.prompt_texts[index // plan.n] if plan.echo else ""
+    prefix = _echo_prefix(plan, index)
+    text = prefix + out["text"]
     reason, matched = results.finish_fields(meta)
     logprobs = None
     if plan.logprobs.return_logprob:
-        tokens, tops = results.completion_entries(meta, plan.echo)
-        logprobs = results.completion_logprobs(tokens, tops, 0)
-    return CompletionChoice(index=index, text=prefix + out["text"], logprobs=logprobs, finish_reason=reason,
-                            matched_stop=matched)
+        output = _output_offsets(ctx, plan, len(prefix))
+        logprobs = _logprobs(ctx, plan, meta, prefix if plan.echo else None, output, 0, len(text))
+    return CompletionChoice(index=index, text=text, logprobs=logprobs, finish_reason=reason, matched_stop=matched)
 
 
 def _response(ctx: ServerContext, plan: CompletionPlan, result: Any, response_id: str) -> CompletionResponse:
     outputs = result if isinstance(result, list) else [result]
     return CompletionResponse(id=response_id, model=ctx.model_name,
-                              choices=[_choice(plan, i, out) for i, out in enumerate(outputs)],
+                              choices=[_choice(ctx, plan, i, out) for i, out in enumerate(outputs)],
                               usage=results.usage(outputs, plan.n))
 
 
@@ -139,9 +180,9 @@ async def _stream(ctx: ServerContext, plan: CompletionPlan, outputs: AsyncIterat
             index = out.get("index", 0)
             error = state.abort_error(out)
             if error is not None:
-                yield sse_event({"error": error.body()})
+                yield sse_event(error.openai_body())
                 break
-            choice = _stream_choice(plan, state, index, out)
+            choice = _stream_choice(ctx, plan, state, index, out)
             if choice is not None:
                 yield sse_event(CompletionChunk(id=response_id, model=ctx.model_name, choices=[choice]).model_dump())
         else:
@@ -149,22 +190,25 @@ async def _stream(ctx: ServerContext, plan: CompletionPlan, outputs: AsyncIterat
                 usage = results.usage(state.final_outputs(), plan.n)
                 yield sse_event(CompletionChunk(id=response_id, model=ctx.model_name, choices=[], usage=usage).model_dump())
     except APIError as err:
-        yield sse_event({"error": err.body()})
+        yield sse_event(err.openai_body())
     yield SSE_DONE
 
 
-def _stream_choice(plan: CompletionPlan, state: StreamState, index: int, out: Dict[str, Any]) -> Optional[CompletionChoice]:
+def _stream_choice(ctx: ServerContext, plan: CompletionPlan, state: StreamState, index: int,
+                   out: Dict[str, Any]) -> Optional[CompletionChoice]:
     meta = out["meta_info"]
     first = state.is_first(index)
     delta = state.text_delta(index, out["text"])
+    prefix = _echo_prefix(plan, index)
     echo_now = plan.echo and first
     if echo_now:
-        delta = plan.prompt_texts[index // plan.n] + delta
+        delta = prefix + delta
     logprobs = None
     if plan.logprobs.return_logprob:
-        tokens, tops = results.completion_entries(meta, echo_now, state.logprobs_sent(index))
-        logprobs = results.completion_logprobs(tokens, tops, state.text_offset(index))
-        state.advance_logprobs(index, results.num_output_logprobs(meta), sum(len(t) for t in logprobs.tokens))
+        output = state.offsets(index, lambda: _output_offsets(ctx, plan, len(prefix)))
+        logprobs = _logprobs(ctx, plan, meta, prefix if echo_now else None, output, state.logprobs_sent(index),
+                             len(prefix) + state.text_sent(index))
+        state.advance_logprobs(index, results.num_output_logprobs(meta))
     reason, matched = results.finish_fields(meta)
     if reason is not None:
         state.finish(index, out)

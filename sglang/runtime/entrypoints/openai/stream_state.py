@@ -3,16 +3,17 @@ chunks carry deltas; each choice gets exactly one chunk with a finish_reason."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from sglang.runtime.entrypoints.openai.errors import APIError, from_abort_reason
+from sglang.runtime.entrypoints.openai.text_offsets import TextOffsets
 
 
 class StreamState:
     def __init__(self) -> None:
         self._text_sent: Dict[int, int] = {}  # index -> characters of output text sent
         self._logprobs_sent: Dict[int, int] = {}  # index -> output logprob entries sent
-        self._offset: Dict[int, int] = {}  # index -> text_offset of the next logprob token
+        self._offsets: Dict[int, TextOffsets] = {}  # index -> text_offset of its next logprob tokens
         self._final: Dict[int, Dict[str, Any]] = {}  # index -> final cumulative output
 
     def is_first(self, index: int) -> bool:
@@ -23,15 +24,19 @@ class StreamState:
         self._text_sent[index] = max(sent, len(text))
         return text[sent:]
 
+    def text_sent(self, index: int) -> int:
+        return self._text_sent.get(index, 0)
+
     def logprobs_sent(self, index: int) -> int:
         return self._logprobs_sent.get(index, 0)
 
-    def text_offset(self, index: int) -> int:
-        return self._offset.get(index, 0)
+    def offsets(self, index: int, make: Callable[[], TextOffsets]) -> TextOffsets:
+        if index not in self._offsets:
+            self._offsets[index] = make()
+        return self._offsets[index]
 
-    def advance_logprobs(self, index: int, total_entries: int, text_len: int) -> None:
+    def advance_logprobs(self, index: int, total_entries: int) -> None:
         self._logprobs_sent[index] = total_entries
-        self._offset[index] = self._offset.get(index, 0) + text_len
 
     def finish(self, index: int, out: Dict[str, Any]) -> None:
         self._final[index] = out
