@@ -16,6 +16,7 @@ from typing import Any, Iterable, List, Optional
 
 import torch
 
+from sglang.runtime.constrained.grammar_limits import JUMP_CHUNK_CHARS
 from sglang.runtime.constrained.vocab_bytes import token_bytes_table
 
 GRAMMAR_KINDS = ("regex", "json", "ebnf")
@@ -42,8 +43,9 @@ class BaseGrammarObject(ABC):
         A CPU row is fastest; build the batch mask on CPU and move it to the device once."""
 
     @abstractmethod
-    def try_jump_forward(self) -> Optional[str]:
-        """The text every continuation must start with, from the current state; None if none."""
+    def try_jump_forward(self, max_chars: int = JUMP_CHUNK_CHARS) -> Optional[str]:
+        """At most `max_chars` characters of the text every continuation must start with, from
+        the current state; None if none (or if the backend cannot bound the work of finding it)."""
 
     @abstractmethod
     def rollback(self, num_tokens: int) -> None:

@@ -1,7 +1,11 @@
 """A regex as a character-level DFA (built by interegular), trimmed to live states.
 
 "Live" means a final state is still reachable; every transition into a non-live state is treated
-as a rejection, so a caller never walks into a dead end it cannot finish.
+as a rejection, so a caller never walks into a dead end it cannot finish. A regex with no live
+start state matches nothing and is refused.
+
+interegular expands every repetition into states, so a regex is measured first and refused when
+its expansion exceeds MAX_FSM_REGEX_POSITIONS (`a{99999999}` would take hours and gigabytes).
 """
 
 from __future__ import annotations
@@ -12,6 +16,9 @@ from typing import Dict, FrozenSet, Iterable, List, Optional, Set
 
 import interegular
 from interegular.fsm import anything_else
+
+from sglang.runtime.constrained.grammar_limits import MAX_FSM_REGEX_POSITIONS, fsm_size_error
+from sglang.runtime.constrained.regex_measure import measure_regex
 
 
 _LOOKAROUNDS = ("(?=", "(?!", "(?<=", "(?<!")
@@ -31,6 +38,9 @@ def _validate(regex: str) -> None:
             f"regex {regex!r} uses a lookaround at position {position}, which the fsm grammar backend "
             f"does not support; rewrite the regex without it or use --grammar-backend xgrammar"
         )
+    measure = measure_regex(regex)
+    if measure.positions > MAX_FSM_REGEX_POSITIONS:
+        raise fsm_size_error(measure.positions, measure.largest_count)
 
 
 def _lookaround_position(regex: str) -> int:

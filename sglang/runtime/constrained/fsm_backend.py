@@ -2,7 +2,8 @@
 
 Compiled FSMs are cached per regex on the backend, and the backend is bound to one tokenizer,
 so the cache is per (regex, tokenizer) as the token index requires. EBNF is not regular and is
-rejected with a pointer to the xgrammar backend.
+rejected with a pointer to the xgrammar backend. Size limits are checked by CharFSM before
+interegular expands anything (see grammar_limits).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any, List, Optional
 import torch
 
 from sglang.runtime.constrained.base_grammar import BaseGrammarBackend, BaseGrammarObject, eos_only_mask
-from sglang.runtime.constrained.json_schema_regex import DEFAULT_WHITESPACE_PATTERN, json_schema_to_regex
+from sglang.runtime.constrained.grammar_limits import JUMP_CHUNK_CHARS, check_schema_counts
+from sglang.runtime.constrained.json_schema_regex import DEFAULT_WHITESPACE_PATTERN, json_schema_to_regex, load_schema
 from sglang.runtime.constrained.regex_fsm import RegexFSM
 from sglang.runtime.constrained.vocab_trie import VocabTrie
 
@@ -62,11 +64,11 @@ class FSMGrammar(BaseGrammarObject):
         if index.is_final and self._eos_ids.numel():
             mask_row.index_fill_(0, self._eos_ids.to(mask_row.device), True)
 
-    def try_jump_forward(self) -> Optional[str]:
+    def try_jump_forward(self, max_chars: int = JUMP_CHUNK_CHARS) -> Optional[str]:
         current = self.state
         if current == _TERMINATED:
             return None
-        return self.fsm.jump_forward(current) or None
+        return self.fsm.jump_forward(current, max_chars) or None
 
     def rollback(self, num_tokens: int) -> None:
         if num_tokens < 0 or num_tokens >= len(self._states):
@@ -105,7 +107,12 @@ class FSMGrammarBackend(BaseGrammarBackend):
                 "EBNF grammars are not supported by the fsm grammar backend (EBNF is not regular); "
                 "start the server with --grammar-backend xgrammar"
             )
-        regex = spec if kind == "regex" else json_schema_to_regex(spec, self.whitespace_pattern)
+        if kind == "json":
+            schema = load_schema(spec)
+            check_schema_counts(schema)
+            regex = json_schema_to_regex(schema, self.whitespace_pattern)
+        else:
+            regex = spec
         fsm = self.regex_fsm(regex)
         fsm.index(fsm.start)  # build the first state's index here, off the scheduler thread
         return FSMGrammar(fsm, self._eos_ids)

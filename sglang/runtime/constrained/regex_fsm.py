@@ -7,7 +7,8 @@ tokenizer) serves every request using that regex (the backend caches it).
 
 Jump-forward (the "compressed FSM"): from a state where the character automaton admits exactly
 one character and cannot end, that character is forced; the chain of forced characters is the
-string the runtime may append without decoding.
+string the runtime may append without decoding. The chain is walked lazily and never past
+JUMP_CHUNK_CHARS characters (a longer one is jumped a chunk at a time).
 """
 
 from __future__ import annotations
@@ -19,11 +20,9 @@ from typing import Dict, List
 import torch
 
 from sglang.runtime.constrained.char_fsm import CharFSM
+from sglang.runtime.constrained.grammar_limits import JUMP_CHUNK_CHARS
 from sglang.runtime.constrained.utf8_automaton import Utf8Automaton
 from sglang.runtime.constrained.vocab_trie import VocabTrie
-
-# A forced chain longer than this is cut (it would still be correct, only a very long jump).
-MAX_JUMP_CHARS = 4096
 
 
 @dataclass
@@ -91,19 +90,19 @@ class RegexFSM:
         return len(self.index(state).next_state) > 0
 
     # ---------------------------------------------------------------- jump-forward
-    def jump_forward(self, state: int) -> str:
-        """The forced continuation from `state` ("" if none, or mid-way through a character)."""
+    def jump_forward(self, state: int, max_chars: int = JUMP_CHUNK_CHARS) -> str:
+        """The first `max_chars` (at most JUMP_CHUNK_CHARS) characters of the forced continuation
+        from `state` ("" if none, or mid-way through a character)."""
         found = self._jumps.get(state)
-        if found is not None:
-            return found
-        char_state, pending = self.bytes.key(state)
-        text = "" if pending else self._forced_chain(char_state)
-        self._jumps[state] = text  # a plain dict write: racing writers store equal values
-        return text
+        if found is None:
+            char_state, pending = self.bytes.key(state)
+            found = "" if pending else self._forced_chain(char_state)
+            self._jumps[state] = found  # a plain dict write: racing writers store equal values
+        return found[:max(max_chars, 0)]
 
     def _forced_chain(self, char_state: int) -> str:
         chars: List[str] = []
-        while len(chars) < MAX_JUMP_CHARS:
+        while len(chars) < JUMP_CHUNK_CHARS:
             ch = self.bytes.chars.forced_char(char_state)
             if ch is None:
                 break

@@ -7,20 +7,39 @@ FSM uses, with special tokens as empty strings (xgrammar then never allows them 
 JSON whitespace: without a whitespace pattern, xgrammar's compact layout (separators ", " and
 ": ", no other whitespace) keeps outputs short and gives long jump-forward strings; with one,
 xgrammar allows any JSON whitespace (it cannot take a regex for it).
+
+Limits: xgrammar keeps repetitions compact when compiling, but its jump-forward builds the whole
+forced string in one native call, with no length argument. So every grammar is measured first on
+xgrammar's own EBNF print of it (ebnf_measure): an empty language, or one that can force more than
+MAX_FORCED_CHARS, is refused; a grammar that could not be measured never jumps forward; and a
+recursive grammar stops jumping once its open recursion could force more than
+MAX_NATIVE_JUMP_CHARS. The forced string is then cut to the caller's chunk.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, List, Optional, Union
+import logging
+from typing import Any, List, Optional, Tuple, Union
 
 import torch
 import xgrammar as xgr
 
 from sglang.runtime.constrained.base_grammar import BaseGrammarBackend, BaseGrammarObject, eos_only_mask
 from sglang.runtime.constrained.batch_mask import unpack_bitmask
+from sglang.runtime.constrained.ebnf_measure import EBNFMeasureError, GrammarMeasure, measure_ebnf
+from sglang.runtime.constrained.grammar_limits import (
+    JUMP_CHUNK_CHARS,
+    MAX_FORCED_CHARS,
+    MAX_NATIVE_JUMP_CHARS,
+    check_schema_counts,
+    empty_language_error,
+    forced_text_error,
+)
 from sglang.runtime.constrained.json_schema_regex import load_schema
 from sglang.runtime.constrained.string_formats import with_format_patterns
+
+logger = logging.getLogger(__name__)
 
 # How xgrammar prints the character class of a length-bounded JSON string, and our fix of it.
 _LOOSE_STRING_CHAR = r'[^\"\\\r\n]'
@@ -48,7 +67,8 @@ class XGrammarBatchFiller:
 
 class XGrammarGrammar(BaseGrammarObject):
     def __init__(self, compiled: Any, vocab_size: int, eos_ids: torch.Tensor,
-                 batch_filler: Optional[XGrammarBatchFiller] = None):
+                 batch_filler: Optional[XGrammarBatchFiller] = None, measure: Optional[GrammarMeasure] = None,
+                 token_lengths: Optional[List[int]] = None):
         self._compiled = compiled
         self.batch_filler = batch_filler  # shared by every grammar of one backend
         self._vocab_size = vocab_size
@@ -57,7 +77,13 @@ class XGrammarGrammar(BaseGrammarObject):
         self.matcher = xgr.GrammarMatcher(compiled, override_stop_tokens=eos_ids.tolist() or None)
         self._bitmask = xgr.allocate_token_bitmask(1, vocab_size)
         self._only_eos_cache: Optional[bool] = None  # per state; reset on every change
-        self._num_accepted = 0  # bounds rollback (xgrammar would abort with a C++ check)
+        self._measure = measure  # None: forced length unknown, so never jump forward
+        self._token_lengths = token_lengths or []  # bytes per token id (shared, read-only)
+        self._accepted_lengths: List[int] = []  # per accepted token; its length bounds rollback
+
+    @property
+    def _num_accepted(self) -> int:
+        return len(self._accepted_lengths)
 
     def accept_token(self, token_id: int) -> bool:
         if not 0 <= token_id < self._vocab_size or self.matcher.is_terminated():
@@ -65,7 +91,7 @@ class XGrammarGrammar(BaseGrammarObject):
         ok = self.matcher.accept_token(token_id)
         if ok:
             self._only_eos_cache = None
-            self._num_accepted += 1
+            self._accepted_lengths.append(self._token_lengths[token_id] if token_id < len(self._token_lengths) else 1)
         return ok
 
     def is_terminated(self) -> bool:
@@ -98,14 +124,25 @@ class XGrammarGrammar(BaseGrammarObject):
             return
         self.matcher.fill_next_token_bitmask(bitmask, row)
 
-    def try_jump_forward(self) -> Optional[str]:
-        if self.matcher.is_terminated():
+    def try_jump_forward(self, max_chars: int = JUMP_CHUNK_CHARS) -> Optional[str]:
+        if self.matcher.is_terminated() or not self._native_jump_is_bounded():
             return None
         try:
-            return self.matcher.find_jump_forward_string() or None
+            forced = self.matcher.find_jump_forward_string()
         except UnicodeDecodeError:
             # The forced bytes stop inside a multi-byte character: nothing safe to jump yet.
             return None
+        return forced[:max(max_chars, 0)] or None  # any prefix of forced text is forced
+
+    def _native_jump_is_bounded(self) -> bool:
+        """Whether xgrammar's forced string, built whole, stays under MAX_NATIVE_JUMP_CHARS.
+        Each open recursion level (at most one per byte accepted so far) may add
+        `recursive_forced` characters of closing text to the grammar's static bound."""
+        measure = self._measure
+        if measure is None:
+            return False
+        depth = sum(self._accepted_lengths) + 1 if measure.recursive_forced else 0
+        return measure.forced + depth * measure.recursive_forced <= MAX_NATIVE_JUMP_CHARS
 
     def rollback(self, num_tokens: int) -> None:
         if not 0 <= num_tokens <= self._num_accepted:
@@ -113,10 +150,11 @@ class XGrammarGrammar(BaseGrammarObject):
         if num_tokens:
             self.matcher.rollback(num_tokens)
             self._only_eos_cache = None
-            self._num_accepted -= num_tokens
+            del self._accepted_lengths[-num_tokens:]
 
     def copy(self) -> "XGrammarGrammar":
-        return XGrammarGrammar(self._compiled, self._vocab_size, self._eos_ids, self.batch_filler)
+        return XGrammarGrammar(self._compiled, self._vocab_size, self._eos_ids, self.batch_filler,
+                               self._measure, self._token_lengths)
 
 
 def _bit(position: int) -> int:
@@ -133,6 +171,7 @@ class XGrammarBackend(BaseGrammarBackend):
     def __init__(self, tokenizer: Any, vocab_size: int, **options: Any):
         super().__init__(tokenizer, vocab_size, **options)
         vocab = [b or b"" for b in self.vocab_bytes()]
+        self._token_lengths = [len(b) for b in vocab]
         info = xgr.TokenizerInfo(
             vocab, xgr.VocabType.RAW, vocab_size=vocab_size, stop_token_ids=self.eos_token_ids or None
         )
@@ -143,22 +182,41 @@ class XGrammarBackend(BaseGrammarBackend):
 
     def _compile(self, kind: str, spec: str) -> XGrammarGrammar:
         try:
-            if kind == "json":
-                compiled = self._compile_json(spec)
-            elif kind == "regex":
-                compiled = self._compiler.compile_regex(spec)
-            else:
-                compiled = self._compiler.compile_grammar(spec)
+            grammar, ebnf = self._parse(kind, spec)
+            measure = _checked_measure(kind, ebnf)  # refuses before xgrammar compiles anything
+            compiled = self._compiler.compile_grammar(grammar)
         except ValueError:
             raise
         except Exception as exc:  # xgrammar reports bad specs as RuntimeError with a C++ prefix
             raise ValueError(f"invalid {kind} grammar: {_clean_message(exc)}") from None
-        return XGrammarGrammar(compiled, self.vocab_size, self._eos_ids, self._filler)
+        return XGrammarGrammar(compiled, self.vocab_size, self._eos_ids, self._filler, measure, self._token_lengths)
 
-    def _compile_json(self, spec: str) -> Any:
-        schema = with_format_patterns(load_schema(spec))  # same validation as the fsm backend
-        grammar = xgr.Grammar.from_json_schema(json.dumps(schema), any_whitespace=self._any_whitespace)
-        return self._compiler.compile_grammar(_escape_controls_in_strings(str(grammar)))
+    def _parse(self, kind: str, spec: str) -> Tuple[Union[str, Any], str]:
+        """(what to compile, xgrammar's EBNF print of it); parsing validates the spec."""
+        if kind == "json":
+            schema = with_format_patterns(load_schema(spec))  # same validation as the fsm backend
+            check_schema_counts(schema)
+            grammar = xgr.Grammar.from_json_schema(json.dumps(schema), any_whitespace=self._any_whitespace)
+            ebnf = _escape_controls_in_strings(str(grammar))
+            return ebnf, ebnf
+        grammar = xgr.Grammar.from_regex(spec) if kind == "regex" else xgr.Grammar.from_ebnf(spec)
+        return grammar, str(grammar)
+
+
+def _checked_measure(kind: str, ebnf: str) -> Optional[GrammarMeasure]:
+    """The grammar's measure; ValueError for an empty language or too much forced text; None
+    (no jump-forward) for a print this module cannot parse."""
+    try:
+        measure = measure_ebnf(ebnf)
+    except EBNFMeasureError as exc:
+        logger.warning("%s grammar not measured (%s); jump-forward is off for it", kind, exc)
+        return None
+    if not measure.productive:
+        raise empty_language_error(kind)
+    worst = max(measure.forced, measure.recursive_forced)
+    if worst > MAX_FORCED_CHARS:
+        raise forced_text_error(kind, worst, measure.largest_count)
+    return measure
 
 
 def _escape_controls_in_strings(ebnf: str) -> str:

@@ -6,27 +6,37 @@
 - Each step, the allowed-token mask of all constrained requests in the batch is built into one
   packed bitmask, unpacked on the device into the [bs, vocab] mask the sampler applies. Under
   overlap scheduling this happens while the batch's forward pass runs (see scheduler.py).
+- A grammar still compiling after GRAMMAR_COMPILE_TIMEOUT_S fails its request with a 400 (size
+  limits are checked before compiling; see constrained/grammar_limits.py).
 - Jump-forward (compressed FSM): after a token is accepted, if the grammar admits exactly one
   continuation string, it is appended without decoding (when that saves more request-steps than
   the extra forward pass costs the running batch; see try_jump_forward). The affected tail is
   re-tokenized so the tokens are the tokenizer's own, the grammar is rolled back and re-accepts
   them, and the request leaves the running batch: its KV is cached and it re-prefills the new
   tokens from the radix cache. Only tokens not yet streamed to the client are ever re-tokenized.
+  A jump is bounded: the grammar is asked for at most JUMP_CHUNK_CHARS characters, and never adds
+  more tokens than the request may still produce (max_new_tokens, context length); a longer
+  forced text is jumped a chunk per step.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import List, Optional, Tuple
+import time
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from sglang.runtime.constrained.grammar_limits import GRAMMAR_COMPILE_TIMEOUT_S, JUMP_CHUNK_CHARS
 from sglang.runtime.managers.io_struct import finish_abort
 from sglang.runtime.managers.req import Req
 
 logger = logging.getLogger(__name__)
 
 _JUMP_CONTEXT_TOKENS = 4
+# Characters asked of the grammar per token the request may still add: enough for long tokens,
+# while a request one token from its limit does not build a full chunk it cannot use.
+_JUMP_CHARS_PER_TOKEN = 16
 # Above this many running requests a jump would need a forced text of more tokens than that, which
 # is rare, while asking every request's grammar for its forced text each step adds host time on the
 # critical path of a grammar batch (its sampling waits for this host work); so it is not asked.
@@ -43,6 +53,7 @@ class GrammarSupport:
         self.whitespace = server_args.constrained_json_whitespace_pattern
         self._manager = None
         self.pending: List[Req] = []
+        self._submitted_at: Dict[int, float] = {}  # id(req) -> when its grammar was submitted
         self.stats = {"jump_forward_events": 0, "jump_forward_tokens": 0, "jump_forward_skipped": 0,
                       "aborted_grammars": 0}
 
@@ -72,15 +83,24 @@ class GrammarSupport:
             return False
         req.grammar = self._get_manager().submit(*spec)
         self.pending.append(req)
+        self._submitted_at[id(req)] = time.monotonic()
         return True
 
     def poll(self) -> Tuple[List[Req], List[Req]]:
         """Requests whose grammar is ready (to the waiting queue) and those that failed (finished)."""
         ready, failed, still = [], [], []
+        now = time.monotonic()
         for req in self.pending:
             future = req.grammar
             if req.to_abort is not None:
                 req.finished_reason = finish_abort(req.to_abort)
+                failed.append(req)
+            elif not future.done() and now - self._submitted_at[id(req)] > GRAMMAR_COMPILE_TIMEOUT_S:
+                # The compile thread cannot be stopped; its result is still cached when it ends.
+                req.finished_reason = finish_abort(
+                    f"invalid grammar: compiling it took longer than the limit of {GRAMMAR_COMPILE_TIMEOUT_S:g} s "
+                    f"(GRAMMAR_COMPILE_TIMEOUT_S); simplify the grammar")
+                self.stats["aborted_grammars"] += 1
                 failed.append(req)
             elif not future.done():
                 still.append(req)
@@ -92,6 +112,8 @@ class GrammarSupport:
                 req.grammar = future.result()
                 ready.append(req)
         self.pending = still
+        for req in ready + failed:
+            self._submitted_at.pop(id(req), None)
         return ready, failed
 
     def manager_stats(self) -> dict:
@@ -119,9 +141,12 @@ class GrammarSupport:
                                                "InternalServerError")
 
     # ---------------------------------------------------------------- jump-forward
-    def try_jump_forward(self, req: Req, batch_size: int = 1) -> bool:
+    def try_jump_forward(self, req: Req, batch_size: int = 1, max_tokens: Optional[int] = None) -> bool:
         """Apply a forced continuation when it pays for itself. Returns True when the request
         must re-prefill the new tokens.
+
+        At most `max_tokens` tokens are added (what the request may still produce: the rest of
+        max_new_tokens and of the context); None means the rest of max_new_tokens.
 
         The re-prefill is an extra forward pass in which the other `batch_size - 1` running
         requests make no progress, while the jump saves this request one decode step per forced
@@ -131,20 +156,17 @@ class GrammarSupport:
         if (not self.jump_forward or req.grammar is None or req.finished_reason is not None
                 or batch_size > _JUMP_QUERY_MAX_BATCH):
             return False
-        jump = req.grammar.try_jump_forward()
+        if max_tokens is None:
+            max_tokens = req.sampling_params.max_new_tokens - len(req.output_ids)
+        if max_tokens <= 0:
+            return False
+        jump = req.grammar.try_jump_forward(min(JUMP_CHUNK_CHARS, max_tokens * _JUMP_CHARS_PER_TOKEN))
         if not jump:
             return False
         if len(jump) < batch_size:  # a token covers at least one character: too few tokens
             self.stats["jump_forward_skipped"] += 1
             return False
-        from sglang.runtime.constrained.jump_forward import jump_forward_retokenize
-
-        # Re-tokenize only tokens the client has not seen and whose KV the request owns (or has
-        # not computed yet: the newest token's KV is written by the next batch, maybe in flight).
-        unsent = len(req.output_ids) - req.sent_offset
-        owned_outputs = req.seqlen - max(len(req.prefix_indices), len(req.origin_input_ids))
-        context = max(min(_JUMP_CONTEXT_TOKENS, unsent, owned_outputs, len(req.output_ids)), 0)
-        new_tail, replaced = jump_forward_retokenize(self.tokenizer, req.output_ids, jump, context_tokens=context)
+        new_tail, replaced = self._retokenize(req, jump, max_tokens)
         if not new_tail:
             return False  # no tokenization reproduces the text exactly: decode normally instead
         if len(new_tail) - replaced < batch_size:
@@ -165,3 +187,21 @@ class GrammarSupport:
         self.stats["jump_forward_tokens"] += added
         req.jump_replaced = replaced
         return True
+
+    def _retokenize(self, req: Req, jump: str, max_tokens: int) -> Tuple[List[int], int]:
+        """(new tail, tokens it replaces), adding at most `max_tokens` tokens.
+
+        Re-tokenizes only tokens the client has not seen and whose KV the request owns (or has
+        not computed yet: the newest token's KV is written by the next batch, maybe in flight).
+        When the jump would overrun the budget, the forced text's own tokens are cut instead
+        (the request then ends by length, so the boundary tokens need not be canonical)."""
+        from sglang.runtime.constrained.jump_forward import jump_forward_retokenize
+
+        unsent = len(req.output_ids) - req.sent_offset
+        owned_outputs = req.seqlen - max(len(req.prefix_indices), len(req.origin_input_ids))
+        context = max(min(_JUMP_CONTEXT_TOKENS, unsent, owned_outputs, len(req.output_ids)), 0)
+        new_tail, replaced = jump_forward_retokenize(self.tokenizer, req.output_ids, jump, context_tokens=context)
+        if len(new_tail) - replaced > max_tokens:
+            new_tail, replaced = jump_forward_retokenize(self.tokenizer, req.output_ids, jump, context_tokens=0)
+            new_tail = new_tail[:max_tokens]
+        return new_tail, replaced

@@ -378,11 +378,9 @@ class Scheduler:
     def _jump_forward(self, req: Req) -> bool:
         """Append the grammar's forced text; the request then re-prefills it from the cache."""
         old_seqlen = req.seqlen
-        if not self.grammar.try_jump_forward(req, max(len(self.running), 1)):
+        budget = min(req.sampling_params.max_new_tokens - len(req.output_ids), self.runner.context_len - req.seqlen)
+        if not self.grammar.try_jump_forward(req, max(len(self.running), 1), budget):
             return False
-        limit = req.sampling_params.max_new_tokens
-        if len(req.output_ids) > limit:
-            del req.output_ids[limit:]
         valid = min(req.kv_committed_len, old_seqlen - req.jump_replaced, req.seqlen - 1)
         if req.kv_committed_len > valid:
             pool = self.runner.req_to_token_pool
