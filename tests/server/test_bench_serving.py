@@ -8,7 +8,6 @@ backends end to end.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import math
 import subprocess
@@ -280,8 +279,6 @@ def test_unreachable_server_says_what_to_do() -> None:
 
 @pytest.fixture(scope="module")
 def real_server(llama_dir: str, tmp_path_factory) -> Iterator[str]:
-    if importlib.util.find_spec("sglang.launch_server") is None:
-        pytest.skip("sglang.launch_server is not available yet")
     port = _free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
     cmd = [sys.executable, "-m", "sglang.launch_server", "--model-path", llama_dir, "--port", str(port),
