@@ -25,10 +25,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_server_args(argv: Optional[List[str]] = None):
+    parser = build_parser()
+    return _server_args(parser, parser.parse_args(argv))
+
+
+def _server_args(parser: argparse.ArgumentParser, args: argparse.Namespace):
     from sglang.runtime.server_args import ServerArgs
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
         return ServerArgs.from_cli_args(args)
     except ValueError as exc:  # invalid combinations: report like argparse does (exit code 2)
@@ -36,7 +39,17 @@ def parse_server_args(argv: Optional[List[str]] = None):
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    server_args = parse_server_args(argv)
+    from sglang.runtime.checkpoint_path import resolve_checkpoint_dir, use_local_checkpoint
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        # Before ServerArgs (which may import torch to pick the device): a wrong path fails at once.
+        model_dir = resolve_checkpoint_dir(args.model_path, args.revision, args.load_format)
+        server_args = _server_args(parser, args)
+        use_local_checkpoint(server_args, model_dir)
+    except ValueError as exc:
+        return _startup_error(exc)
     from sglang.runtime.entrypoints.http_server import launch_server
     from sglang.runtime.utils import configure_logging
 
@@ -44,8 +57,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return launch_server(server_args)
     except (ValueError, RuntimeError) as exc:  # startup errors carry a message saying what to change
-        print(f"sglang.launch_server: error: {exc}", file=sys.stderr)
-        return 1
+        return _startup_error(exc)
+
+
+def _startup_error(exc: Exception) -> int:
+    print(f"sglang.launch_server: error: {exc}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ def _f(default: Any, help: str, choices: Optional[tuple] = None, **kw) -> Any:
 @dataclass
 class ServerArgs:
     # Model and tokenizer
-    model_path: str = _f(None, "Path of the Hugging Face checkpoint directory (config.json, weights, tokenizer).")
+    model_path: str = _f(None, "The checkpoint: a local directory (config.json, weights, tokenizer) or a Hugging Face repo id 'org/name', read from the local Hugging Face cache (HF_HOME) and downloaded into it when missing, unless HF_HUB_OFFLINE=1.")
     tokenizer_path: Optional[str] = _f(None, "Tokenizer directory; defaults to --model-path.")
     tokenizer_mode: str = _f("auto", "'auto' uses the fast tokenizer when available; 'slow' forces the Python one.", ("auto", "slow"))
     skip_tokenizer_init: bool = _f(False, "Do not load a tokenizer: requests must pass input_ids and get output_ids only.")
@@ -47,7 +47,7 @@ class ServerArgs:
     device: str = _f("auto", "Device to run on: 'cuda', 'cpu', or 'auto' (cuda when available).", ("auto", "cuda", "cpu"))
     served_model_name: Optional[str] = _f(None, "Model name reported by the API; defaults to --model-path.")
     chat_template: Optional[str] = _f(None, "Chat template: a built-in name, a Jinja file, or a Jinja string; defaults to the tokenizer's.")
-    revision: Optional[str] = _f(None, "Unused locally (kept for CLI compatibility): checkpoints are read from disk only.")
+    revision: Optional[str] = _f(None, "Branch, tag or commit of a Hugging Face repo id given as --model-path (default: main); ignored for a local directory.")
     random_seed: Optional[int] = _f(None, "Seed for the server's random state (weights in dummy mode, unseeded sampling).")
 
     # HTTP server
@@ -59,7 +59,8 @@ class ServerArgs:
     log_requests: bool = _f(False, "Log every request's inputs and outputs.")
     skip_server_warmup: bool = _f(False, "Do not send a warm-up request at startup.")
     stream_interval: int = _f(1, "Send a streaming chunk every N decoded tokens.")
-    watchdog_timeout: float = _f(300.0, "Seconds a forward pass may take before the scheduler is declared hung.")
+    watchdog_timeout: float = _f(300.0, "Seconds the scheduler may go without finishing a loop iteration (one batch) while requests are pending before it is declared hung: pending requests fail, /health answers 503 and the server exits with code 1.")
+    graceful_shutdown_timeout: float = _f(5.0, "On SIGTERM/SIGINT, seconds to let in-flight requests finish (new ones get 503) before the rest are ended with an error; a second signal ends them at once.")
 
     # Memory and scheduling
     mem_fraction_static: Optional[float] = _f(None, "Fraction of device memory (on CPU: of --cpu-memory-budget-gb) for weights plus KV cache.")
@@ -119,6 +120,10 @@ class ServerArgs:
                 raise ValueError(f"{name} must be positive, got {value}")
         if self.stream_interval < 1:
             raise ValueError(f"stream_interval must be >= 1, got {self.stream_interval}")
+        if not self.watchdog_timeout > 0:
+            raise ValueError(f"watchdog_timeout must be positive, got {self.watchdog_timeout}")
+        if not self.graceful_shutdown_timeout >= 0:
+            raise ValueError(f"graceful_shutdown_timeout must be >= 0, got {self.graceful_shutdown_timeout}")
         if self.tp_size != 1:
             raise ValueError(f"--tp-size {self.tp_size}: tensor parallelism is not available in this build; use 1")
 
@@ -160,20 +165,33 @@ def _cli_type(type_name: Any):
 
 
 def resolve_device(device: str) -> str:
-    if device != "auto":
+    """'auto' -> cuda when available, else cpu; an explicit 'cuda' must be usable here."""
+    if device == "cpu":
         return device
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    available = torch.cuda.is_available()
+    if device == "auto":
+        return "cuda" if available else "cpu"
+    if not available:
+        build = f"torch {torch.__version__} was built without CUDA" if torch.version.cuda is None else (
+            "no CUDA device is visible (check the driver and CUDA_VISIBLE_DEVICES)")
+        raise ValueError(f"--device {device}: CUDA is not available ({build}); use --device cpu or --device auto")
+    return device
 
 
 @dataclass
 class PortArgs:
-    """ZMQ ipc endpoints connecting the tokenizer manager, scheduler and detokenizer."""
+    """ZMQ ipc endpoints connecting the tokenizer manager, scheduler and detokenizer.
+
+    The sockets live in a private temporary directory (`ipc_dir`); whoever ends the runtime
+    removes it (`remove_ipc_dir`): the launcher on every exit path, a child orphaned by its
+    parent's death on its way out."""
 
     tokenizer_ipc: str  # detokenizer -> tokenizer manager
     scheduler_ipc: str  # tokenizer manager -> scheduler
     detokenizer_ipc: str  # scheduler -> detokenizer
+    ipc_dir: Optional[str] = None
 
     @staticmethod
     def new(tmp_dir: Optional[str] = None) -> "PortArgs":
@@ -184,4 +202,11 @@ class PortArgs:
             tokenizer_ipc=f"ipc://{os.path.join(base, 'tokenizer')}",
             scheduler_ipc=f"ipc://{os.path.join(base, 'scheduler')}",
             detokenizer_ipc=f"ipc://{os.path.join(base, 'detokenizer')}",
+            ipc_dir=base,
         )
+
+    def remove_ipc_dir(self) -> None:
+        if self.ipc_dir is not None:
+            import shutil
+
+            shutil.rmtree(self.ipc_dir, ignore_errors=True)

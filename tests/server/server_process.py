@@ -7,6 +7,7 @@ the log is shown when startup fails.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,7 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import httpx
 
@@ -30,7 +31,8 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, model_path: str, extra_args: Optional[List[str]] = None, api_key: Optional[str] = None):
+    def __init__(self, model_path: str, extra_args: Optional[List[str]] = None, api_key: Optional[str] = None,
+                 env: Optional[Dict[str, str]] = None):
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.api_key = api_key
@@ -39,7 +41,8 @@ class ServerProcess:
                 "--random-seed", "0", *(extra_args or [])]
         if api_key:
             args += ["--api-key", api_key]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+               **(env or {})}
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "sglang.launch_server", *args], cwd=REPO_ROOT, env=env,
                                      stdout=self._log, stderr=subprocess.STDOUT)
@@ -50,6 +53,12 @@ class ServerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def child_pid(self, name: str) -> int:
+        """Pid of the server's scheduler or detokenizer, from the line the launcher logs."""
+        found = re.search(rf"the {name} process \(pid (\d+)\)", self.log())
+        assert found, f"no pid of the {name} process in the log:\n{self.log()[-3000:]}"
+        return int(found.group(1))
 
     def wait_healthy(self, timeout: float = STARTUP_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout

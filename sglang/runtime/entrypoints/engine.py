@@ -18,7 +18,7 @@ import queue
 import threading
 from typing import Any, AsyncIterator, Dict, Iterator, List, Optional, Union
 
-from sglang.runtime.entrypoints.launch import launch_runtime, shutdown_processes
+from sglang.runtime.entrypoints.launch import exit_if_spawn_bootstrap, launch_runtime
 from sglang.runtime.managers.generate_input import GenerateReqInput
 from sglang.runtime.server_args import ServerArgs
 
@@ -29,9 +29,11 @@ _END = object()
 
 class Engine:
     def __init__(self, server_args: Optional[ServerArgs] = None, **kwargs: Any):
+        exit_if_spawn_bootstrap()  # an unguarded script re-run by a spawned child: see launch.py
         self.server_args = server_args or ServerArgs(**kwargs)
         self._closed = False
-        self.tokenizer_manager, self._procs = launch_runtime(self.server_args)
+        self.tokenizer_manager, self._runtime = launch_runtime(self.server_args)
+        self._procs = self._runtime.procs
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="sglang-engine-loop", daemon=True)
         self._thread.start()
@@ -118,7 +120,7 @@ class Engine:
             pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
-        shutdown_processes(self._procs)
+        self._runtime.stop()
 
     def __enter__(self) -> "Engine":
         return self

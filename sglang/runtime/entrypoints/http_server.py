@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 import sglang
 from sglang.runtime.entrypoints.auth import ApiKeyMiddleware
+from sglang.runtime.entrypoints.graceful_shutdown import RequestGateMiddleware
 from sglang.runtime.entrypoints.native_api import router as native_router
 from sglang.runtime.entrypoints.openai.errors import register_error_handlers
 from sglang.runtime.entrypoints.openai.router import router as openai_router
@@ -33,6 +34,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
     app.include_router(openai_router)
     if ctx.server_args.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=ctx.server_args.api_key)
+    app.add_middleware(RequestGateMiddleware, gate=ctx.gate)  # outermost: counts and refuses everything
     return app
 
 

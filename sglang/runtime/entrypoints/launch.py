@@ -1,17 +1,29 @@
 """Start the runtime's subprocesses (scheduler, detokenizer) and the tokenizer manager.
 
 Shared by the offline Engine and the HTTP server so that both run the same scheduling code.
-Children are started with 'spawn' (CUDA and fork do not mix) and report readiness through a pipe;
-a child that fails to start makes the launch fail with that child's own error message.
+- The checkpoint path is resolved (a Hugging Face repo id becomes its cached snapshot) before
+  anything is spawned.
+- Children are started with 'spawn' (CUDA and fork do not mix) and report readiness through a
+  pipe; a child that fails to start makes the launch fail with that child's own error message.
+- A spawned child re-imports the user's main module. A script that creates an Engine outside an
+  `if __name__ == "__main__":` guard would create one again inside each child; the child
+  detects that and exits with a dedicated code, and the launcher says what to change.
+- `RuntimeProcesses.stop` ends the children and removes the ipc directory; every exit path of
+  the launcher (startup failure and interrupt included) goes through it.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
+import signal
 import time
+from dataclasses import dataclass
 from typing import List, Tuple
 
+from sglang.runtime.checkpoint_path import use_local_checkpoint
+from sglang.runtime.managers.child_process import Heartbeat
 from sglang.runtime.managers.detokenizer_manager import run_detokenizer_process
 from sglang.runtime.managers.scheduler_process import run_scheduler_process
 from sglang.runtime.managers.tokenizer_manager import TokenizerManager
@@ -20,6 +32,39 @@ from sglang.runtime.server_args import PortArgs, ServerArgs
 logger = logging.getLogger(__name__)
 
 _START_TIMEOUT_S = 1800.0
+# Exit code of a spawned child that found itself re-running an unguarded Engine/server launch.
+UNGUARDED_MAIN_EXIT_CODE = 87
+UNGUARDED_MAIN_MESSAGE = (
+    "sglang starts its scheduler and detokenizer with multiprocessing 'spawn', which re-imports "
+    "your script in each child: create the Engine (or launch the server) under "
+    "`if __name__ == \"__main__\":`")
+
+
+@dataclass
+class RuntimeProcesses:
+    """The children of one runtime and the ipc directory their sockets live in."""
+
+    procs: List[tuple]  # (name, multiprocessing.Process)
+    port_args: PortArgs
+
+    def stop(self, timeout: float = 5.0) -> None:
+        shutdown_processes(self.procs, timeout)
+        self.port_args.remove_ipc_dir()
+
+
+def exit_if_spawn_bootstrap() -> None:
+    """In a child that is still importing the parent's main module (multiprocessing's
+    bootstrap), starting a runtime means the user's script has no main guard: leave quietly
+    with a code the parent recognises instead of failing with multiprocessing's traceback."""
+    if getattr(mp.current_process(), "_inheriting", False):
+        raise SystemExit(UNGUARDED_MAIN_EXIT_CODE)
+
+
+def _child_failure(name: str, proc) -> RuntimeError:
+    proc.join(1.0)
+    if proc.exitcode == UNGUARDED_MAIN_EXIT_CODE:
+        return RuntimeError(UNGUARDED_MAIN_MESSAGE)
+    return RuntimeError(f"the {name} process exited during startup (code {proc.exitcode}); see its log above")
 
 
 def _wait_ready(name: str, proc, reader) -> dict:
@@ -28,8 +73,8 @@ def _wait_ready(name: str, proc, reader) -> dict:
         if reader.poll(0.2):
             try:
                 msg = reader.recv()
-            except EOFError:
-                msg = None
+            except EOFError:  # the child exited without a word
+                raise _child_failure(name, proc) from None
             if isinstance(msg, dict) and msg.get("status") == "ready":
                 return msg
             if isinstance(msg, str) and msg == "ready":
@@ -37,38 +82,58 @@ def _wait_ready(name: str, proc, reader) -> dict:
             detail = msg.get("message") if isinstance(msg, dict) else msg
             raise RuntimeError(f"the {name} process failed to start: {detail}")
         if not proc.is_alive():
-            raise RuntimeError(f"the {name} process exited during startup (code {proc.exitcode}); see its log above")
+            raise _child_failure(name, proc)
     raise RuntimeError(f"the {name} process did not become ready within {_START_TIMEOUT_S:.0f} s")
 
 
-def launch_runtime(server_args: ServerArgs) -> Tuple[TokenizerManager, List[tuple]]:
-    port_args = PortArgs.new()
+def launch_runtime(server_args: ServerArgs) -> Tuple[TokenizerManager, RuntimeProcesses]:
+    exit_if_spawn_bootstrap()
+    use_local_checkpoint(server_args)
     ctx = mp.get_context("spawn")
-    procs: List[tuple] = []
+    heartbeat = Heartbeat(ctx)
+    runtime = RuntimeProcesses([], PortArgs.new())
+    try:
+        readers = _start_children(ctx, server_args, runtime, heartbeat)
+        infos = [_wait_ready(name, proc, reader) for (name, proc), reader in zip(runtime.procs, readers)]
+        tokenizer_manager = TokenizerManager(server_args, runtime.port_args, infos[0], runtime.procs,
+                                             heartbeat=heartbeat)
+    except BaseException:  # a startup error, or a signal while the model loads
+        runtime.stop()
+        raise
+    return tokenizer_manager, runtime
+
+
+def _start_children(ctx, server_args: ServerArgs, runtime: RuntimeProcesses, heartbeat: Heartbeat) -> list:
     readers = []
-    for name, target in (("scheduler", run_scheduler_process), ("detokenizer", run_detokenizer_process)):
+    targets = (("scheduler", run_scheduler_process, {"heartbeat": heartbeat}),
+               ("detokenizer", run_detokenizer_process, {}))
+    for name, target, kwargs in targets:
         reader, writer = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=target, args=(server_args, port_args, writer), daemon=True, name=f"sglang-{name}")
+        proc = ctx.Process(target=target, args=(server_args, runtime.port_args, writer), kwargs=kwargs,
+                           daemon=True, name=f"sglang-{name}")
         proc.start()
         writer.close()
-        procs.append((name, proc))
+        runtime.procs.append((name, proc))
         readers.append(reader)
-    try:
-        infos = [_wait_ready(name, proc, reader) for (name, proc), reader in zip(procs, readers)]
-    except Exception:
-        shutdown_processes(procs)
-        raise
-    tokenizer_manager = TokenizerManager(server_args, port_args, infos[0], procs)
-    return tokenizer_manager, procs
+    logger.info("started %s", ", ".join(f"the {name} process (pid {proc.pid})" for name, proc in runtime.procs))
+    return readers
 
 
 def shutdown_processes(procs: List[tuple], timeout: float = 5.0) -> None:
     for _, proc in procs:
         if proc.is_alive():
             proc.terminate()
+            _continue(proc.pid)  # a stopped (SIGSTOP) process acts on SIGTERM only once continued
     deadline = time.monotonic() + timeout
     for _, proc in procs:
         proc.join(max(deadline - time.monotonic(), 0.1))
         if proc.is_alive():
             proc.kill()
             proc.join(1.0)
+
+
+def _continue(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGCONT)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 from fastapi import Request
 
+from sglang.runtime.entrypoints.graceful_shutdown import RequestGate
 from sglang.runtime.entrypoints.openai.errors import APIError
 from sglang.runtime.metrics.collector import MetricsCollector
 from sglang.runtime.server_args import ServerArgs
@@ -26,6 +27,7 @@ class ServerContext:
     metrics: Optional[MetricsCollector] = None
     chat_template: Optional[str] = None  # Jinja source; None = the tokenizer's own template
     ready: bool = False  # set after the warm-up request (or at once with --skip-server-warmup)
+    gate: RequestGate = field(default_factory=RequestGate)  # in-flight count; closed on shutdown
     created: int = field(default_factory=lambda: int(time.time()))
 
     @property

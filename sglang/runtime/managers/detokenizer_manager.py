@@ -12,12 +12,12 @@ the streamed deltas always concatenate to exactly the final, non-streamed text.
 from __future__ import annotations
 
 import logging
-import os
 import traceback
 from typing import Any, Dict, List, Optional, Set
 
 import zmq
 
+from sglang.runtime.managers.child_process import ParentWatch, exit_orphaned, exit_when_parent_dies, new_zmq_context
 from sglang.runtime.managers.incremental_detokenizer import IncrementalDetokenizer
 from sglang.runtime.managers.io_struct import BatchStrOut, BatchTokenOut, StrOut, TokenOut, finish_abort
 from sglang.runtime.managers.stop_checker import StopStringMatcher
@@ -160,12 +160,12 @@ def _str_out(out: TokenOut, text_delta: str, finished_reason: Optional[dict] = N
 
 
 class DetokenizerLoop:
-    """PULL from the scheduler, PUSH to the tokenizer manager; exits when the parent is gone."""
+    """PULL from the scheduler, PUSH to the tokenizer manager; returns when the parent is gone."""
 
     def __init__(self, manager: DetokenizerManager, port_args: PortArgs, parent_pid: int) -> None:
         self.manager = manager
-        self.parent_pid = parent_pid
-        self.ctx = zmq.Context(1)
+        self.parent = ParentWatch(parent_pid)
+        self.ctx = new_zmq_context()
         self.recv = self.ctx.socket(zmq.PULL)
         self.recv.bind(port_args.detokenizer_ipc)
         self.send = self.ctx.socket(zmq.PUSH)
@@ -173,10 +173,9 @@ class DetokenizerLoop:
 
     def run(self) -> None:
         try:
-            while os.getppid() == self.parent_pid:
+            while self.parent.alive():
                 if self.recv.poll(_IDLE_POLL_MS):
                     self._serve_one()
-            logger.info("parent process %d is gone; detokenizer exiting", self.parent_pid)
         finally:
             self.close()
 
@@ -190,24 +189,24 @@ class DetokenizerLoop:
             self.send.send_pyobj(reply)
 
     def close(self) -> None:
-        self.recv.close(linger=0)
-        self.send.close(linger=0)
-        self.ctx.term()
+        self.ctx.destroy(linger=0)  # closes both sockets; never waits for undelivered messages
 
 
 def run_detokenizer_process(server_args: ServerArgs, port_args: PortArgs, pipe_writer: Any) -> None:
     """Entry point of the detokenizer subprocess (multiprocessing 'spawn' target).
 
     Sends "ready" through `pipe_writer` once the tokenizer is loaded and the sockets are up, or
-    an error string saying what failed.
+    an error string saying what failed. Exits when its parent is gone (see child_process.py).
     """
     configure_logging(server_args.log_level, prefix="detokenizer")
-    parent_pid = os.getppid()
+    parent = ParentWatch()
     try:
-        loop = DetokenizerLoop(DetokenizerManager(load_server_tokenizer(server_args)), port_args, parent_pid)
+        loop = DetokenizerLoop(DetokenizerManager(load_server_tokenizer(server_args)), port_args, parent.pid)
     except Exception as exc:
         logger.error("detokenizer failed to start: %s", traceback.format_exc())
         pipe_writer.send(f"detokenizer failed to start: {type(exc).__name__}: {exc}")
         return
+    exit_when_parent_dies("detokenizer", port_args, parent)
     pipe_writer.send("ready")
     loop.run()
+    exit_orphaned("detokenizer", port_args)  # run() returns only once the parent is gone

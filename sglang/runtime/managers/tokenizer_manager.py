@@ -2,9 +2,10 @@
 
 It validates and tokenizes requests (in a thread pool, off the loop: see request_tokenizer), sends
 them to the scheduler, and gathers the detokenizer's incremental outputs into upstream-shaped
-result dicts. It also watches the child processes: if
-one dies, every pending request fails at once with a message saying which, and new calls fail
-immediately instead of hanging.
+result dicts. It also watches the child processes: if one dies, or the scheduler makes no
+progress for --watchdog-timeout seconds with requests pending (scheduler_watchdog), every pending
+request fails at once with a message saying which, and new calls fail immediately instead of
+hanging.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ from sglang.runtime.managers.io_struct import (
     StrOut,
     TokenizedGenerateReq,
 )
+from sglang.runtime.managers.child_process import Heartbeat
 from sglang.runtime.managers.request_state import ReqState
+from sglang.runtime.managers.scheduler_watchdog import SchedulerHangWatch
 from sglang.runtime.managers.request_tokenizer import RequestTokenizer
 from sglang.runtime.sampling.sampling_params import SamplingParams
 from sglang.runtime.server_args import PortArgs, ServerArgs
@@ -53,10 +56,12 @@ class EngineDeadError(RuntimeError):
 
 
 class TokenizerManager:
-    def __init__(self, server_args: ServerArgs, port_args: PortArgs, scheduler_info: dict, procs: list):
+    def __init__(self, server_args: ServerArgs, port_args: PortArgs, scheduler_info: dict, procs: list,
+                 heartbeat: Optional[Heartbeat] = None):
         self.server_args = server_args
         self.port_args = port_args
         self.procs = procs
+        self.hang_watch = SchedulerHangWatch(heartbeat, server_args.watchdog_timeout) if heartbeat else None
         self.tokenizer = load_server_tokenizer(server_args)
         self.context_len: int = scheduler_info["context_len"]
         self.vocab_size: int = scheduler_info["vocab_size"]
@@ -107,15 +112,36 @@ class TokenizerManager:
                 if not proc.is_alive():
                     self._on_child_death(name, proc)
                     return
+            self._check_progress()
+
+    def _check_progress(self) -> None:
+        if self.hang_watch is None:
+            return
+        pending = len(self.states) + (self._control_future is not None)
+        stalled = self.hang_watch.stalled_for(pending > 0)
+        if stalled is not None:
+            pid = dict(self.procs)["scheduler"].pid
+            self._stop_engine(f"the scheduler process (pid {pid}) made no progress for {stalled:.0f} s with "
+                              f"{pending} request(s) pending (--watchdog-timeout "
+                              f"{self.server_args.watchdog_timeout:g}); it is hung, the engine is stopped — restart it")
 
     def _on_child_death(self, name: str, proc) -> None:
-        self.dead_error = (f"the {name} process (pid {proc.pid}) exited unexpectedly with code {proc.exitcode}; "
-                           f"the engine is stopped — see the log above for its error, then restart")
-        logger.error(self.dead_error)
+        self._stop_engine(f"the {name} process (pid {proc.pid}) exited unexpectedly with code {proc.exitcode}; "
+                          f"the engine is stopped — see the log above for its error, then restart")
+
+    def _stop_engine(self, message: str) -> None:
+        logger.error(message)
+        self.fail_pending(message, refuse_new=True)
+
+    def fail_pending(self, message: str, refuse_new: bool = False) -> None:
+        """End every pending request and control call with `message` (EngineDeadError); with
+        `refuse_new`, later calls fail at once with it too."""
+        if refuse_new:
+            self.dead_error = message
         for state in list(self.states.values()):
-            state.fail(self.dead_error)
+            state.fail(message)
         if self._control_future is not None and not self._control_future.done():
-            self._control_future.set_exception(EngineDeadError(self.dead_error))
+            self._control_future.set_exception(EngineDeadError(message))
 
     # ---------------------------------------------------------------- requests
     async def run_tokenization(self, fn, *args: Any, **kwargs: Any):
