@@ -56,8 +56,10 @@ def resolve_tokenizer_dir(path: str, revision: Optional[str] = None, flag: str =
 
 
 def check_checkpoint_dir(path: str, flag: str = "--model-path", origin: Optional[str] = None) -> None:
-    entries = sorted(os.listdir(path))
     where = f"{flag} {origin!r} (snapshot {path})" if origin else f"{flag} {path!r}"
+    if not os.path.isdir(path):
+        raise ModelPathError(f"{where}: no such directory")
+    entries = sorted(os.listdir(path))
     if not entries:
         raise ModelPathError(f"{where} is an empty directory; expected a Hugging Face checkpoint "
                              f"(config.json, weights, tokenizer files)")
@@ -95,8 +97,13 @@ def _from_hub(repo_id: str, revision: Optional[str], flag: str, load_format: Opt
                                  f"snapshot of that repo{_at(revision)}; HF_HUB_OFFLINE=1 forbids downloading "
                                  f"it") from None
     try:
-        files = _wanted_files(_repo_files(repo_id, revision), load_format)
-        return snapshot_download(repo_id, revision=revision, allow_patterns=files)
+        files = _repo_files(repo_id, revision)
+        if load_format is not None and "config.json" not in files:
+            raise ModelPathError(f"{flag} {repo_id!r}: the Hugging Face repo{_at(revision)} has no config.json "
+                                 f"(it holds: {_summary(sorted(files))})")
+        return snapshot_download(repo_id, revision=revision, allow_patterns=_wanted_files(files, load_format))
+    except ModelPathError:
+        raise
     except Exception as online_error:
         try:  # the Hub unreachable but the snapshot cached: use it, as transformers does
             return snapshot_download(repo_id, revision=revision, local_files_only=True)

@@ -119,6 +119,30 @@ def test_wanted_files_pick_one_weight_format():
     assert _wanted_files(files, "dummy") == side and _wanted_files(files, None) == side
 
 
+def test_online_repo_id_downloads_only_what_the_runtime_reads(monkeypatch):
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    from sglang.runtime import checkpoint_path
+
+    calls = []
+
+    def fake_download(repo_id, revision=None, allow_patterns=None, local_files_only=False):
+        calls.append((repo_id, revision, allow_patterns, local_files_only))
+        return tiny_model_dir("llama")
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    monkeypatch.setattr(checkpoint_path, "_repo_files",
+                        lambda repo_id, revision: ["config.json", "model.safetensors", "model.bin", "README.md"])
+    assert checkpoint_path.resolve_checkpoint_dir("org/model", "v1") == tiny_model_dir("llama")
+    assert calls == [("org/model", "v1", ["config.json", "model.safetensors"], False)]
+
+    monkeypatch.setattr(checkpoint_path, "_repo_files", lambda repo_id, revision: ["README.md"])
+    with pytest.raises(ValueError, match="has no config.json"):
+        checkpoint_path.resolve_checkpoint_dir("org/model")
+
+
 def test_repo_id_shape():
     from sglang.runtime.checkpoint_path import looks_like_repo_id
 

@@ -58,13 +58,12 @@ def serve(server_args: ServerArgs) -> int:
     check_port_free(server_args.host, server_args.port)
     previous = {sig: signal.signal(sig, _on_signal) for sig in _SIGNALS}
     runtime: Optional[RuntimeProcesses] = None
-    exit_code = 0
+    server: Optional[SGLangServer] = None
     try:
         tokenizer_manager, runtime = launch_runtime(server_args)
         ctx = build_context(server_args, tokenizer_manager)
         server = SGLangServer(uvicorn_config(ctx), ctx)
         server.run()
-        exit_code = server.exit_code
     except ShutdownRequested as sig:
         logger.info("received %s; shut down", sig)
     finally:
@@ -75,7 +74,7 @@ def serve(server_args: ServerArgs) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     logger.info("server stopped")
-    return exit_code
+    return server.exit_code if server is not None else 0  # 1 after a child's death or a hang, signal or not
 
 
 def check_port_free(host: str, port: int) -> None:
