@@ -180,3 +180,29 @@ def test_failed_startup_removes_the_ipc_directory(tmp_path):
     done = _launch(["--model-path", str(checkpoint), "--device", "cpu"], private_tmp(tmp_path))
     assert done.returncode == 1 and "NoSuchModelForCausalLM" in done.stderr, done.stderr[-3000:]
     assert ipc_dirs(tmp_path) == []
+
+
+def test_sigterm_during_startup_stops_the_children_and_removes_the_ipc_directory(tmp_path):
+    import signal
+
+    import psutil
+
+    server = ServerProcess(tiny_model_dir("llama"), ["--device", "cpu"], env=private_tmp(tmp_path))
+    children = []
+    try:
+        deadline = time.monotonic() + 120
+        while "the scheduler process (pid" not in server.log() and time.monotonic() < deadline:
+            assert server.proc.poll() is None, server.log()[-3000:]
+            time.sleep(0.05)
+        children = psutil.Process(server.proc.pid).children(recursive=True)
+        assert children and ipc_dirs(tmp_path)
+        server.proc.send_signal(signal.SIGTERM)  # while the model loads
+        assert server.proc.wait(30) == 0
+        _, alive = psutil.wait_procs(children, timeout=10)
+        assert not alive and ipc_dirs(tmp_path) == []
+        assert "received SIGTERM" in server.log()
+    finally:
+        server.kill()
+        for proc in children:
+            if proc.is_running():
+                proc.kill()
