@@ -2,12 +2,12 @@
 
 Finish checks run in this order after each new token: stop/EOS token ids, max_new_tokens,
 context length, stop strings (decoded from the tail of the output, so a stop string split across
-tokens is still found). The detokenizer trims the matched text later.
+tokens is still found), stop_regex patterns (time-bounded: sampling/stop_regex.py). The
+detokenizer trims the matched text later.
 """
 
 from __future__ import annotations
 
-import re
 from typing import List, Optional, Tuple
 
 import torch
@@ -15,6 +15,7 @@ import torch
 from sglang.runtime.managers.io_struct import (
     LogprobDelta,
     TokenOut,
+    finish_abort,
     finish_length,
     finish_matched_str,
     finish_matched_token,
@@ -22,6 +23,7 @@ from sglang.runtime.managers.io_struct import (
 from sglang.runtime.managers.req import Req
 from sglang.runtime.host_device import HostCopies, to_device
 from sglang.runtime.sampling.logprobs import LogprobResult, LogprobTensors, compute_logprob_tensors, compute_logprobs
+from sglang.runtime.sampling.stop_regex import StopRegexTimeout, find_new_match
 
 _STOP_REGEX_WINDOW = 64  # output tokens searched for a stop_regex match
 
@@ -47,8 +49,12 @@ class OutputProcessor:
         elif (params.stop or params.stop_regex) and self.tokenizer is not None and \
                 len(req.output_ids) >= max(params.min_new_tokens, 1):
             matched = self._match_stop_str(req) if params.stop else None
-            if matched is None and params.stop_regex:
-                matched = self._match_stop_regex(req)
+            try:
+                if matched is None and params.stop_regex:
+                    matched = self._match_stop_regex(req)
+            except StopRegexTimeout as exc:  # ends this request; the others go on
+                req.finished_reason = finish_abort(str(exc))
+                return
             if matched is not None:
                 req.finished_reason = finish_matched_str(matched)
 
@@ -71,11 +77,7 @@ class OutputProcessor:
         tail = self.tokenizer.decode(req.output_ids[-_STOP_REGEX_WINDOW:], skip_special_tokens=params.skip_special_tokens)
         patterns = [params.stop_regex] if isinstance(params.stop_regex, str) else params.stop_regex
         newest = len(self.tokenizer.decode(req.output_ids[-1:], skip_special_tokens=params.skip_special_tokens))
-        for pattern in patterns:
-            for match in re.finditer(pattern, tail):
-                if match.end() > len(tail) - newest and match.group():  # completed by the new token
-                    return match.group()
-        return None
+        return find_new_match(patterns, tail, newest)
 
     # ---------------------------------------------------------------- logprobs
     @staticmethod

@@ -11,10 +11,11 @@ All errors are `ValueError`, so the server can answer them uniformly with HTTP 4
 from __future__ import annotations
 
 import dataclasses
-import re
 import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Union
+
+from sglang.runtime.sampling.stop_regex import check_stop_regex
 
 # Below this temperature sampling is indistinguishable from argmax, and dividing by it would
 # overflow; such requests are turned into top_k = 1 (see `normalize`).
@@ -164,10 +165,7 @@ class SamplingParams:
     def _verify_stop_regex(self) -> None:
         patterns = [self.stop_regex] if isinstance(self.stop_regex, str) else (self.stop_regex or [])
         for pattern in patterns:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"stop_regex {pattern!r} is not a valid regular expression: {exc}") from None
+            check_stop_regex(pattern)
 
     def _verify_sampling_ranges(self) -> None:
         _require_range("temperature", self.temperature, 0.0, math.inf, "[0, inf)")
