@@ -79,7 +79,8 @@ class XGrammarGrammar(BaseGrammarObject):
         self._only_eos_cache: Optional[bool] = None  # per state; reset on every change
         self._measure = measure  # None: forced length unknown, so never jump forward
         self._token_lengths = token_lengths or []  # bytes per token id (shared, read-only)
-        self._accepted_lengths: List[int] = []  # per accepted token; its length bounds rollback
+        self._accepted_lengths: List[int] = []  # bytes of each accepted token; its length bounds rollback
+        self._accepted_bytes = 0  # their sum: bounds the recursion depth (see _native_jump_is_bounded)
 
     @property
     def _num_accepted(self) -> int:
@@ -91,7 +92,9 @@ class XGrammarGrammar(BaseGrammarObject):
         ok = self.matcher.accept_token(token_id)
         if ok:
             self._only_eos_cache = None
-            self._accepted_lengths.append(self._token_lengths[token_id] if token_id < len(self._token_lengths) else 1)
+            length = self._token_lengths[token_id] if token_id < len(self._token_lengths) else 1
+            self._accepted_lengths.append(length)
+            self._accepted_bytes += length
         return ok
 
     def is_terminated(self) -> bool:
@@ -125,14 +128,14 @@ class XGrammarGrammar(BaseGrammarObject):
         self.matcher.fill_next_token_bitmask(bitmask, row)
 
     def try_jump_forward(self, max_chars: int = JUMP_CHUNK_CHARS) -> Optional[str]:
-        if self.matcher.is_terminated() or not self._native_jump_is_bounded():
+        if max_chars <= 0 or self.matcher.is_terminated() or not self._native_jump_is_bounded():
             return None
         try:
             forced = self.matcher.find_jump_forward_string()
         except UnicodeDecodeError:
             # The forced bytes stop inside a multi-byte character: nothing safe to jump yet.
             return None
-        return forced[:max(max_chars, 0)] or None  # any prefix of forced text is forced
+        return forced[:max_chars] or None  # any prefix of forced text is forced
 
     def _native_jump_is_bounded(self) -> bool:
         """Whether xgrammar's forced string, built whole, stays under MAX_NATIVE_JUMP_CHARS.
@@ -141,7 +144,7 @@ class XGrammarGrammar(BaseGrammarObject):
         measure = self._measure
         if measure is None:
             return False
-        depth = sum(self._accepted_lengths) + 1 if measure.recursive_forced else 0
+        depth = self._accepted_bytes + 1 if measure.recursive_forced else 0
         return measure.forced + depth * measure.recursive_forced <= MAX_NATIVE_JUMP_CHARS
 
     def rollback(self, num_tokens: int) -> None:
@@ -150,6 +153,7 @@ class XGrammarGrammar(BaseGrammarObject):
         if num_tokens:
             self.matcher.rollback(num_tokens)
             self._only_eos_cache = None
+            self._accepted_bytes -= sum(self._accepted_lengths[-num_tokens:])
             del self._accepted_lengths[-num_tokens:]
 
     def copy(self) -> "XGrammarGrammar":
@@ -185,10 +189,15 @@ class XGrammarBackend(BaseGrammarBackend):
             grammar, ebnf = self._parse(kind, spec)
             measure = _checked_measure(kind, ebnf)  # refuses before xgrammar compiles anything
             compiled = self._compiler.compile_grammar(grammar)
+        except UnicodeDecodeError as exc:
+            # xgrammar's message quotes the offending character cut to its first byte, so the
+            # message itself fails to decode; its bytes still say what is wrong.
+            message = exc.object.decode("utf-8", "replace") if isinstance(exc.object, bytes) else str(exc)
+            raise ValueError(f"invalid {kind} grammar: {_clean_message(message)}") from None
         except ValueError:
             raise
         except Exception as exc:  # xgrammar reports bad specs as RuntimeError with a C++ prefix
-            raise ValueError(f"invalid {kind} grammar: {_clean_message(exc)}") from None
+            raise ValueError(f"invalid {kind} grammar: {_clean_message(str(exc))}") from None
         return XGrammarGrammar(compiled, self.vocab_size, self._eos_ids, self._filler, measure, self._token_lengths)
 
     def _parse(self, kind: str, spec: str) -> Tuple[Union[str, Any], str]:
@@ -226,9 +235,9 @@ def _escape_controls_in_strings(ebnf: str) -> str:
     return ebnf.replace(_LOOSE_STRING_CHAR, _STRICT_STRING_CHAR)
 
 
-def _clean_message(exc: Exception) -> str:
+def _clean_message(message: str) -> str:
     """Drop xgrammar's '[time] /path/file.cc:123: ' prefix, keep the human part."""
-    text = str(exc).strip()
+    text = message.strip()
     if "] " in text and ".cc:" in text:
         text = text.split(".cc:", 1)[1]
         text = text.split(": ", 1)[1] if ": " in text else text
