@@ -53,6 +53,9 @@ class PrefillAdder:
         self.rem_input = max_prefill_tokens
         self.rem_chunk = chunk_size if chunk_size and chunk_size > 0 else None
         self.slots_left = max_running - len(running)
+        # Free req_to_token rows. Not implied by slots_left: requests outside `running` hold rows
+        # too (prefill-only and finished requests of the batch in flight, the chunked request).
+        self.rows_left = req_to_token_pool.available_size()
         self.reserved = sum(self._reserve(r) for r in running)
         self.planned = 0  # KV tokens this batch will allocate
         self.can_run: List[Req] = []
@@ -84,6 +87,8 @@ class PrefillAdder:
     def add_one(self, req: Req) -> AddResult:
         if self.slots_left <= 0 or self.rem_input <= 0 or (self.rem_chunk is not None and self.rem_chunk <= 0):
             return AddResult.OTHER
+        if req.req_pool_idx is None and self.rows_left <= 0:
+            return AddResult.OTHER  # rows come back when the batch in flight is processed
         req.init_fill_ids()
         match = self.tree_cache.match_prefix(req.fill_ids[: req.max_prefix_len()])
         prefix_len = len(match.indices)
@@ -126,6 +131,8 @@ class PrefillAdder:
         if not req.prefilled_once:
             req.cached_tokens = len(match.indices)
         self.slots_left -= 1
+        if req.req_pool_idx is None:
+            self.rows_left -= 1
 
     def _commit(self, req: Req, take: int, reserve: bool) -> None:
         self.planned += take
