@@ -18,6 +18,7 @@ GARBAGE_BODIES = (
     b"", b"   ", b"{", b'{"a":', b'{"text": "abc', b"[1, 2", b"nul", b"{'single': 'quotes'}",
     b"\xff\xfe\x00garbage", b'{"text": "\xff\xfe bad utf8"}', b'{"a": NaN}', b'{"a": Infinity}', b"[]",
     b'"just a string"', b"123", b"null", b'{"a": "\\ud800 lone surrogate"}',
+    b'{"text": ' + b'{"a":' * 100000 + b"1" + b"}" * 100000 + b"}",  # parser recursion (SIGSEGV)
 )
 
 
@@ -120,6 +121,7 @@ GENERATE_BODIES = [
     _with(GEN, sampling_params={"logit_bias": {"5": 1e308}}), _with(GEN, sampling_params={"logit_bias": {"5": -101}}),
     _with(GEN, sampling_params={"max_new_tokens": -1}), _with(GEN, sampling_params={"max_new_tokens": "x"}),
     _with(GEN, sampling_params={"regex": "(", "max_new_tokens": 4}),
+    _with(GEN, sampling_params={"stop_regex": "a{1000000000000000000000000000000}", "max_new_tokens": 4}),
     _with(GEN, rid=["a", "b"]), _with(GEN, rid=5), _with(GEN, return_logprob="yes"),
     _with(GEN, return_logprob=True, logprob_start_len=-5), _with(GEN, return_logprob=True, top_logprobs_num=-1),
     _with(GEN, return_logprob=True, token_ids_logprob=[99999]), _with(GEN, stream="yes"),

@@ -13,6 +13,7 @@ import orjson
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
+from sglang.runtime.entrypoints.json_depth import MAX_JSON_DEPTH, exceeds_depth
 from sglang.runtime.entrypoints.openai.errors import APIError, bad_request, describe_validation_errors
 
 # Far above any prompt that fits a context window, far below what would hurt the server.
@@ -38,6 +39,8 @@ async def read_json(request: Request, max_bytes: int = MAX_BODY_BYTES) -> Any:
     body = await read_body(request, max_bytes)
     if not body.strip():
         raise bad_request("the request body is empty; send a JSON object")
+    if exceeds_depth(body):  # before parsing: the parser's recursion is unbounded (see json_depth)
+        raise bad_request(f"the request body nests arrays/objects more than {MAX_JSON_DEPTH} levels deep")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
