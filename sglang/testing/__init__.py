@@ -4,6 +4,8 @@
   checkpoint (llama, mistral, qwen2, qwen3, gemma2) that transformers loads.
 - `write_shape_config(name, out_dir)`: a real model's config + tokenizer, no weights.
 - `tiny_model_dir(arch, ...)` / `shape_model_dir(name)`: the same, cached across processes.
+- `smollm2_gguf_path(fetch=True)`: a real instruct model (SmolLM2-135M-Instruct, GGUF), fetched
+  once into the user cache (`python -m sglang.testing.models smollm2` prints the path).
 
 The names load on first use: importing the package must not import `tiny_model`, or
 `python -m sglang.testing.tiny_model` finds its own module already imported and runpy warns.
@@ -22,6 +24,7 @@ _EXPORTS = {
     "SUPPORTED_SHAPES": ("sglang.testing.shapes", "SHAPES"),
     "shape_model_dir": ("sglang.testing.fixtures", "shape_model_dir"),
     "tiny_model_dir": ("sglang.testing.fixtures", "tiny_model_dir"),
+    "smollm2_gguf_path": ("sglang.testing.models", "smollm2_gguf_path"),
 }
 
 __all__ = sorted(_EXPORTS)
