@@ -17,6 +17,7 @@ import logging
 import time
 
 from sglang.benchmark.datasets import add_dataset_args, random_requests, shared_prefix_requests
+from sglang.runtime.models.gguf.files import pretrained_source
 from sglang.runtime.server_args import ServerArgs
 
 
@@ -61,7 +62,8 @@ def run_transformers(model_path: str, reqs, batch_size: int, device: str) -> dic
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(device).eval()
+    source, gguf_kwargs = pretrained_source(model_path)  # a GGUF file: (its dir, gguf_file=name)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, **gguf_kwargs).to(device).eval()
     pad = 0
     start = time.perf_counter()
     out_tokens = 0

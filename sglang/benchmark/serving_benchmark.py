@@ -48,8 +48,11 @@ def fetch_model_info(base_url: str) -> dict:
 def load_tokenizer(path: str):
     from transformers import AutoTokenizer
 
+    from sglang.runtime.models.gguf.files import pretrained_source
+
+    source, gguf_kwargs = pretrained_source(path)  # a GGUF file carries its tokenizer
     try:
-        return AutoTokenizer.from_pretrained(path)
+        return AutoTokenizer.from_pretrained(source, **gguf_kwargs)
     except Exception as e:
         raise RuntimeError(f"cannot load a tokenizer from {path!r} ({e}); pass --tokenizer DIR") from e
 

@@ -1,4 +1,5 @@
-"""Where the checkpoint lives: `--model-path` as a local directory or a Hugging Face repo id.
+"""Where the checkpoint lives: `--model-path` as a local directory, a GGUF file, or a Hugging Face
+repo id.
 
 This runs in the launching process before any child is spawned or torch is imported, so a wrong
 path fails in about a second with one line saying what is missing. A repo id ('org/name')
@@ -12,6 +13,14 @@ from __future__ import annotations
 import os
 import re
 from typing import Iterable, List, Optional
+
+from sglang.runtime.models.gguf.files import (
+    GGUFPathError,
+    check_gguf_header,
+    has_gguf_suffix,
+    is_gguf_file,
+    resolve_gguf_file,
+)
 
 # The Hub's repo-id rule: 'namespace/name', letters, digits, '-', '_', '.', at most 96 each.
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
@@ -31,12 +40,19 @@ def looks_like_repo_id(path: str) -> bool:
 
 def resolve_checkpoint_dir(path: str, revision: Optional[str] = None, load_format: str = "auto",
                            flag: str = "--model-path") -> str:
-    """The local directory holding the checkpoint `path` names; raises ModelPathError."""
+    """The local directory holding the checkpoint `path` names, or the GGUF file it names (a .gguf
+    file, or a directory's only one with --load-format gguf); raises ModelPathError."""
+    try:
+        gguf_file = resolve_gguf_file(path, load_format)
+    except GGUFPathError as exc:
+        raise ModelPathError(f"{flag} {exc}") from None
+    if gguf_file is not None:
+        return gguf_file
     if os.path.isdir(path):
         check_checkpoint_dir(path, flag)
         return path
     if os.path.exists(path):
-        raise ModelPathError(f"{flag} {path!r} is a file; give the checkpoint's directory")
+        raise ModelPathError(f"{flag} {path!r} is a file; give the checkpoint's directory or a .gguf file")
     if not looks_like_repo_id(path):
         raise ModelPathError(f"{flag} {path!r}: no such directory")
     local = _from_hub(path, revision, flag, load_format)
@@ -45,7 +61,14 @@ def resolve_checkpoint_dir(path: str, revision: Optional[str] = None, load_forma
 
 
 def resolve_tokenizer_dir(path: str, revision: Optional[str] = None, flag: str = "--tokenizer-path") -> str:
-    """Like resolve_checkpoint_dir for a tokenizer: no config.json or weights needed."""
+    """Like resolve_checkpoint_dir for a tokenizer: no config.json or weights needed (a GGUF file
+    carries its tokenizer)."""
+    if is_gguf_file(path):
+        try:
+            check_gguf_header(path)
+        except GGUFPathError as exc:
+            raise ModelPathError(f"{flag} {exc}") from None
+        return path
     if os.path.isdir(path):
         if not os.listdir(path):
             raise ModelPathError(f"{flag} {path!r} is an empty directory; expected tokenizer files")
@@ -63,6 +86,10 @@ def check_checkpoint_dir(path: str, flag: str = "--model-path", origin: Optional
     if not entries:
         raise ModelPathError(f"{where} is an empty directory; expected a Hugging Face checkpoint "
                              f"(config.json, weights, tokenizer files)")
+    ggufs = [e for e in entries if has_gguf_suffix(e)]
+    if "config.json" not in entries and ggufs:
+        raise ModelPathError(f"{where} has no config.json but holds GGUF file(s): {_summary(ggufs)}; pass the "
+                             f".gguf file itself as {flag} (or add --load-format gguf if the directory holds one)")
     if "config.json" not in entries:
         raise ModelPathError(f"{where} has no config.json (it holds: {_summary(entries)}); "
                              f"point it at the checkpoint's own directory")

@@ -19,7 +19,7 @@ from sglang.runtime.layers.attention.registry import ATTENTION_BACKEND_NAMES
 logger = logging.getLogger(__name__)
 
 SCHEDULE_POLICIES = ("fcfs", "lpm", "dfs-weight", "lof", "random")
-LOAD_FORMATS = ("auto", "safetensors", "pt", "dummy")
+LOAD_FORMATS = ("auto", "safetensors", "pt", "gguf", "dummy")
 DTYPES = ("auto", "float32", "bfloat16", "float16", "half", "float", "bf16", "fp16", "fp32")
 
 
@@ -35,11 +35,11 @@ def _f(default: Any, help: str, choices: Optional[tuple] = None, **kw) -> Any:
 @dataclass
 class ServerArgs:
     # Model and tokenizer
-    model_path: str = _f(None, "The checkpoint: a local directory (config.json, weights, tokenizer) or a Hugging Face repo id 'org/name', read from the local Hugging Face cache (HF_HOME) and downloaded into it when missing, unless HF_HUB_OFFLINE=1.")
-    tokenizer_path: Optional[str] = _f(None, "Tokenizer directory; defaults to --model-path.")
+    model_path: str = _f(None, "The checkpoint: a local directory (config.json, weights, tokenizer), a GGUF file (model.gguf: config, tokenizer and weights from the one file), or a Hugging Face repo id 'org/name', read from the local Hugging Face cache (HF_HOME) and downloaded into it when missing, unless HF_HUB_OFFLINE=1.")
+    tokenizer_path: Optional[str] = _f(None, "Tokenizer directory (or GGUF file); defaults to --model-path.")
     tokenizer_mode: str = _f("auto", "'auto' uses the fast tokenizer when available; 'slow' forces the Python one.", ("auto", "slow"))
     skip_tokenizer_init: bool = _f(False, "Do not load a tokenizer: requests must pass input_ids and get output_ids only.")
-    load_format: str = _f("auto", "Weight format: auto/safetensors/pt read the checkpoint; 'dummy' makes random weights at the real shapes (benchmarks).", LOAD_FORMATS)
+    load_format: str = _f("auto", "Weight format: auto/safetensors/pt read the checkpoint; 'gguf' reads a GGUF file (auto does too when --model-path is a .gguf file; with gguf it may be a directory holding one), dequantized into --dtype at load; 'dummy' makes random weights at the real shapes (benchmarks).", LOAD_FORMATS)
     trust_remote_code: bool = _f(False, "Allow custom code from the checkpoint when reading its config/tokenizer.")
     dtype: str = _f("auto", "Weight and activation dtype. 'auto' takes the checkpoint's torch_dtype on GPU and float32 on CPU.", DTYPES)
     kv_cache_dtype: str = _f("auto", "KV cache dtype; 'auto' follows --dtype.", ("auto", "float32", "bfloat16", "float16"))

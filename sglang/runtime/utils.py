@@ -26,11 +26,16 @@ def configure_logging(level: str = "info", prefix: str = "") -> None:
 
 
 def get_tokenizer(tokenizer_path: str, tokenizer_mode: str = "auto", trust_remote_code: bool = False):
+    """The tokenizer of a checkpoint directory, a Hugging Face repo id, or a GGUF file (transformers
+    builds it from the file's metadata, chat template included)."""
     from transformers import AutoTokenizer
 
+    from sglang.runtime.models.gguf.files import pretrained_source
+
+    source, gguf_kwargs = pretrained_source(tokenizer_path)
     try:
         return AutoTokenizer.from_pretrained(
-            tokenizer_path, use_fast=tokenizer_mode != "slow", trust_remote_code=trust_remote_code
+            source, use_fast=tokenizer_mode != "slow", trust_remote_code=trust_remote_code, **gguf_kwargs
         )
     except Exception as exc:  # surface a message that says what to change
         raise RuntimeError(f"could not load a tokenizer from {tokenizer_path!r}: {exc}") from exc

@@ -4,6 +4,8 @@
   checkpoint (llama, mistral, qwen2, qwen3, gemma2) that transformers loads.
 - `write_shape_config(name, out_dir)`: a real model's config + tokenizer, no weights.
 - `tiny_model_dir(arch, ...)` / `shape_model_dir(name)`: the same, cached across processes.
+- `tiny_gguf_path(arch, tensor_type="F32", ...)`: the tiny checkpoint converted to a GGUF file
+  (`sglang.testing.tiny_gguf`), cached.
 - `smollm2_gguf_path(fetch=True)`: a real instruct model (SmolLM2-135M-Instruct, GGUF), fetched
   once into the user cache (`python -m sglang.testing.models smollm2` prints the path).
 
@@ -24,6 +26,7 @@ _EXPORTS = {
     "SUPPORTED_SHAPES": ("sglang.testing.shapes", "SHAPES"),
     "shape_model_dir": ("sglang.testing.fixtures", "shape_model_dir"),
     "tiny_model_dir": ("sglang.testing.fixtures", "tiny_model_dir"),
+    "tiny_gguf_path": ("sglang.testing.fixtures", "tiny_gguf_path"),
     "smollm2_gguf_path": ("sglang.testing.models", "smollm2_gguf_path"),
 }
 

@@ -88,6 +88,18 @@ def shape_model_dir(name: str) -> str:
     return _cached_build(_cache_key("shape", name, {}), lambda d: write_shape_config(name, d))
 
 
+def tiny_gguf_path(arch: str, tensor_type: str = "F32", seed: int = 0, **config_overrides: Any) -> str:
+    """Path of a cached GGUF file converted from the tiny `arch` checkpoint (sglang.testing.tiny_gguf),
+    alone in its directory."""
+    from sglang.testing.tiny_gguf import GGUF_FILE_NAME, write_tiny_gguf
+
+    source = tiny_model_dir(arch, seed=seed, **config_overrides)
+    writer = hashlib.sha256((Path(__file__).parent / "tiny_gguf.py").read_bytes()).hexdigest()[:16]
+    key = _cache_key("gguf", arch, {"tensor_type": tensor_type, "seed": seed, "writer": writer, **config_overrides})
+    directory = _cached_build(key, lambda d: write_tiny_gguf(source, os.path.join(d, GGUF_FILE_NAME), tensor_type))
+    return os.path.join(directory, GGUF_FILE_NAME)
+
+
 def trained_model_dir(seed: int = 0) -> str:
     """Path of the cached tiny llama trained to memorize `trained_corpus()` (built once, ~15 s)."""
     from sglang.testing.trained_model import make_trained_checkpoint

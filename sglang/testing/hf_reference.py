@@ -12,8 +12,12 @@ import torch
 def hf_model(model_path: str, dtype: str = "float32", device: str = "cpu"):
     from transformers import AutoModelForCausalLM
 
+    from sglang.runtime.models.gguf.files import pretrained_source
+
+    source, gguf_kwargs = pretrained_source(model_path)  # a GGUF file loads as (its dir, gguf_file=name)
     # eager: some transformers versions drop Gemma 2 attention soft-capping under SDPA
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype), attn_implementation="eager")
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype), attn_implementation="eager",
+                                                 **gguf_kwargs)
     return model.to(device).eval()
 
 

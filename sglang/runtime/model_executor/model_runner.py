@@ -52,6 +52,7 @@ class ModelRunner:
             dtype=server_args.dtype,
             trust_remote_code=server_args.trust_remote_code,
             device=self.device,
+            load_format=server_args.load_format,
         )
         self.dtype = self.model_config.dtype
         self.model = load_model(self.model_config, server_args.load_format, self.device, server_args.random_seed)

@@ -1,10 +1,11 @@
-"""Build a model for a ModelConfig and fill its weights (from files or random for 'dummy')."""
+"""Build a model for a ModelConfig and fill its weights (from safetensors/.bin files, a GGUF file,
+or random for 'dummy')."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Iterator
+from typing import Iterator, Tuple
 
 import torch
 from torch import nn
@@ -16,7 +17,7 @@ from sglang.runtime.models.weight_utils import find_weight_files, init_dummy_wei
 
 logger = logging.getLogger(__name__)
 
-LOAD_FORMATS = ("auto", "safetensors", "pt", "dummy")
+LOAD_FORMATS = ("auto", "safetensors", "pt", "gguf", "dummy")
 
 
 @contextlib.contextmanager
@@ -37,6 +38,15 @@ def _fit_rope_to_context(model: nn.Module, context_len: int) -> None:
             module.ensure_capacity(context_len)
 
 
+def _gguf_weights(model_config: ModelConfig) -> Iterator[Tuple[str, torch.Tensor]]:
+    from sglang.runtime.models.gguf.archs import select_arch
+    from sglang.runtime.models.gguf.weights import iterate_gguf_weights
+
+    ckpt = model_config.gguf
+    logger.info("loading GGUF %s (tensor types: %s)", ckpt.path, ckpt.tensor_type_counts())
+    return iterate_gguf_weights(ckpt, select_arch(ckpt), model_config.hf_config, model_config.dtype)
+
+
 def load_model(model_config: ModelConfig, load_format: str = "auto", device: str = "cpu",
                seed: int = 0) -> nn.Module:
     """The model of `model_config.architecture` in eval mode, on `device`, in model_config.dtype."""
@@ -47,6 +57,11 @@ def load_model(model_config: ModelConfig, load_format: str = "auto", device: str
         model = model_cls(model_config.hf_config)
     if load_format == "dummy":
         init_dummy_weights(model, seed)
+    elif model_config.gguf is not None and load_format in ("auto", "gguf"):
+        model.load_weights(_gguf_weights(model_config))
+    elif model_config.gguf is not None or load_format == "gguf":
+        kind = "a GGUF file" if model_config.gguf is not None else "not a GGUF checkpoint"
+        raise ValueError(f"load_format {load_format!r} does not fit {model_config.model_path!r}, which is {kind}")
     else:
         files, kind = find_weight_files(model_config.model_path, load_format)
         logger.info("loading %d %s file(s) from %s", len(files), kind, model_config.model_path)

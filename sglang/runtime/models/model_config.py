@@ -1,5 +1,5 @@
 """What the runtime needs to know about a checkpoint, read from its config.json (and
-generation_config.json for stop tokens)."""
+generation_config.json for stop tokens), or from a GGUF file's metadata."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import torch
 from transformers import AutoConfig, PretrainedConfig
 
 from sglang.runtime.layers.rotary_embedding import rope_params_from_config
+from sglang.runtime.models.gguf.files import resolve_gguf_file
 from sglang.runtime.models.registry import is_supported, unsupported_message
 
 logger = logging.getLogger(__name__)
@@ -77,10 +78,21 @@ def derived_context_len(hf_config: PretrainedConfig) -> int:
 
 class ModelConfig:
     def __init__(self, model_path: str, context_length: Optional[int] = None, dtype: str = "auto",
-                 trust_remote_code: bool = False, device: str = "cpu"):
+                 trust_remote_code: bool = False, device: str = "cpu", load_format: str = "auto"):
         self.model_path = model_path
         self.device = device
-        self.hf_config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+        # A GGUF checkpoint (a .gguf file, or a directory of one with load_format 'gguf') stays
+        # open: the loader streams its tensors from the same reader.
+        self.gguf_path: Optional[str] = resolve_gguf_file(model_path, load_format)
+        self.gguf = None
+        if self.gguf_path is not None:
+            from sglang.runtime.models.gguf.checkpoint import GGUFCheckpoint
+            from sglang.runtime.models.gguf.config import gguf_hf_config
+
+            self.gguf = GGUFCheckpoint(self.gguf_path)
+            self.hf_config = gguf_hf_config(self.gguf)
+        else:
+            self.hf_config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
         cfg = self.hf_config
         architectures = getattr(cfg, "architectures", None) or []
         if not architectures:
