@@ -200,11 +200,14 @@ def _file_type(qtype: Any) -> Any:
     return gguf.LlamaFileType.ALL_F32 if qtype.name == "F32" else gguf.LlamaFileType[f"MOSTLY_{qtype.name}"]
 
 
-def write_tiny_gguf(checkpoint_dir: str, out_path: str, tensor_type: str = "F32", name: Optional[str] = None) -> str:
+def write_tiny_gguf(checkpoint_dir: str, out_path: str, tensor_type: str = "F32", name: Optional[str] = None,
+                    raw_tensors: Optional[Mapping[str, Tuple[np.ndarray, str]]] = None) -> str:
     """Convert the tiny checkpoint in `checkpoint_dir` into the GGUF file `out_path`; return it.
 
     `tensor_type`: a ggml type the `gguf` package can quantize to (F32, F16, BF16, Q8_0, Q4_0,
-    Q4_1, Q5_0, Q5_1, ...), used for every matrix."""
+    Q4_1, Q5_0, Q5_1, ...), used for every matrix. `raw_tensors` replaces (or adds) tensors by
+    GGUF name with ready-made data: {name: (uint8 blocks [rows, bytes per row] or floats, ggml
+    type name)}, for types the package can only dequantize (K-quants, IQ*) or not at all."""
     gguf = _gguf()
     config = AutoConfig.from_pretrained(checkpoint_dir)
     if config.model_type not in GGUF_ARCH_OF:
@@ -213,9 +216,16 @@ def write_tiny_gguf(checkpoint_dir: str, out_path: str, tensor_type: str = "F32"
     writer = gguf.GGUFWriter(out_path, GGUF_ARCH_OF[config.model_type])
     _model_metadata(writer, config, _file_type(qtype), name or f"tiny {config.model_type}")
     _tokenizer_metadata(writer, checkpoint_dir, config)
+    raw_tensors = dict(raw_tensors or {})
     for gguf_name, data in _tensors(checkpoint_dir, config):
+        if gguf_name in raw_tensors:
+            blocks, type_name = raw_tensors.pop(gguf_name)
+            writer.add_tensor(gguf_name, blocks, raw_dtype=gguf.GGMLQuantizationType[type_name])
+            continue
         stored, stored_type = _stored(gguf_name, data, qtype)
         writer.add_tensor(gguf_name, stored, raw_dtype=stored_type)
+    for gguf_name, (blocks, type_name) in raw_tensors.items():  # names the checkpoint lacks: added
+        writer.add_tensor(gguf_name, blocks, raw_dtype=gguf.GGMLQuantizationType[type_name])
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

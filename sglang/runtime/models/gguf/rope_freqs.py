@@ -43,15 +43,21 @@ def llama3_scaling_from_divisors(divisors: np.ndarray, base: float, rotary_dim: 
     slope, intercept = np.polyfit(inv_freq[blended] / (2 * math.pi), smooth, 1)
     if not (slope > 0 and intercept < 0):
         raise _fail("the blend does not fall from long to short wavelengths")
-    scaling = {"rope_type": "llama3", "factor": factor, "low_freq_factor": 1.0,
-               "high_freq_factor": float(1 - 1 / intercept),
-               "original_max_position_embeddings": _round_near_int(-slope / intercept)}
+    scaling = {"rope_type": "llama3", "factor": _simplest(factor), "low_freq_factor": 1.0,
+               "high_freq_factor": _simplest(1 - 1 / intercept),
+               "original_max_position_embeddings": _simplest(-slope / intercept)}
     _check(divisors, scaling, base, rotary_dim)
     return scaling
 
 
-def _round_near_int(x: float) -> float:
-    return float(round(x)) if abs(x - round(x)) <= 1e-3 * abs(x) else float(x)
+def _simplest(x: float) -> float:
+    """The shortest decimal within float32 noise of a fitted `x` (published configs use round
+    numbers: 8.0, 4.0, 8192), an int when whole."""
+    for digits in range(1, 8):
+        candidate = float(f"{x:.{digits}g}")
+        if abs(candidate - x) <= 1e-4 * abs(x):
+            return int(candidate) if candidate.is_integer() else candidate
+    return float(x)
 
 
 def _check(divisors: np.ndarray, scaling: Dict[str, Any], base: float, rotary_dim: int) -> None:
