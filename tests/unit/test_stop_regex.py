@@ -1,7 +1,7 @@
 """stop_regex patterns: refused with a ValueError when they cannot compile (a repeat count too
-large raised OverflowError, which became an HTTP 500), and searched with a time bound (a
-catastrophically backtracking pattern used to hang the scheduler loop). Both found by
-tests/server/test_fuzz_http.py."""
+large raised OverflowError, which became an HTTP 500) or their repetitions multiply out too far,
+and searched with a time bound (a catastrophically backtracking pattern used to hang the
+scheduler loop). All found by tests/server/test_fuzz_http.py."""
 
 from __future__ import annotations
 
@@ -21,6 +21,19 @@ CATASTROPHIC = r"(.*?,){30}\x00"
 def test_uncompilable_stop_regex_is_a_value_error(pattern: str) -> None:
     with pytest.raises(ValueError, match="stop_regex .* is not a valid regular expression"):
         SamplingParams.from_dict({"stop_regex": [pattern]}).verify(1000)
+
+
+@pytest.mark.parametrize("pattern", ["a{1000000}", "(?:a{1000}){1000}", "(?:(?:x)??){1000000,}", "a{4294967294}"])
+def test_repetitions_multiplying_out_too_far_are_refused(pattern: str) -> None:
+    """The regex package compiles a{n} as n copies: a{1000000} took 276 MB, a{4294967294} was
+    OOM-killed (found by the HTTP fuzz test's memory bound). Refused before compiling."""
+    with pytest.raises(ValueError, match="MAX_STOP_REGEX_CHARS"):
+        SamplingParams.from_dict({"stop_regex": pattern}).verify(1000)
+
+
+@pytest.mark.parametrize("pattern", ["a{0,1000000}", "(ab|c){1000}", r"\d+", "(x|y){5,2048}"])
+def test_patterns_that_stay_small_are_accepted(pattern: str) -> None:
+    SamplingParams.from_dict({"stop_regex": pattern}).verify(1000)
 
 
 def test_catastrophic_pattern_times_out() -> None:
