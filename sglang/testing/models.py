@@ -92,10 +92,12 @@ _UNREACHABLE = ("Failed to establish a new connection", "connection broken", "Co
 
 
 def _pip_failure(stderr: str) -> str:
-    """pip's failure in one line: unreachable index said plainly, else its last ERROR line."""
+    """pip's failure in one line: an unreachable index said plainly, else its last ERROR line."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     if any(marker in line for line in lines for marker in _UNREACHABLE):
         return "the package index could not be reached (offline?)"
+    if any("(from versions: none)" in line for line in lines):  # pip with retries 0 says only this
+        return "no configured package index offered it (offline, or an index without it?)"
     errors = [line for line in lines if line.startswith("ERROR")]
     return (errors or lines or ["no output"])[-1]
 
