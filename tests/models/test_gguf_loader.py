@@ -197,11 +197,19 @@ def test_rope_freqs_of_another_shape_is_refused():
         llama3_scaling_from_divisors(divisors, 500000.0, 128)
 
 
-def test_linear_rope_scaling_round_trips():
-    overrides = {"rope_parameters": {"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0}}
-    path = tiny_gguf_path("llama", **overrides)
-    assert ModelConfig(path).hf_config.rope_parameters["factor"] == 2.0
-    diff = _prompt_and_decode_logits(path) - _prompt_and_decode_logits(tiny_model_dir("llama", **overrides))
+ROPE_SCALINGS = {
+    "linear": ("llama", {"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0}),
+    "yarn": ("qwen2", {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 256,
+                       "rope_theta": 10000.0}),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ROPE_SCALINGS))
+def test_rope_scaling_round_trips(kind):
+    arch, rope = ROPE_SCALINGS[kind]
+    path = tiny_gguf_path(arch, rope_parameters=rope)
+    assert ModelConfig(path).hf_config.rope_parameters == rope
+    diff = _prompt_and_decode_logits(path) - _prompt_and_decode_logits(tiny_model_dir(arch, rope_parameters=rope))
     assert diff.abs().max().item() <= 1e-5
 
 
