@@ -25,7 +25,7 @@ class GGUFCheckpoint:
         self._tensors = {t.name: t for t in self.reader.tensors}
         splits = int(self.get("split.count", 1))
         if splits > 1:
-            raise ValueError(f"{path!r} is part 1 of a GGUF split into {splits} files; merge the parts into "
+            raise ValueError(f"{path!r} is one part of a GGUF split into {splits} files; merge the parts into "
                              f"one file first (llama.cpp: llama-gguf-split --merge)")
 
     # ---------------------------------------------------------------- metadata
@@ -46,9 +46,6 @@ class GGUFCheckpoint:
         """A float32 metadata value as the decimal it was written from (1e-06, not 9.99999997e-07)."""
         value = self.arch_get(key, default)
         return value if value is None else float(str(np.float32(value)))
-
-    def name(self) -> str:
-        return str(self.get("general.name", "") or "")
 
     # ---------------------------------------------------------------- tensors
     @property
