@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Callable, Dict, List
 
 from hypothesis import strategies as st
@@ -19,7 +20,7 @@ from tests.server.fuzz_grammars import ebnfs, json_schema_strings, json_schemas,
 
 ROUTES = ("/generate", "/v1/completions", "/v1/chat/completions")
 MODEL_NAME = "tiny-llama"
-VOCAB = 1000  # the tiny llama's vocabulary; ids beyond it are drawn too, as invalid ones
+VOCAB = 1000  # the tiny llama's vocabulary (mutation puts ids beyond it)
 
 HUGE_INTS = (-1, -(2**31), 2**31, 2**53 + 1, 2**63, 2**64, 10**30, -(10**30))
 ODD_STRINGS = ("", "NaN", "Infinity", "-inf", "1e999", "0", "true", "null", "\x00", "\ud800", "\udfff",
@@ -36,7 +37,7 @@ class FuzzRequest:
     kind: str  # "valid", "mutated" or "raw" (not valid JSON)
     hang_up: bool = False
 
-    @property
+    @cached_property
     def streamed(self) -> bool:
         try:
             parsed = json.loads(self.body)
@@ -302,3 +303,31 @@ def fuzz_requests(draw: st.DrawFn) -> FuzzRequest:
 def request_groups() -> st.SearchStrategy[List[FuzzRequest]]:
     """One to four requests sent at once (so aborts, queueing and batching interleave)."""
     return st.lists(fuzz_requests(), min_size=1, max_size=4)
+
+
+# ---------------------------------------------------------------------------------- found bugs
+def _req(route: str, body: Any, kind: str = "valid") -> FuzzRequest:
+    return FuzzRequest(route, body if isinstance(body, bytes) else encode(body), kind)
+
+
+_GEN = "/generate"
+# Groups that once broke the server, replayed by every run (hypothesis @example) so the fixed-seed
+# CI slice covers them whatever it draws. Each also has a focused test next to its fix.
+FOUND_GROUPS: List[List[FuzzRequest]] = [
+    # 100,000 nested objects: orjson's parser overflowed the C stack (SIGSEGV) -> test_json_depth.py
+    [_req(_GEN, b'{"text": ' + b'{"a":' * 100000 + b"1" + b"}" * 100000 + b"}", "raw")],
+    # prefill-only requests next to ordinary ones: admission promised a req_to_token row that was
+    # still held, and the scheduler died -> tests/engine/test_request_rows.py
+    [_req(_GEN, {"input_ids": [[1, 2], [3, 4], [5, 6]], "sampling_params": {"max_new_tokens": 0}}),
+     _req(_GEN, {"text": "a b c", "sampling_params": {"max_new_tokens": 8, "n": 3}}),
+     _req(_GEN, {"text": "d e f", "sampling_params": {"max_new_tokens": 8, "ignore_eos": True}}),
+     _req("/v1/completions", {"prompt": "g h", "max_tokens": 8, "n": 2})],
+    # stop_regex: repeat count too large for re (HTTP 500), a count the regex package would expand
+    # to gigabytes, catastrophic backtracking on forced commas -> test_stop_regex*.py
+    [_req(_GEN, {"text": "x", "sampling_params": {"stop_regex": "a{1000000000000000000000000000000}"}}),
+     _req(_GEN, {"text": "x", "sampling_params": {"stop_regex": "(?:(?:b)??){1000000,}", "max_new_tokens": 4}}),
+     _req(_GEN, {"text": "x", "sampling_params": {"stop_regex": r"(.*?,){30}\x00", "max_new_tokens": 40,
+                                                  "ignore_eos": True, "temperature": 0, "logit_bias": {"11": 100}}})],
+    # an EBNF error at a non-ASCII character: xgrammar's message failed to decode -> test_backends.py
+    [_req(_GEN, {"text": "x", "sampling_params": {"ebnf": 'root ::= "a" | 中', "max_new_tokens": 4}})],
+]

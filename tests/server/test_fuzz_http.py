@@ -33,12 +33,12 @@ from typing import Dict, Iterator, List, Optional
 import httpx
 import psutil
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 
 from sglang.testing.fixtures import tiny_model_dir
 from tests.server.fuzz_checks import Answer, check_answer
 from tests.server.fuzz_monitor import MB, HealthPoller, MemorySampler, cap_data_segment, data_segment_bytes
-from tests.server.fuzz_strategies import FuzzRequest, request_groups
+from tests.server.fuzz_strategies import FOUND_GROUPS, FuzzRequest, request_groups
 from tests.server.http_helpers import wait_kv_idle
 from tests.server.server_process import ServerProcess, start_server
 
@@ -164,17 +164,18 @@ def greedy_ids(base_url: str) -> List[int]:
 
 def fuzz_settings(groups: int) -> settings:
     return settings(max_examples=groups, deadline=None, derandomize=not long_run(), database=None,
-                    print_blob=True, phases=(Phase.generate, Phase.shrink),
+                    print_blob=True, phases=(Phase.explicit, Phase.generate, Phase.shrink),
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                            HealthCheck.large_base_example])
 
 
 def run_fuzz(run: FuzzRun, bodies: int) -> None:
-    @fuzz_settings(math.ceil(bodies / BODIES_PER_GROUP))
-    @given(request_groups())
     def fuzz(group: List[FuzzRequest]) -> None:
         run.send_group(group)
 
+    for group in FOUND_GROUPS:
+        fuzz = example(group)(fuzz)
+    fuzz = fuzz_settings(math.ceil(bodies / BODIES_PER_GROUP))(given(request_groups())(fuzz))
     fuzz()
 
 
