@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from sglang.runtime.layers.attention.registry import ATTENTION_BACKEND_NAMES
+from sglang.runtime.layers.quantization import QUANTIZATION_METHODS
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class ServerArgs:
     load_format: str = _f("auto", "Weight format: auto/safetensors/pt read the checkpoint; 'gguf' reads a GGUF file (auto does too when --model-path is a .gguf file; with gguf it may be a directory holding one), dequantized into --dtype at load; 'dummy' makes random weights at the real shapes (benchmarks).", LOAD_FORMATS)
     trust_remote_code: bool = _f(False, "Allow custom code from the checkpoint when reading its config/tokenizer.")
     dtype: str = _f("auto", "Weight and activation dtype. 'auto' takes the checkpoint's torch_dtype on GPU and float32 on CPU.", DTYPES)
+    quantization: Optional[str] = _f(None, "Weight quantization method. 'gguf' (CPU, a GGUF checkpoint): Q4_0/Q4_1/Q8_0 weights stay in their blocks and C++ kernels compute on them (the file's own values, about a sixth of float32's bytes per decode step); layers of other types are dequantized as without the flag. Default: weights dequantized into --dtype at load.", QUANTIZATION_METHODS)
     kv_cache_dtype: str = _f("auto", "KV cache dtype; 'auto' follows --dtype.", ("auto", "float32", "bfloat16", "float16"))
     context_length: Optional[int] = _f(None, "Maximum sequence length (prompt + output). Defaults to the model's max_position_embeddings.")
     device: str = _f("auto", "Device to run on: 'cuda', 'cpu', or 'auto' (cuda when available).", ("auto", "cuda", "cpu"))
@@ -110,6 +112,8 @@ class ServerArgs:
     def validate(self) -> None:
         if self.schedule_policy not in SCHEDULE_POLICIES:
             raise ValueError(f"schedule_policy must be one of {SCHEDULE_POLICIES}, got {self.schedule_policy!r}")
+        if self.quantization is not None and self.quantization not in QUANTIZATION_METHODS:
+            raise ValueError(f"quantization must be one of {QUANTIZATION_METHODS}, got {self.quantization!r}")
         if self.load_format not in LOAD_FORMATS:
             raise ValueError(f"load_format must be one of {LOAD_FORMATS}, got {self.load_format!r}")
         if not 0.0 < self.mem_fraction_static < 1.0:

@@ -8,6 +8,10 @@ sum.
 
 Fused layers (`MergedColumnParallelLinear` for gate|up, `QKVParallelLinear` for q|k|v) receive the
 separate checkpoint tensors one at a time, each with a shard id naming its slot.
+
+How the weight is stored and multiplied is the layer's `quant_method` (`layers/quantization/`):
+unquantized by default; a `--quantization` config swaps it with `set_quant_method` before the
+weights load.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ from __future__ import annotations
 from typing import Optional, Sequence, Union
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from sglang.runtime.layers.quantization.base import LinearMethod
+from sglang.runtime.layers.quantization.unquantized import UnquantizedLinearMethod
 
 ShardId = Union[int, str, None]
 
@@ -64,8 +70,9 @@ class LinearBase(nn.Module):
         self.tp_rank, self.tp_size = tp_rank, tp_size
         self.in_features, self.out_features = in_features, out_features
         dtype = params_dtype or torch.get_default_dtype()
-        self.weight = nn.Parameter(torch.empty(out_features, in_features, dtype=dtype), requires_grad=False)
-        self.weight.weight_loader = self.weight_loader
+        self.params_dtype = dtype
+        self.quant_method: LinearMethod = UnquantizedLinearMethod()
+        self.quant_method.create_weights(self, dtype)
         if bias:
             self.bias = nn.Parameter(torch.zeros(out_features, dtype=dtype), requires_grad=False)
             self.bias.weight_loader = self.weight_loader
@@ -75,8 +82,13 @@ class LinearBase(nn.Module):
     def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id: ShardId = None) -> None:
         copy_checked(param.data, loaded)
 
+    def set_quant_method(self, method: LinearMethod) -> None:
+        """Store and compute the weight with `method` (replaces the weight parameter; load after)."""
+        self.quant_method = method
+        method.create_weights(self, self.params_dtype)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight, self.bias)
+        return self.quant_method.apply(self, x, self.bias)
 
     def extra_repr(self) -> str:
         return (f"in={self.in_features}, out={self.out_features}, bias={self.bias is not None}, "
@@ -196,4 +208,4 @@ class RowParallelLinear(LinearBase):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         require_single_rank(self.tp_size, type(self).__name__)
-        return F.linear(x, self.weight, self.bias)
+        return self.quant_method.apply(self, x, self.bias)

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, List, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from sglang.runtime.host_device import to_device
@@ -65,7 +64,7 @@ class LogitsProcessor(nn.Module):
 
             logits = gemv(hidden.contiguous(), lm_head.weight, bias)
         else:
-            logits = F.linear(hidden, lm_head.weight, bias)
+            logits = lm_head.project(hidden)
         logits = logits[:, : self.vocab_size].float()
         if self.final_logit_softcapping:
             logits = soft_cap(logits, self.final_logit_softcapping)

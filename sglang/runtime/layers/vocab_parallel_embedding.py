@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from sglang.runtime.layers.linear import ShardId, check_full_shape, require_single_rank
+from sglang.runtime.layers.quantization.base import EmbeddingMethod
+from sglang.runtime.layers.quantization.unquantized import UnquantizedEmbeddingMethod
 
 
 class VocabParallelEmbedding(nn.Module):
@@ -28,9 +29,14 @@ class VocabParallelEmbedding(nn.Module):
         self.vocab_start = tp_rank * self.rows_per_rank
         self.vocab_end = min(self.vocab_start + self.rows_per_rank, num_embeddings)
         dtype = params_dtype or torch.get_default_dtype()
-        self.weight = nn.Parameter(torch.empty(self.rows_per_rank, embedding_dim, dtype=dtype),
-                                   requires_grad=False)
-        self.weight.weight_loader = self.weight_loader
+        self.params_dtype = dtype
+        self.quant_method: EmbeddingMethod = UnquantizedEmbeddingMethod()
+        self.quant_method.create_weights(self, dtype)
+
+    def set_quant_method(self, method: EmbeddingMethod) -> None:
+        """Store, look up and project with `method` (replaces the weight parameter; load after)."""
+        self.quant_method = method
+        method.create_weights(self, self.params_dtype)
 
     def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id: ShardId = None) -> None:
         check_full_shape(loaded, (self.num_embeddings, self.embedding_dim), "embedding")
@@ -41,7 +47,11 @@ class VocabParallelEmbedding(nn.Module):
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         require_single_rank(self.tp_size, type(self).__name__)
-        return F.embedding(input_ids, self.weight)
+        return self.quant_method.embedding(self, input_ids)
+
+    def project(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden [tokens, embedding_dim] -> logits over this rank's rows (the LM head's matmul)."""
+        return self.quant_method.apply(self, hidden, getattr(self, "bias", None))
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}, tp={self.tp_rank}/{self.tp_size}"

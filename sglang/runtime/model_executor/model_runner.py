@@ -55,7 +55,8 @@ class ModelRunner:
             load_format=server_args.load_format,
         )
         self.dtype = self.model_config.dtype
-        self.model = load_model(self.model_config, server_args.load_format, self.device, server_args.random_seed)
+        self.model = load_model(self.model_config, server_args.load_format, self.device, server_args.random_seed,
+                                server_args.quantization)
         if server_args.enable_fused_gemv and self.device == "cuda" and triton_available():
             apply_one_token_gemv(self.model)
         self.weight_bytes = sum(p.numel() * p.element_size() for p in self.model.parameters())

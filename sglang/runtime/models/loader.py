@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Iterator, Tuple
+from typing import FrozenSet, Iterator, Optional, Tuple
 
 import torch
 from torch import nn
 
+from sglang.runtime.layers.quantization import get_quantization_config
 from sglang.runtime.layers.rotary_embedding import RotaryEmbedding
 from sglang.runtime.models.model_config import ModelConfig
 from sglang.runtime.models.registry import get_model_class
@@ -38,27 +39,33 @@ def _fit_rope_to_context(model: nn.Module, context_len: int) -> None:
             module.ensure_capacity(context_len)
 
 
-def _gguf_weights(model_config: ModelConfig) -> Iterator[Tuple[str, torch.Tensor]]:
+def _gguf_weights(model_config: ModelConfig, keep_quantized: FrozenSet[str]) -> Iterator[Tuple[str, torch.Tensor]]:
     from sglang.runtime.models.gguf.archs import select_arch
     from sglang.runtime.models.gguf.weights import iterate_gguf_weights
 
     ckpt = model_config.gguf
     logger.info("loading GGUF %s (tensor types: %s)", ckpt.path, ckpt.tensor_type_counts())
-    return iterate_gguf_weights(ckpt, select_arch(ckpt), model_config.hf_config, model_config.dtype)
+    return iterate_gguf_weights(ckpt, select_arch(ckpt), model_config.hf_config, model_config.dtype,
+                                keep_quantized=keep_quantized)
 
 
 def load_model(model_config: ModelConfig, load_format: str = "auto", device: str = "cpu",
-               seed: int = 0) -> nn.Module:
-    """The model of `model_config.architecture` in eval mode, on `device`, in model_config.dtype."""
+               seed: int = 0, quantization: Optional[str] = None) -> nn.Module:
+    """The model of `model_config.architecture` in eval mode, on `device`, in model_config.dtype;
+    with `quantization` (a `--quantization` name), its layers computing as that method says."""
     if load_format not in LOAD_FORMATS:
         raise ValueError(f"load_format must be one of {LOAD_FORMATS}, got {load_format!r}")
     model_cls = get_model_class(model_config.architecture)
+    quant = get_quantization_config(quantization) if quantization else None
     with _default_dtype(model_config.dtype), torch.device(device):
         model = model_cls(model_config.hf_config)
+        if quant is not None:
+            quant.prepare(model, model_config, device)
+    kept = quant.checkpoint_tensors_kept() if quant is not None else frozenset()
     if load_format == "dummy":
         init_dummy_weights(model, seed)
     elif model_config.gguf is not None and load_format in ("auto", "gguf"):
-        model.load_weights(_gguf_weights(model_config))
+        model.load_weights(_gguf_weights(model_config, kept))
     elif model_config.gguf is not None or load_format == "gguf":
         kind = "a GGUF file" if model_config.gguf is not None else "not a GGUF checkpoint"
         raise ValueError(f"load_format {load_format!r} does not fit {model_config.model_path!r}, which is {kind}")

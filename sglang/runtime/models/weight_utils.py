@@ -131,8 +131,9 @@ def _expected_entries(params: Dict[str, nn.Parameter], stacked: StackedMapping
     return expected
 
 
-def _route(name: str, params: Dict[str, nn.Parameter], stacked: StackedMapping
+def route_name(name: str, params: Dict[str, nn.Parameter], stacked: StackedMapping
            ) -> Optional[Tuple[str, ShardId]]:
+    """(parameter name, shard id) a checkpoint tensor named `name` loads into, or None."""
     for param_part, weight_part, shard in stacked:
         if weight_part in name:
             fused = name.replace(weight_part, param_part)
@@ -153,7 +154,7 @@ def load_named_weights(model: nn.Module, weights: WeightIter, stacked: StackedMa
     for name, tensor in weights:
         if skip(name):
             continue
-        target = _route(name, params, stacked)
+        target = route_name(name, params, stacked)
         if target is None:
             unused.append(name)
             continue

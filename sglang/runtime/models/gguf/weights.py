@@ -7,7 +7,7 @@ read: host memory holds one float32 tensor beyond the model."""
 
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, FrozenSet, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -125,13 +125,25 @@ def _undo_conversion(tensor: torch.Tensor, gguf_name: str, arch: GGUFArch, confi
     return tensor
 
 
+def _blocks(ckpt: GGUFCheckpoint, name: str) -> torch.Tensor:
+    """The tensor's rows of quantized blocks as stored: uint8 [rows, bytes per row]."""
+    return torch.from_numpy(np.array(ckpt.tensor(name).data, dtype=np.uint8))
+
+
 def iterate_gguf_weights(ckpt: GGUFCheckpoint, arch: GGUFArch, config: PretrainedConfig,
-                         dtype: torch.dtype, progress: bool = True) -> Iterator[Tuple[str, torch.Tensor]]:
-    """(our name, tensor in `dtype`) for every model tensor of `ckpt`, streamed with a progress bar."""
+                         dtype: torch.dtype, progress: bool = True,
+                         keep_quantized: FrozenSet[str] = frozenset()) -> Iterator[Tuple[str, torch.Tensor]]:
+    """(our name, tensor in `dtype`) for every model tensor of `ckpt`, streamed with a progress bar.
+
+    Tensors named in `keep_quantized` come as their uint8 rows of blocks instead (for
+    `--quantization gguf`); llama.cpp's row reorder is undone on those rows all the same."""
     check_tensor_types(ckpt)
     mapping = name_map(ckpt, arch)
     with tqdm(total=len(mapping), desc="Loading GGUF weights", unit="tensor", disable=not progress) as bar:
         for gguf_name, ours in mapping.items():
-            tensor = _undo_conversion(_dequantized(ckpt, gguf_name), gguf_name, arch, config)
-            yield ours, tensor.to(dtype)
+            if gguf_name in keep_quantized:
+                yield ours, _undo_conversion(_blocks(ckpt, gguf_name), gguf_name, arch, config)
+            else:
+                tensor = _undo_conversion(_dequantized(ckpt, gguf_name), gguf_name, arch, config)
+                yield ours, tensor.to(dtype)
             bar.update(1)
