@@ -31,6 +31,14 @@ def test_repetitions_multiplying_out_too_far_are_refused(pattern: str) -> None:
         SamplingParams.from_dict({"stop_regex": pattern}).verify(1000)
 
 
+@pytest.mark.parametrize("depth", [200, 400])
+def test_deeply_nested_pattern_is_a_value_error(depth: int) -> None:
+    """re compiles 200 nested groups, but measuring them recursed too deep: RecursionError, an
+    HTTP 500 (found by the HTTP fuzz test)."""
+    with pytest.raises(ValueError, match="stop_regex"):
+        SamplingParams.from_dict({"stop_regex": "(" * depth + "a" + "|b)" * depth}).verify(1000)
+
+
 @pytest.mark.parametrize("pattern", ["a{0,1000000}", "(ab|c){1000}", r"\d+", "(x|y){5,2048}"])
 def test_patterns_that_stay_small_are_accepted(pattern: str) -> None:
     SamplingParams.from_dict({"stop_regex": pattern}).verify(1000)

@@ -46,7 +46,10 @@ def check_stop_regex(pattern: str) -> None:
     # Imported here: the grammar package pulls in torch, which mere parameter checks do not need.
     from sglang.runtime.constrained.regex_measure import measure_regex
 
-    measure = measure_regex(pattern)
+    try:
+        measure = measure_regex(pattern)
+    except RecursionError:  # the measure recurses per nesting level; re's parser allowed more
+        raise ValueError(f"stop_regex {pattern[:100]!r}... nests its groups too deeply") from None
     if measure.forced > MAX_STOP_REGEX_CHARS:
         raise ValueError(
             f"stop_regex {pattern!r} repeats too much: its repetition counts (largest {measure.largest_count}) "
