@@ -104,13 +104,16 @@ def _poll_health(base_url: str, interval: float, timeout: float, stop, max_laten
 
 
 class MemorySampler:
-    """RSS of a process tree, sampled by a thread: at start, the peak while running, at the end."""
+    """RSS of a process tree, sampled by a thread: at start, the peak while running, at the end;
+    and the peak data segment of one process of it (`watched`, the capped scheduler)."""
 
-    def __init__(self, pid: int, interval: float = 0.2):
+    def __init__(self, pid: int, watched: int, interval: float = 0.2):
         self.pid = pid
+        self.watched = watched
         self.interval = interval
         self.start_rss = tree_rss(pid)
         self.peak_rss = self.end_rss = self.start_rss
+        self.peak_data = data_segment_bytes(watched)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -126,7 +129,8 @@ class MemorySampler:
         while not self._stop.wait(self.interval):
             try:
                 rss = tree_rss(self.pid)
-            except psutil.Error:
+                self.peak_data = max(self.peak_data, data_segment_bytes(self.watched))
+            except (psutil.Error, OSError):
                 return  # the server died; the test sees that on its own
             self.peak_rss = max(self.peak_rss, rss)
             self.end_rss = rss

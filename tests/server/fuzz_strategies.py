@@ -323,11 +323,13 @@ FOUND_GROUPS: List[List[FuzzRequest]] = [
      _req(_GEN, {"text": "d e f", "sampling_params": {"max_new_tokens": 8, "ignore_eos": True}}),
      _req("/v1/completions", {"prompt": "g h", "max_tokens": 8, "n": 2})],
     # stop_regex: repeat count too large for re (HTTP 500), a count the regex package would expand
-    # to gigabytes, catastrophic backtracking on forced commas -> test_stop_regex*.py
+    # to gigabytes, catastrophic backtracking on forced commas, nesting too deep to measure (HTTP
+    # 500) -> test_stop_regex*.py
     [_req(_GEN, {"text": "x", "sampling_params": {"stop_regex": "a{1000000000000000000000000000000}"}}),
      _req(_GEN, {"text": "x", "sampling_params": {"stop_regex": "(?:(?:b)??){1000000,}", "max_new_tokens": 4}}),
      _req(_GEN, {"text": "x", "sampling_params": {"stop_regex": r"(.*?,){30}\x00", "max_new_tokens": 40,
-                                                  "ignore_eos": True, "temperature": 0, "logit_bias": {"11": 100}}})],
+                                                  "ignore_eos": True, "temperature": 0, "logit_bias": {"11": 100}}}),
+     _req(_GEN, {"text": "x", "sampling_params": {"stop_regex": "(" * 200 + "a" + "|b)" * 200}})],
     # an EBNF error at a non-ASCII character: xgrammar's message failed to decode -> test_backends.py
     [_req(_GEN, {"text": "x", "sampling_params": {"ebnf": 'root ::= "a" | 中', "max_new_tokens": 4}})],
 ]

@@ -101,6 +101,7 @@ class FuzzRun:
         for req, answer in zip(group, answers):
             self.sent += 1
             self.kinds[req.kind] += 1
+            self.kinds["streamed"] += req.streamed
             self.statuses.setdefault(req.route, Counter())[_status_key(answer)] += 1
         dead = self.dead_pids()
         if dead:
@@ -188,6 +189,8 @@ def assert_no_kv_leak(base_url: str) -> dict:
     return info
 
 
+# The long run's time grows with its size (pytest-timeout's 600 s default would cut it short).
+@pytest.mark.timeout(600 + target_bodies() // 2)
 def test_fuzz_http(fuzz_server: ServerProcess) -> None:
     base_url = fuzz_server.base_url
     scheduler = fuzz_server.child_pid("scheduler")
@@ -197,7 +200,7 @@ def test_fuzz_http(fuzz_server: ServerProcess) -> None:
     started = time.monotonic()
     log_start = len(fuzz_server.log())
     try:
-        with HealthPoller(base_url) as health, MemorySampler(fuzz_server.proc.pid) as memory:
+        with HealthPoller(base_url) as health, MemorySampler(fuzz_server.proc.pid, scheduler) as memory:
             run_fuzz(run, target_bodies())
     except BaseException:
         if run.fatal:  # the group that killed the server, not a replay against the dead one
@@ -208,7 +211,8 @@ def test_fuzz_http(fuzz_server: ServerProcess) -> None:
     report = {**run.summary(), "wall_s": round(time.monotonic() - started, 1),
               "health_max_latency_s": round(health.max_latency, 3), "health_samples": health.samples,
               "rss_mb": {"start": memory.start_rss // MB, "peak": memory.peak_rss // MB, "end": memory.end_rss // MB},
-              "scheduler_data_mb": {"cap": cap // MB, "end": data_segment_bytes(scheduler) // MB}}
+              "scheduler_data_mb": {"cap": cap // MB, "peak": memory.peak_data // MB,
+                                    "end": data_segment_bytes(scheduler) // MB}}
     _publish(report)
     assert not run.dead_pids()
     assert run.sent >= target_bodies(), report
