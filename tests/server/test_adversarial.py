@@ -113,15 +113,20 @@ def test_disconnects_mid_stream_free_kv(server):
     assert info["available_kv_tokens"] == info["max_total_num_tokens"]
 
 
-@pytest.mark.parametrize("path,body", [("/v1/completions", {"prompt": "leaving", **LONG}),
-                                       ("/v1/chat/completions", {"messages": [{"role": "user", "content": "bye"}], **LONG}),
-                                       ("/generate", {"text": "leaving", "sampling_params": {"max_new_tokens": 400, "ignore_eos": True}})])
+# Near the tiny model's 1024-token context, so the answer takes far longer than the client waits
+# even on a fast CI machine (400 tokens finished within 0.5 s there).
+VERY_LONG = {**LONG, "max_tokens": 900}
+
+
+@pytest.mark.parametrize("path,body", [("/v1/completions", {"prompt": "leaving", **VERY_LONG}),
+                                       ("/v1/chat/completions", {"messages": [{"role": "user", "content": "bye"}], **VERY_LONG}),
+                                       ("/generate", {"text": "leaving", "sampling_params": {"max_new_tokens": 900, "ignore_eos": True}})])
 def test_non_streamed_disconnect_logs_no_traceback(server, path, body):
     """A client leaving before a whole answer is an expected event: the request is aborted and
     freed, and nothing logs "Exception in ASGI application" (499 used to raise in HTTPStatus)."""
     start = len(server.log())
     with pytest.raises(httpx.ReadTimeout):
-        httpx.post(server.base_url + path, json=body, timeout=0.5, trust_env=False)
+        httpx.post(server.base_url + path, json=body, timeout=httpx.Timeout(5.0, read=0.1), trust_env=False)
     wait_kv_idle(server.base_url)
     time.sleep(0.3)  # let the handler finish answering the closed connection
     log = server.log()[start:]
