@@ -1,5 +1,7 @@
-"""`--quantization gguf` on tiny GGUF files: the layers keep their blocks and compute the same model
-as the default path (weights dequantized at load), for every served architecture and block type;
+"""`--quantization gguf` on tiny GGUF files: the layers keep their blocks and compute, with the C++
+kernels, the model their torch twins compute (llama.cpp's arithmetic: activations rounded to int8
+per 32-value block), close to the default path (weights dequantized at load, float activations),
+for every served architecture and block type;
 layers the kernels cannot serve fall back to dequantized weights, saying why; unusable setups fail
 with errors naming the flag."""
 
@@ -55,7 +57,7 @@ def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 @needs_kernels
 @pytest.mark.parametrize("tensor_type", BLOCK_TYPES)
 @pytest.mark.parametrize("arch", ARCHS)
-def test_blocks_compute_the_dequantized_model(arch, tensor_type):
+def test_blocks_compute_the_dequantized_model(arch, tensor_type, monkeypatch):
     mc = ModelConfig(tiny_gguf_path(arch, tensor_type))
     dense, quant = load_model(mc), load_model(mc, quantization="gguf")
     methods = _methods(quant)
@@ -67,10 +69,17 @@ def test_blocks_compute_the_dequantized_model(arch, tensor_type):
     qtype = gguf.GGMLQuantizationType[tensor_type].value
     assert torch.equal(gguf_dequantize(blocks, qtype), dict(dense.named_parameters())[
         "model.layers.0.self_attn.qkv_proj.weight"])  # the file's numbers, q/k rows reordered alike
-    ref = _logits(dense, mc)
     got = _logits(quant, mc)
     assert not torch.isnan(got).any()
-    assert _rel_err(got, ref) < 2e-6, _rel_err(got, ref)
+    with monkeypatch.context() as patch:  # the same blocks through the torch twins
+        patch.setattr("sglang.kernels.cpu.gguf.gguf_extension", lambda: None)
+        twin = _logits(quant, mc)
+    # The kernels match the twins to float32 summation order (tests/unit/test_gguf_cpu_kernels.py),
+    # but an activation on a rounding boundary can land on the other int8 value, and a random tiny
+    # model amplifies that: close, not equal.
+    assert _rel_err(got, twin) < 2e-2, _rel_err(got, twin)
+    # Rounding activations to 8 bits moves a random tiny model's logits by a few percent.
+    assert _rel_err(got, _logits(dense, mc)) < 0.1
 
 
 @needs_kernels
@@ -78,8 +87,8 @@ def test_bfloat16_activations_on_blocks():
     mc = ModelConfig(tiny_gguf_path("llama", "Q4_1"), dtype="bfloat16")
     ref = _logits(load_model(mc), mc)
     got = _logits(load_model(mc, quantization="gguf"), mc)
-    # Both round activations to bfloat16; the blocks path multiplies in float32, the dense one in bf16.
-    assert _rel_err(got, ref) < 2e-2
+    # Both round activations to bfloat16; the blocks path then rounds them to int8 per 32 values.
+    assert _rel_err(got, ref) < 0.1
 
 
 @needs_kernels
@@ -96,7 +105,7 @@ def test_layers_of_other_or_mixed_types_are_dequantized_and_logged(tmp_path, cap
     assert isinstance(qkv0.quant_method, UnquantizedLinearMethod) and qkv0.weight.dtype == torch.float32
     assert isinstance(quant.model.layers[1].self_attn.qkv_proj.quant_method, GGUFLinearMethod)
     assert "model.layers.0.self_attn.qkv_proj (parts of mixed types Q4_0/Q8_0)" in caplog.text
-    assert _rel_err(_logits(quant, mc), _logits(load_model(mc), mc)) < 2e-6
+    assert _rel_err(_logits(quant, mc), _logits(load_model(mc), mc)) < 0.1  # int8 activations elsewhere
 
 
 @needs_kernels

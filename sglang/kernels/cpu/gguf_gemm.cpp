@@ -1,25 +1,36 @@
-// y = x W^T (+ bias) with W kept in GGUF blocks (Q4_0, Q4_1, Q8_0): each 32-weight block is
-// dequantized in registers right before its multiply-adds, so a step streams the quantized bytes
-// only. Activations and accumulation are float32.
+// y = x W^T (+ bias) with W kept in GGUF blocks (Q4_0, Q4_1, Q8_0), computed as llama.cpp does on
+// a CPU: each 32-value block of a row of x is quantized to int8 with its own scale
+// (dx = max|x| / 127, qx = round(x / dx)), block dot products are exact integer sums, and the
+// scales come in per block in float32:
+//   Q8_0: d dx sum(q qx)     Q4_0: d dx (sum(q qx) - 8 sum(qx))     Q4_1: d dx sum(q qx) + m dx sum(qx)
+// i.e. exactly the dot product of the weights with the rounded x (dx qx), up to float32 rounding.
+// A step streams only the quantized bytes (Q4_1: 20 bytes per 32 weights). The torch twin,
+// sglang.kernels.ref.gguf_quant.gguf_gemm, defines the same arithmetic.
 //
-// The dequantized weights are bit-identical to the `gguf` package's (d * q, d * q + m: a multiply
-// and an add, never fused), so this differs from a float32 matmul over the dequantized matrix only
-// in the order of the dot products' additions.
+// Vector path (CPUs with AVX-512 VNNI, chosen at run time): two blocks per 512-bit register, one
+// VNNI instruction per pair of blocks and token (64 multiply-adds), then one convert and two
+// float multiply-adds; with more than 4 tokens, each group of 4 rows of W is unpacked once into a
+// per-thread buffer and reused for every token. Every other CPU runs the portable loop, which
+// computes the same integer sums.
 //
-// x86-64 CPUs with AVX-512 (F/BW/VL) take the vector path, chosen at run time; every other CPU
-// takes the portable loop. Rows of W are split over torch's intra-op threads.
+// Each output (row of W, row of x) sums its blocks in the same order whatever the number of rows
+// of x, so a token's result does not depend on what it is batched with. Rows of W are split over
+// torch's intra-op threads; x is processed in passes of rows that stay in cache.
 
-#include <torch/extension.h>
+#include "cpu_kernels.h"
+
 #include <ATen/Parallel.h>
 #include <c10/util/Half.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <vector>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
-#define SGL_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
+#define SGL_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c")))
 #endif
 
 namespace {
@@ -27,6 +38,8 @@ namespace {
 constexpr int64_t kBlock = 32;
 // ggml type ids (ggml.h: GGML_TYPE_Q4_0 = 2, GGML_TYPE_Q4_1 = 3, GGML_TYPE_Q8_0 = 8).
 constexpr int kQ4_0 = 2, kQ4_1 = 3, kQ8_0 = 8;
+// Rows of x per pass over W: their quantized blocks (K bytes each) stay in L2 while W streams.
+constexpr int64_t kRowsPerPass = 64;
 
 int64_t block_bytes(int qtype) {
   switch (qtype) {
@@ -44,7 +57,301 @@ inline float half_at(const uint8_t* p) {
   return c10::detail::fp16_ieee_to_fp32_value(h);
 }
 
+// ---------------------------------------------------------------- x in int8 blocks
+
+// Lanes of a 512-bit register per pair of blocks (VNNI sums 4 bytes into each of 16 int32 lanes).
+constexpr int kLanes = 16;
+
+struct QuantizedRows {
+  int64_t K = 0, nb = 0, np = 0;  // row length, blocks per row, whole pairs of blocks per row
+  std::vector<int8_t> q;          // [M, K] in natural order (portable path, odd last block)
+  std::vector<float> d;           // [M, nb] scale of each block
+  std::vector<int32_t> qsum;      // [M, nb] sum of the block's int8 values (Q4_0's and Q4_1's offsets)
+  // Vector path, per pair of blocks (see lane_block): x's bytes in the order of the weights'
+  // unpacked bytes, and per lane its block's dx and the offset terms that need the sum s of the
+  // lane's 4 x bytes (Q4_0: -8 s as the integer sum's start; Q4_1: dx s, which m multiplies).
+  std::vector<int8_t> qv;         // [M, np * 64]
+  std::vector<float> dl;          // [M, np, 16] dx
+  std::vector<int32_t> il;        // [M, np, 16] Q4_0: -8 s
+  std::vector<float> ml;          // [M, np, 16] Q4_1: dx s
+};
+
+// Which block of a pair lane i belongs to. Q8_0 pairs are two 32-byte blocks back to back; a Q4
+// pair unpacks as [low nibbles of block 0, of block 1, high nibbles of block 0, of block 1] (16
+// bytes each), so x's bytes are laid out the same way and lanes alternate blocks every 4.
+template <int QT>
+constexpr int lane_block(int lane) { return QT == 8 ? lane / 8 : (lane / 4) % 2; }
+
+// Position within a Q4 pair's 64 bytes of value j (0..31) of the pair's block `half`.
+inline int64_t q4_pair_offset(int half, int j) { return (j < 16 ? 0 : 32) + half * 16 + (j % 16); }
+
+// Identical on every path: max, one division, one multiply, round half to even.
+void quantize_rows(const float* x, int64_t M, int64_t K, QuantizedRows& out) {
+  const int64_t nb = K / kBlock;
+  out.K = K, out.nb = nb, out.np = nb / 2;
+  out.q.resize(M * K);
+  out.d.resize(M * nb);
+  out.qsum.resize(M * nb);
+  at::parallel_for(0, M * nb, 256, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const float* xb = x + i * kBlock;  // blocks of consecutive rows are consecutive
+      float amax = 0.f;
+      for (int j = 0; j < kBlock; ++j) amax = std::max(amax, std::fabs(xb[j]));
+      const float d = amax / 127.f;
+      const float id = d > 0.f ? 1.f / d : 0.f;
+      int32_t qs = 0;
+      int8_t* qb = out.q.data() + i * kBlock;
+      for (int j = 0; j < kBlock; ++j) {
+        qb[j] = static_cast<int8_t>(std::nearbyint(xb[j] * id));
+        qs += qb[j];
+      }
+      out.d[i] = d;
+      out.qsum[i] = qs;
+    }
+  });
+}
+
+// The vector path's copies of x (qv, dl, il or ml) for weights of type QT.
+template <int QT>
+void lay_out_pairs(int64_t M, QuantizedRows& xq) {
+  const int64_t np = xq.np, K = xq.K, nb = xq.nb;
+  xq.qv.resize(M * np * 64);
+  xq.dl.resize(M * np * kLanes);
+  (QT == kQ4_0 ? xq.il.resize(M * np * kLanes) : xq.ml.resize(QT == kQ4_1 ? M * np * kLanes : 0));
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t p = 0; p < np; ++p) {
+      const int8_t* src = xq.q.data() + m * K + p * 64;
+      int8_t* dst = xq.qv.data() + (m * np + p) * 64;
+      for (int half = 0; half < 2; ++half)
+        for (int j = 0; j < 32; ++j) dst[QT == 8 ? half * 32 + j : q4_pair_offset(half, j)] = src[half * 32 + j];
+      for (int lane = 0; lane < kLanes; ++lane) {
+        const int64_t at = (m * np + p) * kLanes + lane;
+        const float dx = xq.d[m * nb + 2 * p + lane_block<QT>(lane)];
+        const int32_t sum = dst[4 * lane] + dst[4 * lane + 1] + dst[4 * lane + 2] + dst[4 * lane + 3];
+        xq.dl[at] = dx;
+        if (QT == kQ4_0) xq.il[at] = -8 * sum;
+        if (QT == kQ4_1) xq.ml[at] = dx * static_cast<float>(sum);
+      }
+    }
+}
+
 // ---------------------------------------------------------------- portable path
+
+// Integer dot product of one weight block with one int8 block of x (weights as stored: 4-bit
+// values 0..15 for Q4_*, int8 for Q8_0).
+template <int QT>
+int32_t block_idot(const uint8_t* b, const int8_t* qx) {
+  int32_t s = 0;
+  if (QT == kQ8_0) {
+    const int8_t* q = reinterpret_cast<const int8_t*>(b + 2);
+    for (int j = 0; j < 32; ++j) s += static_cast<int32_t>(q[j]) * qx[j];
+  } else {
+    const uint8_t* q = b + (QT == kQ4_1 ? 4 : 2);
+    for (int j = 0; j < 16; ++j) s += static_cast<int32_t>(q[j] & 0x0F) * qx[j] + static_cast<int32_t>(q[j] >> 4) * qx[j + 16];
+  }
+  return s;
+}
+
+// One block's term of an output: d dx isum (Q4_0: isum - 8 qsum), plus Q4_1's m dx qsum.
+template <int QT>
+inline float block_term(const uint8_t* blk, const QuantizedRows& xq, int64_t m, int64_t b) {
+  const int64_t i = m * xq.nb + b;
+  int32_t isum = block_idot<QT>(blk, xq.q.data() + m * xq.K + b * kBlock);
+  if (QT == kQ4_0) isum -= 8 * xq.qsum[i];
+  float t = half_at(blk) * xq.d[i] * static_cast<float>(isum);
+  if (QT == kQ4_1) t += half_at(blk + 2) * xq.d[i] * static_cast<float>(xq.qsum[i]);
+  return t;
+}
+
+template <int QT>
+void rows_portable(const QuantizedRows& xq, int64_t m0, int64_t m1, const uint8_t* w, int64_t ldw,
+                   const float* bias, float* y, int64_t N, int64_t n0, int64_t n1) {
+  const int64_t bb = block_bytes(QT);
+  for (int64_t n = n0; n < n1; ++n) {
+    for (int64_t m = m0; m < m1; ++m) {
+      float acc = 0.f;
+      for (int64_t b = 0; b < xq.nb; ++b) acc += block_term<QT>(w + n * ldw + b * bb, xq, m, b);
+      y[m * N + n] = acc + (bias ? bias[n] : 0.f);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- vector path (AVX-512 VNNI)
+#if defined(__x86_64__)
+
+// A pair of weight blocks as 64 unsigned bytes in x's pair order (Q8_0: magnitudes, with `neg`
+// marking the negative weights, since VNNI multiplies unsigned by signed bytes).
+template <int QT>
+SGL_VNNI inline __m512i pair_bytes(const uint8_t* b0, const uint8_t* b1, __mmask64& neg) {
+  if (QT == kQ8_0) {
+    const __m512i s = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0 + 2))),
+                                         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b1 + 2)), 1);
+    neg = _mm512_movepi8_mask(s);
+    return _mm512_abs_epi8(s);
+  }
+  constexpr int off = QT == kQ4_1 ? 4 : 2;
+  const __m256i nib = _mm256_inserti128_si256(
+      _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b0 + off))),
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(b1 + off)), 1);
+  const __m256i mask = _mm256_set1_epi8(0x0F);
+  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(nib, mask)),
+                            _mm256_and_si256(_mm256_srli_epi16(nib, 4), mask), 1);
+}
+
+// The pair's fp16 header fields spread over the lanes of their blocks: d, and Q4_1's m.
+template <int QT>
+SGL_VNNI inline __m512 pair_scales(const uint8_t* b0, const uint8_t* b1, __m512& mv) {
+  if (QT == kQ4_1) {  // headers [d, m] of both blocks -> [d0, m0, d1, m1]
+    int32_t h0, h1;
+    std::memcpy(&h0, b0, 4);
+    std::memcpy(&h1, b1, 4);
+    const __m512 f = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_insert_epi32(_mm_cvtsi32_si128(h0), h1, 1)));
+    mv = _mm512_permutexvar_ps(_mm512_set_epi32(3, 3, 3, 3, 1, 1, 1, 1, 3, 3, 3, 3, 1, 1, 1, 1), f);
+    return _mm512_permutexvar_ps(_mm512_set_epi32(2, 2, 2, 2, 0, 0, 0, 0, 2, 2, 2, 2, 0, 0, 0, 0), f);
+  }
+  uint16_t h0, h1;
+  std::memcpy(&h0, b0, 2);
+  std::memcpy(&h1, b1, 2);
+  const __m512 f = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_insert_epi16(_mm_cvtsi32_si128(h0), h1, 1)));
+  const __m512i idx = QT == kQ8_0 ? _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0)
+                                  : _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0);
+  return _mm512_permutexvar_ps(idx, f);
+}
+
+// R rows of W, unpacked once for every token of a pass (tokens > 1): bytes, Q8_0's sign masks, and
+// the lane scales, kept in a per-thread buffer of about R * np * 200 bytes (L1/L2-resident).
+struct UnpackedRows {
+  std::vector<uint8_t> w;  // [rows * np, 64]
+  std::vector<uint64_t> neg;
+  std::vector<float> d, m;  // [rows * np, 16]
+};
+
+// Where a tile reads a pair's weights: straight from the blocks (one token tile per row tile, so
+// unpacking once is all there is) or from an UnpackedRows buffer.
+template <int QT>
+struct BlockSource {
+  const uint8_t* w;
+  int64_t ldw, bb, n;
+  SGL_VNNI inline void pair(int r, int64_t p, __m512i& wv, __mmask64& neg, __m512& dv, __m512& mv) const {
+    const uint8_t* b0 = w + (n + r) * ldw + 2 * p * bb;
+    wv = pair_bytes<QT>(b0, b0 + bb, neg);
+    dv = pair_scales<QT>(b0, b0 + bb, mv);
+  }
+};
+
+template <int QT>
+struct BufferSource {
+  const UnpackedRows* u;
+  int64_t np;
+  SGL_VNNI inline void pair(int r, int64_t p, __m512i& wv, __mmask64& neg, __m512& dv, __m512& mv) const {
+    const int64_t i = r * np + p;
+    wv = _mm512_loadu_si512(u->w.data() + i * 64);
+    if (QT == kQ8_0) neg = u->neg[i];
+    dv = _mm512_loadu_ps(u->d.data() + i * kLanes);
+    if (QT == kQ4_1) mv = _mm512_loadu_ps(u->m.data() + i * kLanes);
+  }
+};
+
+template <int QT>
+SGL_VNNI void unpack_rows(const uint8_t* w, int64_t ldw, int64_t n, int rows, int64_t np, UnpackedRows& u) {
+  const int64_t bb = block_bytes(QT), count = rows * np;
+  u.w.resize(count * 64), u.neg.resize(count), u.d.resize(count * kLanes), u.m.resize(count * kLanes);
+  const BlockSource<QT> src{w, ldw, bb, n};
+  for (int r = 0; r < rows; ++r)
+    for (int64_t p = 0; p < np; ++p) {
+      const int64_t i = r * np + p;
+      __mmask64 neg = 0;
+      __m512i wv;
+      __m512 dv, mv = _mm512_setzero_ps();
+      src.pair(r, p, wv, neg, dv, mv);
+      _mm512_storeu_si512(u.w.data() + i * 64, wv);
+      u.neg[i] = neg;
+      _mm512_storeu_ps(u.d.data() + i * kLanes, dv);
+      _mm512_storeu_ps(u.m.data() + i * kLanes, mv);
+    }
+}
+
+// R rows of W (n..n+R) against MT rows of x (m0..). Each pair of blocks: one VNNI instruction per
+// (row, token) gives 16 lanes of exact integer partial sums, scaled by (d dx) of their block into
+// float lanes; Q4_0's -8 offset enters as the integer sum's start (-8 x's lane sum), Q4_1's m as
+// m dx (x's lane sum). An odd last block is added by the portable code.
+template <int QT, int R, int MT, class Src>
+SGL_VNNI void tile_vnni(const QuantizedRows& xq, int64_t m0, const Src& src, const uint8_t* w, int64_t ldw,
+                        const float* bias, float* y, int64_t N, int64_t n) {
+  const int64_t np = xq.np;
+  __m512 acc[R][MT];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < MT; ++t) acc[r][t] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < np; ++p) {
+    __m512i xv[MT];
+    for (int t = 0; t < MT; ++t) xv[t] = _mm512_loadu_si512(xq.qv.data() + ((m0 + t) * np + p) * 64);
+    for (int r = 0; r < R; ++r) {
+      __mmask64 neg = 0;
+      __m512i wv;
+      __m512 dv, mv = _mm512_setzero_ps();
+      src.pair(r, p, wv, neg, dv, mv);
+      for (int t = 0; t < MT; ++t) {
+        const int64_t at = ((m0 + t) * np + p) * kLanes;
+        const __m512i xs = QT == kQ8_0 ? _mm512_mask_sub_epi8(xv[t], neg, _mm512_setzero_si512(), xv[t]) : xv[t];
+        const __m512i start = QT == kQ4_0 ? _mm512_loadu_si512(xq.il.data() + at) : _mm512_setzero_si512();
+        const __m512i isum = _mm512_dpbusd_epi32(start, wv, xs);
+        acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dv, _mm512_loadu_ps(xq.dl.data() + at)), acc[r][t]);
+        if (QT == kQ4_1) acc[r][t] = _mm512_fmadd_ps(mv, _mm512_loadu_ps(xq.ml.data() + at), acc[r][t]);
+      }
+    }
+  }
+  const int64_t bb = block_bytes(QT);
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < MT; ++t) {
+      float s = _mm512_reduce_add_ps(acc[r][t]);
+      if (xq.nb % 2) s += block_term<QT>(w + (n + r) * ldw + (xq.nb - 1) * bb, xq, m0 + t, xq.nb - 1);
+      y[(m0 + t) * N + n + r] = s + (bias ? bias[n + r] : 0.f);
+    }
+}
+
+// Tokens [m0, m1) against R rows read through src: tiles of 4 tokens, then the remainder.
+template <int QT, int R, class Src>
+SGL_VNNI void tokens_vnni(const QuantizedRows& xq, int64_t m0, int64_t m1, const Src& src, const uint8_t* w,
+                          int64_t ldw, const float* bias, float* y, int64_t N, int64_t n) {
+  int64_t m = m0;
+  for (; m + 4 <= m1; m += 4) tile_vnni<QT, R, 4>(xq, m, src, w, ldw, bias, y, N, n);
+  switch (m1 - m) {
+    case 3: return tile_vnni<QT, R, 3>(xq, m, src, w, ldw, bias, y, N, n);
+    case 2: return tile_vnni<QT, R, 2>(xq, m, src, w, ldw, bias, y, N, n);
+    case 1: return tile_vnni<QT, R, 1>(xq, m, src, w, ldw, bias, y, N, n);
+    default: return;
+  }
+}
+
+// R rows at n: read from the blocks when one token tile covers [m0, m1), else unpacked once.
+template <int QT, int R>
+SGL_VNNI void row_tile(const QuantizedRows& xq, int64_t m0, int64_t m1, const uint8_t* w, int64_t ldw,
+                       const float* bias, float* y, int64_t N, int64_t n, UnpackedRows& u) {
+  if (m1 - m0 <= 4) return tokens_vnni<QT, R>(xq, m0, m1, BlockSource<QT>{w, ldw, block_bytes(QT), n}, w, ldw, bias, y, N, n);
+  unpack_rows<QT>(w, ldw, n, R, xq.np, u);
+  tokens_vnni<QT, R>(xq, m0, m1, BufferSource<QT>{&u, xq.np}, w, ldw, bias, y, N, n);
+}
+
+// Rows [n0, n1) of W for rows [m0, m1) of x, 4 rows of W at a time.
+template <int QT>
+SGL_VNNI void rows_vnni(const QuantizedRows& xq, int64_t m0, int64_t m1, const uint8_t* w, int64_t ldw,
+                        const float* bias, float* y, int64_t N, int64_t n0, int64_t n1) {
+  UnpackedRows u;
+  int64_t n = n0;
+  for (; n + 4 <= n1; n += 4) row_tile<QT, 4>(xq, m0, m1, w, ldw, bias, y, N, n, u);
+  for (; n < n1; ++n) row_tile<QT, 1>(xq, m0, m1, w, ldw, bias, y, N, n, u);
+}
+
+bool has_vnni() {
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+#else
+bool has_vnni() { return false; }
+#endif
+
+// ---------------------------------------------------------------- dequantization (float32 rows)
 
 template <int QT>
 void dequant_block(const uint8_t* b, float* out) {
@@ -62,8 +369,8 @@ void dequant_block(const uint8_t* b, float* out) {
     const float m = half_at(b + 2);
     const uint8_t* q = b + 4;
     for (int j = 0; j < 16; ++j) {
-      const float lo = d * static_cast<float>(q[j] & 0x0F);
-      const float hi = d * static_cast<float>(q[j] >> 4);
+      const float lo = d * static_cast<float>(q[j] & 0x0F);  // multiply, then add: as the
+      const float hi = d * static_cast<float>(q[j] >> 4);    // gguf package rounds it
       out[j] = lo + m;
       out[j + 16] = hi + m;
     }
@@ -71,181 +378,35 @@ void dequant_block(const uint8_t* b, float* out) {
 }
 
 template <int QT>
-void rows_portable(const float* x, int64_t M, int64_t K, const uint8_t* w, int64_t ldw, const float* bias,
-                   float* y, int64_t N, int64_t n0, int64_t n1) {
-  const int64_t nb = K / kBlock, bb = block_bytes(QT);
-  std::vector<float> acc(M);
-  float wb[kBlock];
-  for (int64_t n = n0; n < n1; ++n) {
-    std::fill(acc.begin(), acc.end(), 0.f);
-    for (int64_t b = 0; b < nb; ++b) {
-      dequant_block<QT>(w + n * ldw + b * bb, wb);
-      for (int64_t m = 0; m < M; ++m) {
-        const float* xm = x + m * K + b * kBlock;
-        float s = 0.f;
-        for (int j = 0; j < kBlock; ++j) s += wb[j] * xm[j];
-        acc[m] += s;
-      }
-    }
-    for (int64_t m = 0; m < M; ++m) y[m * N + n] = acc[m] + (bias ? bias[n] : 0.f);
-  }
-}
-
-template <int QT>
-void dequant_rows_portable(const uint8_t* w, int64_t ldw, int64_t K, float* out, int64_t n0, int64_t n1) {
+void dequant_rows(const uint8_t* w, int64_t ldw, int64_t K, float* out, int64_t n0, int64_t n1) {
   const int64_t nb = K / kBlock, bb = block_bytes(QT);
   for (int64_t n = n0; n < n1; ++n)
     for (int64_t b = 0; b < nb; ++b) dequant_block<QT>(w + n * ldw + b * bb, out + n * K + b * kBlock);
 }
 
-// ---------------------------------------------------------------- AVX-512 path
-#if defined(__x86_64__)
-
-// One block as two vectors of 16 floats (weights 0-15 and 16-31), rounded as dequant_block.
-template <int QT>
-SGL_AVX512 inline void dequant_avx512(const uint8_t* b, __m512& lo, __m512& hi) {
-  const __m512 d = _mm512_set1_ps(half_at(b));
-  if (QT == kQ8_0) {
-    const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2));
-    const __m128i q1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 18));
-    lo = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0)), d);
-    hi = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1)), d);
-    return;
-  }
-  const uint8_t* qs = b + (QT == kQ4_1 ? 4 : 2);
-  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-  const __m128i mask = _mm_set1_epi8(0x0F);
-  __m512i ql = _mm512_cvtepu8_epi32(_mm_and_si128(q, mask));
-  __m512i qh = _mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(q, 4), mask));
-  if (QT == kQ4_0) {
-    const __m512i eight = _mm512_set1_epi32(8);
-    lo = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(ql, eight)));
-    hi = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(qh, eight)));
-  } else {
-    const __m512 m = _mm512_set1_ps(half_at(b + 2));
-    lo = _mm512_add_ps(_mm512_mul_ps(d, _mm512_cvtepi32_ps(ql)), m);
-    hi = _mm512_add_ps(_mm512_mul_ps(d, _mm512_cvtepi32_ps(qh)), m);
-  }
-}
-
-// R rows of W against MT rows of x: R*MT accumulators, each block dequantized once per row and
-// used for all MT tokens.
-template <int QT, int R, int MT>
-SGL_AVX512 void tile_avx512(const float* x, int64_t K, const uint8_t* w, int64_t ldw, const float* bias,
-                            float* y, int64_t N, int64_t n) {
-  const int64_t nb = K / kBlock, bb = block_bytes(QT);
-  __m512 acc[R][MT];
-  for (int r = 0; r < R; ++r)
-    for (int t = 0; t < MT; ++t) acc[r][t] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    __m512 xl[MT], xh[MT];
-    for (int t = 0; t < MT; ++t) {
-      xl[t] = _mm512_loadu_ps(x + t * K + b * kBlock);
-      xh[t] = _mm512_loadu_ps(x + t * K + b * kBlock + 16);
-    }
-    for (int r = 0; r < R; ++r) {
-      __m512 lo, hi;
-      dequant_avx512<QT>(w + (n + r) * ldw + b * bb, lo, hi);
-      for (int t = 0; t < MT; ++t) {
-        acc[r][t] = _mm512_fmadd_ps(lo, xl[t], acc[r][t]);
-        acc[r][t] = _mm512_fmadd_ps(hi, xh[t], acc[r][t]);
-      }
-    }
-  }
-  for (int r = 0; r < R; ++r)
-    for (int t = 0; t < MT; ++t)
-      y[t * N + n + r] = _mm512_reduce_add_ps(acc[r][t]) + (bias ? bias[n + r] : 0.f);
-}
-
-// Rows [n0, n1) for all M tokens: tiles of 8 tokens, then the remainder; rows in groups of R.
-template <int QT, int MT, int R>
-SGL_AVX512 void rows_tile(const float* x, int64_t K, const uint8_t* w, int64_t ldw, const float* bias, float* y,
-                          int64_t N, int64_t n0, int64_t n1) {
-  int64_t n = n0;
-  for (; n + R <= n1; n += R) tile_avx512<QT, R, MT>(x, K, w, ldw, bias, y, N, n);
-  for (; n < n1; ++n) tile_avx512<QT, 1, MT>(x, K, w, ldw, bias, y, N, n);
-}
-
-template <int QT>
-SGL_AVX512 void rows_avx512(const float* x, int64_t M, int64_t K, const uint8_t* w, int64_t ldw,
-                            const float* bias, float* y, int64_t N, int64_t n0, int64_t n1) {
-  int64_t m = 0;
-  for (; m + 8 <= M; m += 8) rows_tile<QT, 8, 1>(x + m * K, K, w, ldw, bias, y + m * N, N, n0, n1);
-  const int64_t rest = M - m;
-  const float* xr = x + m * K;
-  float* yr = y + m * N;
-  if (rest >= 4) {
-    rows_tile<QT, 4, 2>(xr, K, w, ldw, bias, yr, N, n0, n1);
-    xr += 4 * K, yr += 4 * N;
-  }
-  switch (rest & 3) {
-    case 3: rows_tile<QT, 3, 2>(xr, K, w, ldw, bias, yr, N, n0, n1); break;
-    case 2: rows_tile<QT, 2, 4>(xr, K, w, ldw, bias, yr, N, n0, n1); break;
-    case 1: rows_tile<QT, 1, 4>(xr, K, w, ldw, bias, yr, N, n0, n1); break;
-    default: break;
-  }
-}
-
-template <int QT>
-SGL_AVX512 void dequant_rows_avx512(const uint8_t* w, int64_t ldw, int64_t K, float* out, int64_t n0,
-                                    int64_t n1) {
-  const int64_t nb = K / kBlock, bb = block_bytes(QT);
-  for (int64_t n = n0; n < n1; ++n)
-    for (int64_t b = 0; b < nb; ++b) {
-      __m512 lo, hi;
-      dequant_avx512<QT>(w + n * ldw + b * bb, lo, hi);
-      _mm512_storeu_ps(out + n * K + b * kBlock, lo);
-      _mm512_storeu_ps(out + n * K + b * kBlock + 16, hi);
-    }
-}
-
-bool has_avx512() {
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-}
-#else
-bool has_avx512() { return false; }
-#endif
-
 // ---------------------------------------------------------------- dispatch
 
-using RowsFn = void (*)(const float*, int64_t, int64_t, const uint8_t*, int64_t, const float*, float*, int64_t,
-                        int64_t, int64_t);
-using DequantFn = void (*)(const uint8_t*, int64_t, int64_t, float*, int64_t, int64_t);
+using RowsFn = void (*)(const QuantizedRows&, int64_t, int64_t, const uint8_t*, int64_t, const float*, float*,
+                        int64_t, int64_t, int64_t);
 
+// The rows function for type QT, after preparing x for it (the vector path's pair layout).
 template <int QT>
-RowsFn rows_fn(bool vector) {
+RowsFn prepare_rows(int64_t M, bool vector, QuantizedRows& xq) {
 #if defined(__x86_64__)
-  if (vector) return rows_avx512<QT>;
+  if (vector) {
+    lay_out_pairs<QT>(M, xq);
+    return rows_vnni<QT>;
+  }
 #endif
   return rows_portable<QT>;
 }
 
-template <int QT>
-DequantFn dequant_fn(bool vector) {
-#if defined(__x86_64__)
-  if (vector) return dequant_rows_avx512<QT>;
-#endif
-  return dequant_rows_portable<QT>;
-}
-
-RowsFn pick_rows(int qtype, bool vector) {
+RowsFn pick_rows(int qtype, int64_t M, bool vector, QuantizedRows& xq) {
   switch (qtype) {
-    case kQ4_0: return rows_fn<kQ4_0>(vector);
-    case kQ4_1: return rows_fn<kQ4_1>(vector);
-    case kQ8_0: return rows_fn<kQ8_0>(vector);
+    case kQ4_0: return prepare_rows<kQ4_0>(M, vector, xq);
+    case kQ4_1: return prepare_rows<kQ4_1>(M, vector, xq);
+    case kQ8_0: return prepare_rows<kQ8_0>(M, vector, xq);
     default: TORCH_CHECK(false, "gguf_gemm: unsupported GGUF tensor type id ", qtype);
-  }
-  return nullptr;
-}
-
-DequantFn pick_dequant(int qtype, bool vector) {
-  switch (qtype) {
-    case kQ4_0: return dequant_fn<kQ4_0>(vector);
-    case kQ4_1: return dequant_fn<kQ4_1>(vector);
-    case kQ8_0: return dequant_fn<kQ8_0>(vector);
-    default: TORCH_CHECK(false, "gguf_dequantize: unsupported GGUF tensor type id ", qtype);
   }
   return nullptr;
 }
@@ -258,7 +419,7 @@ void check_weight(const torch::Tensor& w, int64_t qtype, int64_t K) {
               " bytes does not hold ", K, " weights of type id ", qtype);
 }
 
-// Threads get whole rows, at least this many each, so small matrices stay on one thread.
+// Threads get whole rows of W, at least this many each, so small matrices stay on one thread.
 constexpr int64_t kRowsPerTask = 16;
 
 }  // namespace
@@ -280,32 +441,37 @@ torch::Tensor gguf_gemm(const torch::Tensor& x, const torch::Tensor& w, int64_t 
   }
   torch::Tensor y = torch::empty({M, N}, x.options());
   if (M == 0 || N == 0) return y;
-  RowsFn fn = pick_rows(static_cast<int>(qtype), vector && has_avx512());
-  const float* xp = xc.data_ptr<float>();
+  QuantizedRows xq;
+  quantize_rows(xc.data_ptr<float>(), M, K, xq);
+  const RowsFn fn = pick_rows(static_cast<int>(qtype), M, vector && has_vnni(), xq);
   const uint8_t* wp = w.data_ptr<uint8_t>();
   float* yp = y.data_ptr<float>();
   const int64_t ldw = w.size(1);
-  at::parallel_for(0, N, kRowsPerTask, [&](int64_t n0, int64_t n1) { fn(xp, M, K, wp, ldw, bp, yp, N, n0, n1); });
+  for (int64_t m0 = 0; m0 < M; m0 += kRowsPerPass) {
+    const int64_t m1 = std::min(M, m0 + kRowsPerPass);
+    at::parallel_for(0, N, kRowsPerTask,
+                     [&](int64_t n0, int64_t n1) { fn(xq, m0, m1, wp, ldw, bp, yp, N, n0, n1); });
+  }
   return y;
 }
 
 // w [N, K/32 * block bytes] uint8 -> [N, K] float32, exactly as the gguf package dequantizes.
 torch::Tensor gguf_dequantize(const torch::Tensor& w, int64_t qtype, int64_t K, bool vector) {
+  (void)vector;  // one portable loop: dequantization is not on any hot path
   check_weight(w, qtype, K);
   const int64_t N = w.size(0);
   torch::Tensor out = torch::empty({N, K}, torch::dtype(torch::kFloat32));
-  DequantFn fn = pick_dequant(static_cast<int>(qtype), vector && has_avx512());
   const uint8_t* wp = w.data_ptr<uint8_t>();
   float* op = out.data_ptr<float>();
   const int64_t ldw = w.size(1);
-  at::parallel_for(0, N, kRowsPerTask, [&](int64_t n0, int64_t n1) { fn(wp, ldw, K, op, n0, n1); });
+  at::parallel_for(0, N, kRowsPerTask, [&](int64_t n0, int64_t n1) {
+    switch (static_cast<int>(qtype)) {
+      case kQ4_0: return dequant_rows<kQ4_0>(wp, ldw, K, op, n0, n1);
+      case kQ4_1: return dequant_rows<kQ4_1>(wp, ldw, K, op, n0, n1);
+      default: return dequant_rows<kQ8_0>(wp, ldw, K, op, n0, n1);
+    }
+  });
   return out;
 }
 
-bool gguf_vector_path() { return has_avx512(); }
-
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("gguf_gemm", &gguf_gemm, "y = x W^T (+ bias), W in GGUF blocks");
-  m.def("gguf_dequantize", &gguf_dequantize, "GGUF blocks -> float32 rows");
-  m.def("gguf_vector_path", &gguf_vector_path, "whether this CPU takes the AVX-512 path");
-}
+bool gguf_vector_path() { return has_vnni(); }

@@ -1,8 +1,16 @@
-"""Plain-torch twins of the GGUF block kernels (`sglang.kernels.cpu.gguf`): the same signatures,
-dequantizing exactly as the `gguf` package does (float32 multiply, then add), then a float32 matmul.
+"""Plain-torch twins of the GGUF block kernels (`sglang.kernels.cpu.gguf`), with the same signatures.
 
 A weight is a uint8 tensor [rows, blocks_per_row * block_bytes]: each row is the GGUF tensor's
 row of 32-weight blocks, byte for byte as the file stores them.
+
+- `gguf_dequantize`: exactly as the `gguf` package dequantizes (float32 multiply, then add).
+- `gguf_gemm`: the arithmetic of llama.cpp's CPU matmuls, which the kernel follows: x is
+  quantized to int8 per 32-value block (scale max|x| / 127, round half to even), each block's dot
+  product with the weights' integers is exact, and the float32 scales come in per block:
+  Q8_0: d dx sum(q qx); Q4_0: d dx (sum(q qx) - 8 sum(qx)) with q the stored nibble; Q4_1:
+  d dx sum(q qx) + m dx sum(qx). That is the exact dot product of the dequantized weights with the
+  rounded x (dx qx), so it differs from a float32 matmul over the dequantized weights only by the
+  activations' rounding (at most half a step, max|x| / 254, per entry of each 32-value block).
 """
 
 from __future__ import annotations
@@ -10,7 +18,6 @@ from __future__ import annotations
 from typing import Dict, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 
 GGUF_BLOCK = 32
 # ggml type id -> (name, bytes per 32-weight block), for the types the CPU kernels compute on.
@@ -56,9 +63,38 @@ def gguf_dequantize(w: torch.Tensor, qtype: int) -> torch.Tensor:
     return values.reshape(w.shape[0], k)
 
 
+def quantize_activations(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x [M, K] float32 -> (int8 values [M, K/32, 32] as float, scale [M, K/32], sum of the int8
+    values per block)."""
+    blocks = x.float().reshape(x.shape[0], -1, GGUF_BLOCK)
+    scale = blocks.abs().amax(dim=-1) / 127
+    inv = torch.where(scale > 0, 1 / scale, torch.zeros_like(scale))
+    q = torch.round(blocks * inv[..., None])
+    return q, scale, q.sum(dim=-1)
+
+
+def _weight_integers(w: torch.Tensor, qtype: int) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    """(stored integers [N, K/32, 32] as float: Q8_0's int8 or the 4-bit values 0..15, d, Q4_1's m)."""
+    k = row_weights(w, qtype)
+    blocks = w.reshape(w.shape[0], k // GGUF_BLOCK, block_bytes(qtype))
+    if qtype == 8:
+        return blocks[..., 2:].contiguous().view(torch.int8).float(), _half_at(blocks, 0)[..., 0], None
+    start = 4 if qtype == 3 else 2
+    m = _half_at(blocks, 2)[..., 0] if qtype == 3 else None
+    return _halves(blocks, start).float(), _half_at(blocks, 0)[..., 0], m
+
+
 def gguf_gemm(x: torch.Tensor, w: torch.Tensor, qtype: int, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """float32 [M, N] = x [M, K] @ dequantize(w)^T (+ bias)."""
-    return F.linear(x.float(), gguf_dequantize(w, qtype), None if bias is None else bias.float())
+    """float32 [M, N] = x [M, K] times the blocks of w [N, ...], in llama.cpp's arithmetic (module doc)."""
+    qx, dx, qsx = quantize_activations(x)
+    qw, dw, mw = _weight_integers(w, qtype)
+    isum = torch.einsum("mbj,nbj->mnb", qx.double(), qw.double())  # exact integers
+    if qtype == 2:
+        isum = isum - 8 * qsx.double()[:, None, :]
+    y = ((dw[None] * dx[:, None]) * isum.float()).sum(dim=-1)
+    if mw is not None:
+        y = y + ((mw[None] * dx[:, None]) * qsx[:, None]).sum(dim=-1)
+    return y if bias is None else y + bias.float()
 
 
 def gguf_embedding(ids: torch.Tensor, w: torch.Tensor, qtype: int) -> torch.Tensor:

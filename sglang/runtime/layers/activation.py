@@ -2,7 +2,8 @@
 
 The math lives in `*_ref` functions (plain torch) so a fused kernel with the same signature can
 replace them on CUDA without touching the models: SiluAndMul runs `sglang.kernels.activation`
-there (one read of gate|up, one write, float32 math); GeluAndMul has no kernel yet.
+there (one read of gate|up, one write, float32 math) and, for float32 on CPU when the CPU path
+switched it on, a C++ kernel; GeluAndMul has no kernel yet.
 """
 
 from __future__ import annotations
@@ -32,7 +33,12 @@ def gelu_tanh_and_mul_ref(x: torch.Tensor) -> torch.Tensor:
 
 
 class SiluAndMul(nn.Module):
+    # The C++ CPU kernels module, set by `cpu_kernels.apply_cpu_kernels` (None: torch ops).
+    cpu_ops = None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cpu_ops is not None and x.dtype == torch.float32 and x.dim() == 2 and x.is_contiguous():
+            return self.cpu_ops.silu_and_mul(x, True)
         if use_triton(x):
             from sglang.kernels.activation import silu_and_mul
 

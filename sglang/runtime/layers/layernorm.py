@@ -7,7 +7,9 @@ extra pass over the activations.
 On CUDA (with Triton) both forms run our kernels (`sglang.kernels.rmsnorm`): statistics and the
 scale in float32 with one rounding at the end. The fused form works in place there (x becomes
 the normalised sum, residual the sum), so callers must not reuse the tensors they pass in; the
-decoder layers never do. Elsewhere the plain-torch `*_ref` functions below run unchanged.
+decoder layers never do. On CPU, a float32 Llama-style norm runs the C++ kernel when the CPU path
+switched it on (`layers/cpu_kernels.py`; the residual is updated in place there too). Elsewhere
+the plain-torch `*_ref` functions below run unchanged.
 """
 
 from __future__ import annotations
@@ -43,7 +45,14 @@ def fused_add_rms_norm_ref(x: torch.Tensor, residual: torch.Tensor, weight: torc
     return rms_norm_ref(residual, weight, eps), residual
 
 
+def _cpu_kernel_fits(x: torch.Tensor, residual: Optional[torch.Tensor]) -> bool:
+    ok = x.dtype == torch.float32 and x.dim() == 2 and x.is_contiguous()
+    return ok and (residual is None or (residual.dtype == torch.float32 and residual.is_contiguous()))
+
+
 class RMSNorm(nn.Module):
+    # The C++ CPU kernels module, set by `cpu_kernels.apply_cpu_kernels` (None: torch ops).
+    cpu_ops = None
     # Value that makes the norm an identity scaling (used by dummy weight init).
     identity_weight: float = 1.0
     # Whether the kernel scales by (1 + weight) (Gemma) instead of weight.
@@ -60,6 +69,10 @@ class RMSNorm(nn.Module):
     def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> NormOut:
         if use_triton(x):
             return self._forward_triton(x, residual)
+        if self.cpu_ops is not None and _cpu_kernel_fits(x, residual):
+            if residual is None:
+                return self.cpu_ops.rms_norm(x, None, self.weight, self.variance_epsilon, True)
+            return self.cpu_ops.rms_norm(x, residual, self.weight, self.variance_epsilon, True), residual
         if residual is None:
             return self._norm(x)
         residual = x + residual  # kept separate from the norm so GemmaRMSNorm reuses it

@@ -146,6 +146,9 @@ def apply_rotary_ref(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> t
 class RotaryEmbedding(nn.Module):
     """Holds the cos/sin table and rotates q/k given absolute positions."""
 
+    # The C++ CPU kernels module, set by `cpu_kernels.apply_cpu_kernels` (None: torch ops).
+    cpu_ops = None
+
     def __init__(self, head_size: int, rotary_dim: int, max_position: int, base: float,
                  rope_scaling: Optional[dict], dtype: torch.dtype):
         super().__init__()
@@ -234,13 +237,20 @@ class RotaryEmbedding(nn.Module):
                              ) -> tuple[torch.Tensor, torch.Tensor]:
         """`forward`, then the rotated k and v written to layer `layer_id` of `kv_pool` at the
         token slots `out_loc`. On CUDA one kernel does both when the pool holds k's dtype (an
-        fp8 pool takes the separate, casting write)."""
+        fp8 pool takes the separate, casting write); on CPU, one C++ call for float32 when the CPU
+        path switched it on."""
         k_buf, v_buf = kv_pool.get_key_buffer(layer_id), kv_pool.get_value_buffer(layer_id)
         if use_triton(q) and q.dim() == 2 and k_buf.dtype == k.dtype and v_buf.dtype == v.dtype:
             from sglang.kernels.rotary import rotary_and_store_kv
 
             return rotary_and_store_kv(positions, q, k, v, self.kernel_cache(q.device), self.head_size,
                                        k_buf, v_buf, out_loc, is_neox=True)
+        if self.cpu_ops is not None and q.dim() == 2 and all(
+                t.dtype == torch.float32 for t in (q, k, v, k_buf, v_buf, self.cos_cache)):
+            # One C++ call: q and k rotated in place (views of the qkv output), then k and v stored.
+            self.cpu_ops.rope_store_kv(positions, q, k, v, self.cos_cache, self.sin_cache, self.head_size,
+                                       k_buf, v_buf, out_loc, True)
+            return q, k
         q, k = self.forward(positions, q, k)
         kv_pool.set_kv_buffer(layer_id, out_loc, k, v)
         return q, k

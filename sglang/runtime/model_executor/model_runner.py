@@ -18,6 +18,7 @@ import torch
 
 from sglang.kernels import triton_available
 from sglang.runtime.layers.attention.registry import create_attention_backend, get_attention_backend_class
+from sglang.runtime.layers.cpu_kernels import apply_cpu_kernels
 from sglang.runtime.layers.logits_processor import LogitsProcessorOutput
 from sglang.runtime.mem_cache.memory_pool import KVPool, ReqToTokenPool, TokenSlotAllocator
 from sglang.runtime.model_executor.cuda_graph_runner import CudaGraphRunner, capture_batch_sizes, default_max_bs
@@ -64,6 +65,8 @@ class ModelRunner:
         self.use_cuda_graph = self._wants_cuda_graph()
         self._init_memory()
         self.attn_backend = create_attention_backend(server_args.attention_backend, self)
+        if self.device == "cpu" and not server_args.disable_cpu_kernels:
+            apply_cpu_kernels(self.model, self.attn_backend)
         self.sampler = Sampler()
         self.graph_runner: Optional[CudaGraphRunner] = None
         if self.use_cuda_graph:

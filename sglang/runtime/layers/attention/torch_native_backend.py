@@ -7,7 +7,9 @@ A query at absolute position p sees key position k iff k <= p and, with a slidin
 p - k < w (the window counts the query's own position, as in transformers).
 
 Extend loops over requests (their lengths differ and SDPA wants dense tensors); decode runs every
-step, so it pads the batch's K/V to the longest sequence and masks instead of looping.
+step, so it pads the batch's K/V to the longest sequence and masks instead of looping. On CPU,
+when the CPU path switched it on (`layers/cpu_kernels.py`), float32 decode instead runs one C++
+call per layer that reads each request's K/V through req_to_token in place (no gather, no mask).
 """
 
 from __future__ import annotations
@@ -97,13 +99,18 @@ class _DecodeMeta:
 
 
 class TorchNativeAttnBackend(AttentionBackend):
+    # The C++ CPU kernels module, set by `cpu_kernels.apply_cpu_kernels` (None: torch ops).
+    cpu_ops = None
+
     def __init__(self, model_runner: Any):
         self.device = model_runner.device
 
     # ------------------------------------------------------------ metadata
     def init_forward_metadata(self, forward_batch: "ForwardBatch") -> None:
         mode = forward_batch.forward_mode
-        if mode.is_decode():
+        if mode.is_decode() and self._decode_on_kernel(forward_batch.kv_pool.dtype):
+            forward_batch.attn_metadata = None  # the kernel reads req_to_token itself
+        elif mode.is_decode():
             forward_batch.attn_metadata = self._decode_meta(forward_batch)
         elif mode.is_extend():
             forward_batch.attn_metadata = self._extend_meta(forward_batch)
@@ -130,6 +137,9 @@ class TorchNativeAttnBackend(AttentionBackend):
         return _DecodeMeta(torch.where(valid, slots, torch.zeros_like(slots)), distance, valid)
 
     # ------------------------------------------------------------ helpers
+    def _decode_on_kernel(self, kv_dtype: torch.dtype) -> bool:
+        return self.cpu_ops is not None and kv_dtype == torch.float32
+
     @staticmethod
     def _save_kv(k: torch.Tensor, v: torch.Tensor, layer: "RadixAttention", fb: "ForwardBatch",
                  save_kv_cache: bool) -> None:
@@ -178,6 +188,15 @@ class TorchNativeAttnBackend(AttentionBackend):
     def forward_decode(self, q, k, v, layer: "RadixAttention", forward_batch: "ForwardBatch",
                        save_kv_cache: bool = True) -> torch.Tensor:
         self._save_kv(k, v, layer, forward_batch, save_kv_cache)
+        if (self._decode_on_kernel(forward_batch.kv_pool.dtype) and q.dtype == torch.float32
+                and layer.v_head_dim == layer.qk_head_dim):
+            return self.cpu_ops.decode_attention(
+                q.reshape(q.shape[0], -1), forward_batch.kv_pool.get_key_buffer(layer.layer_id),
+                forward_batch.kv_pool.get_value_buffer(layer.layer_id), forward_batch.req_to_token_pool.req_to_token,
+                forward_batch.req_pool_indices, forward_batch.seq_lens, layer.qk_head_dim, layer.scaling,
+                layer.sliding_window_size or 0, layer.logit_cap or 0.0, True)
+        if forward_batch.attn_metadata is None:  # skipped for the kernel, which this layer cannot take
+            forward_batch.attn_metadata = self._decode_meta(forward_batch)
         meta: _DecodeMeta = forward_batch.attn_metadata
         window = layer.sliding_window_size
         if window not in meta.masks:
