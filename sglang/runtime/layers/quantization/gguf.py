@@ -2,9 +2,10 @@
 on them (`sglang.kernels.cpu.gguf`), instead of being dequantized into the model dtype at load.
 
 A decode step then reads about a sixth of the float32 bytes (Q4_1: 20 bytes per 32 weights).
-The weights are the file's own numbers: the kernel dequantizes each block exactly as the loader
-would (see `gguf_gemm.cpp`), so the outputs differ from the default path only in the order of
-the float32 additions.
+The weights are the file's own numbers; the arithmetic is llama.cpp's (see `gguf_gemm.cpp`): each
+32-value block of the activations is rounded to int8 with its own scale and multiplied with the
+blocks' integers exactly, so the outputs differ from the default path (float activations times
+the dequantized weights) by that rounding, as llama.cpp's do.
 
 Which layers: a linear layer (or the embedding / LM head) whose checkpoint tensors all have one
 type the kernel computes on. Others are dequantized at load, as without the flag, and the log
