@@ -132,3 +132,15 @@ def test_extension_loading_falls_back_with_a_logged_reason(monkeypatch, caplog):
         assert load("no_such_kernel") is None  # the build fails: no source
     assert "SGLANG_DISABLE_CPU_KERNELS=1" in caplog.text
     assert "(no_such_kernel) unavailable" in caplog.text and "falling back" in caplog.text
+
+
+@pytest.mark.parametrize("vector", (True, False))
+@pytest.mark.parametrize("qtype_name", TYPES)
+def test_a_rows_result_does_not_depend_on_its_batch(ext, qtype_name, vector):
+    """Same kernel, same summation order for every row count: batching never changes a token."""
+    qtype = gguf.GGMLQuantizationType[qtype_name].value
+    w = torch.from_numpy(_blocks(qtype_name, 45, 160, seed=4))  # 5 blocks a row: pairs and an odd one
+    x = torch.randn(70, 160, generator=torch.Generator().manual_seed(6))
+    whole = ext.gguf_gemm(x, w, qtype, None, vector)
+    for rows in (slice(0, 1), slice(3, 5), slice(10, 14), slice(20, 29)):
+        assert torch.equal(ext.gguf_gemm(x[rows], w, qtype, None, vector), whole[rows]), rows

@@ -7,9 +7,12 @@
 // A step streams only the quantized bytes (Q4_1: 20 bytes per 32 weights). The torch twin,
 // sglang.kernels.ref.gguf_quant.gguf_gemm, defines the same arithmetic.
 //
-// Vector path (CPUs with AVX-512 VNNI, chosen at run time): two blocks per 512-bit register, one
-// VNNI instruction per pair of blocks and token (64 multiply-adds), then one convert and two
-// float multiply-adds; with more than 4 tokens, each group of 4 rows of W is unpacked once into a
+// Vector path (CPUs with AVX-512 VNNI, chosen at run time): a pair of blocks at a time, in 256-bit
+// registers (a 512-bit operation costs two 256-bit ones on Zen 4 and saves nothing here): two
+// VNNI instructions per (pair, token) give exact integer sums, the pair's fp16 header times x's
+// per-block factors gives the scales, one multiply-add scales the sums into float lanes. With
+// one or two tokens, 8 rows of W are in flight, read straight from the blocks and prefetched
+// 16 rows ahead; with more than 4 tokens, each group of 4 rows of W is unpacked once into a
 // per-thread buffer and reused for every token. Every other CPU runs the portable loop, which
 // computes the same integer sums.
 //
@@ -59,28 +62,23 @@ inline float half_at(const uint8_t* p) {
 
 // ---------------------------------------------------------------- x in int8 blocks
 
-// Lanes of a 512-bit register per pair of blocks (VNNI sums 4 bytes into each of 16 int32 lanes).
-constexpr int kLanes = 16;
+// int32 lanes of a 256-bit register: a Q4 pair's integer sums, 4 lanes per block.
+constexpr int kLanes = 8;
 
 struct QuantizedRows {
   int64_t K = 0, nb = 0, np = 0;  // row length, blocks per row, whole pairs of blocks per row
   std::vector<int8_t> q;          // [M, K] in natural order (portable path, odd last block)
   std::vector<float> d;           // [M, nb] scale of each block
   std::vector<int32_t> qsum;      // [M, nb] sum of the block's int8 values (Q4_0's and Q4_1's offsets)
-  // Vector path, per pair of blocks (see lane_block): x's bytes in the order of the weights'
-  // unpacked bytes, and per lane its block's dx and the offset terms that need the sum s of the
-  // lane's 4 x bytes (Q4_0: -8 s as the integer sum's start; Q4_1: dx s, which m multiplies).
+  // Vector path, per pair of blocks: x's bytes in the order of the weights' unpacked bytes (Q4:
+  // [low-nibble values of block 0, of block 1, high-nibble values of block 0, of block 1], 16
+  // bytes each; Q8_0: the two blocks as they are), the factors the pair's fp16 header is
+  // multiplied by (Q4_1 header [d0, m0, d1, m1] by [dx0, dx0 qsum0, dx1, dx1 qsum1]; Q4_0 and
+  // Q8_0 [d0, d1] by [dx0, dx1]), and Q4_0's integer start per lane (-8 times the lane's x bytes).
   std::vector<int8_t> qv;         // [M, np * 64]
-  std::vector<float> dl;          // [M, np, 16] dx
-  std::vector<int32_t> il;        // [M, np, 16] Q4_0: -8 s
-  std::vector<float> ml;          // [M, np, 16] Q4_1: dx s
+  std::vector<float> hx;          // [M, np, 4]
+  std::vector<int32_t> il;        // [M, np, 8] Q4_0 only
 };
-
-// Which block of a pair lane i belongs to. Q8_0 pairs are two 32-byte blocks back to back; a Q4
-// pair unpacks as [low nibbles of block 0, of block 1, high nibbles of block 0, of block 1] (16
-// bytes each), so x's bytes are laid out the same way and lanes alternate blocks every 4.
-template <int QT>
-constexpr int lane_block(int lane) { return QT == 8 ? lane / 8 : (lane / 4) % 2; }
 
 // Position within a Q4 pair's 64 bytes of value j (0..31) of the pair's block `half`.
 inline int64_t q4_pair_offset(int half, int j) { return (j < 16 ? 0 : 32) + half * 16 + (j % 16); }
@@ -111,27 +109,33 @@ void quantize_rows(const float* x, int64_t M, int64_t K, QuantizedRows& out) {
   });
 }
 
-// The vector path's copies of x (qv, dl, il or ml) for weights of type QT.
+// The vector path's copies of x (qv, hx, il) for weights of type QT.
 template <int QT>
 void lay_out_pairs(int64_t M, QuantizedRows& xq) {
   const int64_t np = xq.np, K = xq.K, nb = xq.nb;
   xq.qv.resize(M * np * 64);
-  xq.dl.resize(M * np * kLanes);
-  (QT == kQ4_0 ? xq.il.resize(M * np * kLanes) : xq.ml.resize(QT == kQ4_1 ? M * np * kLanes : 0));
+  xq.hx.resize(M * np * 4);
+  xq.il.resize(QT == kQ4_0 ? M * np * kLanes : 0);
   for (int64_t m = 0; m < M; ++m)
     for (int64_t p = 0; p < np; ++p) {
+      const int64_t pair = m * np + p, b0 = m * nb + 2 * p;
       const int8_t* src = xq.q.data() + m * K + p * 64;
-      int8_t* dst = xq.qv.data() + (m * np + p) * 64;
+      int8_t* dst = xq.qv.data() + pair * 64;
       for (int half = 0; half < 2; ++half)
-        for (int j = 0; j < 32; ++j) dst[QT == 8 ? half * 32 + j : q4_pair_offset(half, j)] = src[half * 32 + j];
-      for (int lane = 0; lane < kLanes; ++lane) {
-        const int64_t at = (m * np + p) * kLanes + lane;
-        const float dx = xq.d[m * nb + 2 * p + lane_block<QT>(lane)];
-        const int32_t sum = dst[4 * lane] + dst[4 * lane + 1] + dst[4 * lane + 2] + dst[4 * lane + 3];
-        xq.dl[at] = dx;
-        if (QT == kQ4_0) xq.il[at] = -8 * sum;
-        if (QT == kQ4_1) xq.ml[at] = dx * static_cast<float>(sum);
+        for (int j = 0; j < 32; ++j) dst[QT == kQ8_0 ? half * 32 + j : q4_pair_offset(half, j)] = src[half * 32 + j];
+      float* hx = xq.hx.data() + pair * 4;
+      if (QT == kQ4_1) {
+        hx[0] = xq.d[b0], hx[1] = xq.d[b0] * static_cast<float>(xq.qsum[b0]);
+        hx[2] = xq.d[b0 + 1], hx[3] = xq.d[b0 + 1] * static_cast<float>(xq.qsum[b0 + 1]);
+      } else {
+        hx[0] = xq.d[b0], hx[1] = xq.d[b0 + 1], hx[2] = hx[3] = 0.f;
       }
+      if (QT == kQ4_0)  // lane i multiplies low-nibble bytes 4i..4i+3 and high-nibble bytes 4i..4i+3
+        for (int lane = 0; lane < kLanes; ++lane) {
+          int32_t sum = 0;
+          for (int j = 0; j < 4; ++j) sum += dst[4 * lane + j] + dst[32 + 4 * lane + j];
+          xq.il[pair * kLanes + lane] = -8 * sum;
+        }
     }
 }
 
@@ -179,131 +183,157 @@ void rows_portable(const QuantizedRows& xq, int64_t m0, int64_t m1, const uint8_
 // ---------------------------------------------------------------- vector path (AVX-512 VNNI)
 #if defined(__x86_64__)
 
-// A pair of weight blocks as 64 unsigned bytes in x's pair order (Q8_0: magnitudes, with `neg`
-// marking the negative weights, since VNNI multiplies unsigned by signed bytes).
+// A pair of weight blocks, as the two 32-byte halves VNNI multiplies with x's halves: Q4, the
+// low and the high nibbles of both blocks (values 0..15); Q8_0, each block's signed bytes.
+struct PairWeights {
+  __m256i lo, hi;
+};
+
 template <int QT>
-SGL_VNNI inline __m512i pair_bytes(const uint8_t* b0, const uint8_t* b1, __mmask64& neg) {
-  if (QT == kQ8_0) {
-    const __m512i s = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0 + 2))),
-                                         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b1 + 2)), 1);
-    neg = _mm512_movepi8_mask(s);
-    return _mm512_abs_epi8(s);
-  }
+SGL_VNNI inline PairWeights pair_weights(const uint8_t* b0, const uint8_t* b1) {
+  if (QT == kQ8_0)
+    return {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0 + 2)),
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b1 + 2))};
   constexpr int off = QT == kQ4_1 ? 4 : 2;
   const __m256i nib = _mm256_inserti128_si256(
       _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b0 + off))),
       _mm_loadu_si128(reinterpret_cast<const __m128i*>(b1 + off)), 1);
   const __m256i mask = _mm256_set1_epi8(0x0F);
-  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(nib, mask)),
-                            _mm256_and_si256(_mm256_srli_epi16(nib, 4), mask), 1);
+  return {_mm256_and_si256(nib, mask), _mm256_and_si256(_mm256_srli_epi16(nib, 4), mask)};
 }
 
-// The pair's fp16 header fields spread over the lanes of their blocks: d, and Q4_1's m.
+// The pair's fp16 header fields as floats: Q4_1 [d0, m0, d1, m1]; Q4_0 and Q8_0 [d0, d1, -, -].
 template <int QT>
-SGL_VNNI inline __m512 pair_scales(const uint8_t* b0, const uint8_t* b1, __m512& mv) {
-  if (QT == kQ4_1) {  // headers [d, m] of both blocks -> [d0, m0, d1, m1]
+SGL_VNNI inline __m128 pair_header(const uint8_t* b0, const uint8_t* b1) {
+  if (QT == kQ4_1) {
     int32_t h0, h1;
     std::memcpy(&h0, b0, 4);
     std::memcpy(&h1, b1, 4);
-    const __m512 f = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_insert_epi32(_mm_cvtsi32_si128(h0), h1, 1)));
-    mv = _mm512_permutexvar_ps(_mm512_set_epi32(3, 3, 3, 3, 1, 1, 1, 1, 3, 3, 3, 3, 1, 1, 1, 1), f);
-    return _mm512_permutexvar_ps(_mm512_set_epi32(2, 2, 2, 2, 0, 0, 0, 0, 2, 2, 2, 2, 0, 0, 0, 0), f);
+    return _mm_cvtph_ps(_mm_insert_epi32(_mm_cvtsi32_si128(h0), h1, 1));
   }
   uint16_t h0, h1;
   std::memcpy(&h0, b0, 2);
   std::memcpy(&h1, b1, 2);
-  const __m512 f = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_insert_epi16(_mm_cvtsi32_si128(h0), h1, 1)));
-  const __m512i idx = QT == kQ8_0 ? _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0)
-                                  : _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0);
-  return _mm512_permutexvar_ps(idx, f);
+  return _mm_cvtph_ps(_mm_insert_epi16(_mm_cvtsi32_si128(h0), h1, 1));
 }
 
-// R rows of W, unpacked once for every token of a pass (tokens > 1): bytes, Q8_0's sign masks, and
-// the lane scales, kept in a per-thread buffer of about R * np * 200 bytes (L1/L2-resident).
+// R rows of W, unpacked once for every token of a pass (more than 4 tokens), in a per-thread
+// buffer of R * np * 80 bytes.
 struct UnpackedRows {
-  std::vector<uint8_t> w;  // [rows * np, 64]
-  std::vector<uint64_t> neg;
-  std::vector<float> d, m;  // [rows * np, 16]
+  std::vector<uint8_t> w;  // [rows * np, 64]: lo then hi
+  std::vector<float> h;    // [rows * np, 4]
 };
 
-// Where a tile reads a pair's weights: straight from the blocks (one token tile per row tile, so
-// unpacking once is all there is) or from an UnpackedRows buffer.
+// Where a tile reads a pair's weights: straight from the blocks (a single token tile per row
+// tile, so unpacking once is all there is) or from an UnpackedRows buffer.
+// How many rows ahead the blocks are prefetched (the next row tiles of this thread).
+constexpr int64_t kPrefetchRows = 16;
+
 template <int QT>
 struct BlockSource {
   const uint8_t* w;
   int64_t ldw, bb, n;
-  SGL_VNNI inline void pair(int r, int64_t p, __m512i& wv, __mmask64& neg, __m512& dv, __m512& mv) const {
+  SGL_VNNI inline void pair(int r, int64_t p, PairWeights& pw, __m128& h) const {
     const uint8_t* b0 = w + (n + r) * ldw + 2 * p * bb;
-    wv = pair_bytes<QT>(b0, b0 + bb, neg);
-    dv = pair_scales<QT>(b0, b0 + bb, mv);
+    _mm_prefetch(reinterpret_cast<const char*>(b0 + kPrefetchRows * ldw), _MM_HINT_T0);
+    pw = pair_weights<QT>(b0, b0 + bb);
+    h = pair_header<QT>(b0, b0 + bb);
   }
 };
 
-template <int QT>
 struct BufferSource {
   const UnpackedRows* u;
   int64_t np;
-  SGL_VNNI inline void pair(int r, int64_t p, __m512i& wv, __mmask64& neg, __m512& dv, __m512& mv) const {
+  SGL_VNNI inline void pair(int r, int64_t p, PairWeights& pw, __m128& h) const {
     const int64_t i = r * np + p;
-    wv = _mm512_loadu_si512(u->w.data() + i * 64);
-    if (QT == kQ8_0) neg = u->neg[i];
-    dv = _mm512_loadu_ps(u->d.data() + i * kLanes);
-    if (QT == kQ4_1) mv = _mm512_loadu_ps(u->m.data() + i * kLanes);
+    pw.lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(u->w.data() + i * 64));
+    pw.hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(u->w.data() + i * 64 + 32));
+    h = _mm_loadu_ps(u->h.data() + i * 4);
   }
 };
 
 template <int QT>
 SGL_VNNI void unpack_rows(const uint8_t* w, int64_t ldw, int64_t n, int rows, int64_t np, UnpackedRows& u) {
-  const int64_t bb = block_bytes(QT), count = rows * np;
-  u.w.resize(count * 64), u.neg.resize(count), u.d.resize(count * kLanes), u.m.resize(count * kLanes);
-  const BlockSource<QT> src{w, ldw, bb, n};
+  u.w.resize(rows * np * 64), u.h.resize(rows * np * 4);
+  const BlockSource<QT> src{w, ldw, block_bytes(QT), n};
   for (int r = 0; r < rows; ++r)
     for (int64_t p = 0; p < np; ++p) {
       const int64_t i = r * np + p;
-      __mmask64 neg = 0;
-      __m512i wv;
-      __m512 dv, mv = _mm512_setzero_ps();
-      src.pair(r, p, wv, neg, dv, mv);
-      _mm512_storeu_si512(u.w.data() + i * 64, wv);
-      u.neg[i] = neg;
-      _mm512_storeu_ps(u.d.data() + i * kLanes, dv);
-      _mm512_storeu_ps(u.m.data() + i * kLanes, mv);
+      PairWeights pw;
+      __m128 h;
+      src.pair(r, p, pw, h);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(u.w.data() + i * 64), pw.lo);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(u.w.data() + i * 64 + 32), pw.hi);
+      _mm_storeu_ps(u.h.data() + i * 4, h);
     }
 }
 
-// R rows of W (n..n+R) against MT rows of x (m0..). Each pair of blocks: one VNNI instruction per
-// (row, token) gives 16 lanes of exact integer partial sums, scaled by (d dx) of their block into
-// float lanes; Q4_0's -8 offset enters as the integer sum's start (-8 x's lane sum), Q4_1's m as
-// m dx (x's lane sum). An odd last block is added by the portable code.
+// Unsigned-by-signed VNNI dot products (Q8_0: magnitudes of w, x with w's signs).
+template <int QT>
+SGL_VNNI inline __m256i dot_half(__m256i start, __m256i w, __m256i x) {
+  if (QT == kQ8_0) return _mm256_dpbusd_epi32(start, _mm256_abs_epi8(w), _mm256_sign_epi8(x, w));
+  return _mm256_dpbusd_epi32(start, w, x);
+}
+
+SGL_VNNI inline float hsum8(__m256 v) {
+  const __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 h2 = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  return _mm_cvtss_f32(_mm_add_ss(h2, _mm_shuffle_ps(h2, h2, 1)));
+}
+
+// R rows of W (n..n+R) against MT rows of x (m0..). Per pair of blocks and (row, token): two
+// VNNI instructions give exact integer sums (Q4: 4 lanes per block; Q4_0 starts them at -8 x's
+// lane sums; Q8_0: one register per block), the header times x's factors gives each block's
+// d dx (and Q4_1's m dx qsum, summed on the side), and one multiply-add scales the sums into
+// float lanes. An odd last block is added by the portable code.
 template <int QT, int R, int MT, class Src>
 SGL_VNNI void tile_vnni(const QuantizedRows& xq, int64_t m0, const Src& src, const uint8_t* w, int64_t ldw,
                         const float* bias, float* y, int64_t N, int64_t n) {
   const int64_t np = xq.np;
-  __m512 acc[R][MT];
+  const __m256i spread = QT == kQ4_1 ? _mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2) : _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+  __m256 acc[R][MT];
+  __m128 side[R][MT];  // Q4_1: lanes 1 and 3 collect m dx qsum
   for (int r = 0; r < R; ++r)
-    for (int t = 0; t < MT; ++t) acc[r][t] = _mm512_setzero_ps();
+    for (int t = 0; t < MT; ++t) acc[r][t] = _mm256_setzero_ps(), side[r][t] = _mm_setzero_ps();
   for (int64_t p = 0; p < np; ++p) {
-    __m512i xv[MT];
-    for (int t = 0; t < MT; ++t) xv[t] = _mm512_loadu_si512(xq.qv.data() + ((m0 + t) * np + p) * 64);
+    __m256i xlo[MT], xhi[MT];
+    for (int t = 0; t < MT; ++t) {
+      const int8_t* xp = xq.qv.data() + ((m0 + t) * np + p) * 64;
+      xlo[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp));
+      xhi[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp + 32));
+    }
     for (int r = 0; r < R; ++r) {
-      __mmask64 neg = 0;
-      __m512i wv;
-      __m512 dv, mv = _mm512_setzero_ps();
-      src.pair(r, p, wv, neg, dv, mv);
+      PairWeights pw;
+      __m128 h;
+      src.pair(r, p, pw, h);
       for (int t = 0; t < MT; ++t) {
-        const int64_t at = ((m0 + t) * np + p) * kLanes;
-        const __m512i xs = QT == kQ8_0 ? _mm512_mask_sub_epi8(xv[t], neg, _mm512_setzero_si512(), xv[t]) : xv[t];
-        const __m512i start = QT == kQ4_0 ? _mm512_loadu_si512(xq.il.data() + at) : _mm512_setzero_si512();
-        const __m512i isum = _mm512_dpbusd_epi32(start, wv, xs);
-        acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dv, _mm512_loadu_ps(xq.dl.data() + at)), acc[r][t]);
-        if (QT == kQ4_1) acc[r][t] = _mm512_fmadd_ps(mv, _mm512_loadu_ps(xq.ml.data() + at), acc[r][t]);
+        const int64_t pair = (m0 + t) * np + p;
+        const __m128 g = _mm_mul_ps(h, _mm_loadu_ps(xq.hx.data() + pair * 4));  // [d0 dx0, ., d1 dx1, .] or [d0 dx0, d1 dx1, ...]
+        if (QT == kQ8_0) {
+          acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_half<QT>(_mm256_setzero_si256(), pw.lo, xlo[t])),
+                                      _mm256_broadcastss_ps(g), acc[r][t]);
+          acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_half<QT>(_mm256_setzero_si256(), pw.hi, xhi[t])),
+                                      _mm256_broadcastss_ps(_mm_movehdup_ps(g)), acc[r][t]);
+          continue;
+        }
+        const __m256i start = QT == kQ4_0 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq.il.data() + pair * kLanes))
+                                          : _mm256_setzero_si256();
+        const __m256i isum = dot_half<QT>(dot_half<QT>(start, pw.lo, xlo[t]), pw.hi, xhi[t]);
+        acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_permutevar8x32_ps(_mm256_castps128_ps256(g), spread),
+                                    acc[r][t]);
+        if (QT == kQ4_1) side[r][t] = _mm_add_ps(side[r][t], g);
       }
     }
   }
   const int64_t bb = block_bytes(QT);
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < MT; ++t) {
-      float s = _mm512_reduce_add_ps(acc[r][t]);
+      float s = hsum8(acc[r][t]);
+      if (QT == kQ4_1) {
+        alignas(16) float sd[4];
+        _mm_store_ps(sd, side[r][t]);
+        s += sd[1] + sd[3];
+      }
       if (xq.nb % 2) s += block_term<QT>(w + (n + r) * ldw + (xq.nb - 1) * bb, xq, m0 + t, xq.nb - 1);
       y[(m0 + t) * N + n + r] = s + (bias ? bias[n + r] : 0.f);
     }
@@ -329,7 +359,7 @@ SGL_VNNI void row_tile(const QuantizedRows& xq, int64_t m0, int64_t m1, const ui
                        const float* bias, float* y, int64_t N, int64_t n, UnpackedRows& u) {
   if (m1 - m0 <= 4) return tokens_vnni<QT, R>(xq, m0, m1, BlockSource<QT>{w, ldw, block_bytes(QT), n}, w, ldw, bias, y, N, n);
   unpack_rows<QT>(w, ldw, n, R, xq.np, u);
-  tokens_vnni<QT, R>(xq, m0, m1, BufferSource<QT>{&u, xq.np}, w, ldw, bias, y, N, n);
+  tokens_vnni<QT, R>(xq, m0, m1, BufferSource{&u, xq.np}, w, ldw, bias, y, N, n);
 }
 
 // Rows [n0, n1) of W for rows [m0, m1) of x, 4 rows of W at a time.
@@ -338,6 +368,8 @@ SGL_VNNI void rows_vnni(const QuantizedRows& xq, int64_t m0, int64_t m1, const u
                         const float* bias, float* y, int64_t N, int64_t n0, int64_t n1) {
   UnpackedRows u;
   int64_t n = n0;
+  if (m1 - m0 <= 2)  // few tokens: more rows in flight
+    for (; n + 8 <= n1; n += 8) row_tile<QT, 8>(xq, m0, m1, w, ldw, bias, y, N, n, u);
   for (; n + 4 <= n1; n += 4) row_tile<QT, 4>(xq, m0, m1, w, ldw, bias, y, N, n, u);
   for (; n < n1; ++n) row_tile<QT, 1>(xq, m0, m1, w, ldw, bias, y, N, n, u);
 }
