@@ -29,7 +29,7 @@ from tests.models.harness import KVHarness
 LOGIT_ATOL = 1e-4
 PROMPT_LENS = (5, 12, 23)  # the windowed variants use a window of 8: decode really slides
 DECODE_STEPS = 6
-ALL_KINDS = ["RMSNorm", "RotaryEmbedding", "SiluAndMul", "decode attention"]
+ALL_KINDS = ["RMSNorm", "RotaryEmbedding", "SiluAndMul", "decode attention", "decode steps"]
 VARIANTS = {
     "llama": ("llama", {}, ALL_KINDS),
     "mistral-sliding": ("mistral", {"sliding_window": 8}, ALL_KINDS),

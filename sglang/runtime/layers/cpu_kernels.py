@@ -6,6 +6,9 @@ ran about 65 torch ops (RMSNorm alone is 8, rotary + KV write about 20, the deco
 gather/mask/SDPA about 10). With the kernels a layer is nine calls: norm, qkv, rotary + KV write,
 attention, o, add + norm, gate_up, SiLU-mul, down.
 
+Where every layer of a Llama-style model qualifies, decode steps also skip the modules and call
+the kernels directly (`cpu_decode_step.py`).
+
 On by default on CPU (`--disable-cpu-kernels` turns it off). Each layer keeps its torch path for
 what the kernels do not cover (other dtypes than float32, Gemma's (1 + w) norms, non-contiguous
 inputs) and takes it when the extension cannot be built. The switch is per instance (`cpu_ops`
@@ -21,6 +24,7 @@ from torch import nn
 
 from sglang.runtime.layers.activation import SiluAndMul
 from sglang.runtime.layers.attention.torch_native_backend import TorchNativeAttnBackend
+from sglang.runtime.layers.cpu_decode_step import plan_decode_steps
 from sglang.runtime.layers.layernorm import RMSNorm
 from sglang.runtime.layers.rotary_embedding import RotaryEmbedding
 
@@ -44,6 +48,11 @@ def apply_cpu_kernels(model: nn.Module, attn_backend: object) -> List[str]:
     if isinstance(attn_backend, TorchNativeAttnBackend):
         attn_backend.cpu_ops = ops
         switched.add("decode attention")
+    inner = getattr(model, "model", None)
+    if hasattr(inner, "cpu_decode_steps") and switched:
+        inner.cpu_decode_steps = plan_decode_steps(ops, inner.layers)
+        if inner.cpu_decode_steps is not None:
+            switched.add("decode steps")
     kinds = sorted(switched)
     logger.info("CPU kernels on for: %s (--disable-cpu-kernels to turn off)", ", ".join(kinds) or "nothing")
     return kinds

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from transformers import PretrainedConfig
 
+from sglang.runtime.layers import cpu_decode_step
 from sglang.runtime.layers.activation import get_gated_activation
 from sglang.runtime.layers.attention.radix_attention import RadixAttention
 from sglang.runtime.layers.layernorm import RMSNorm
@@ -172,6 +173,9 @@ class LlamaModel(nn.Module):
         # Set by `one_token_gemv.apply_one_token_gemv` (--enable-fused-gemv): one-token steps take
         # fused GEMVs.
         self.one_token_gemv = False
+        # Set by `cpu_kernels.apply_cpu_kernels`: decode steps run each layer as direct C++ calls
+        # (`layers/cpu_decode_step.py`).
+        self.cpu_decode_steps = None
         self.embed_tokens = VocabParallelEmbedding(config.vocab_size, config.hidden_size)
         rotary_emb = rope_for_config(config)
         self.layers = nn.ModuleList(
@@ -186,8 +190,12 @@ class LlamaModel(nn.Module):
             for layer in self.layers:
                 hidden_states = layer.forward_one_token(positions, forward_batch, hidden_states)
             return self.norm(hidden_states)
-        for layer in self.layers:
-            hidden_states, residual = layer(positions, hidden_states, forward_batch, residual)
+        if cpu_decode_step.serves(self.cpu_decode_steps, forward_batch, hidden_states):
+            for step in self.cpu_decode_steps:
+                hidden_states, residual = step(positions, hidden_states, forward_batch, residual)
+        else:
+            for layer in self.layers:
+                hidden_states, residual = layer(positions, hidden_states, forward_batch, residual)
         hidden_states, _ = self.norm(hidden_states, residual)
         return hidden_states
 
