@@ -119,6 +119,20 @@ class BatchDriver:
         batch.commit_decode()
         return self.sample(reqs, out.next_token_logits)
 
+    def decode_phases(self, reqs: List[Req]) -> Tuple[float, float, float]:
+        """`decode`, timed by phase (seconds): build (batch + KV slots), forward (on CUDA only
+        its launch), commit + sample (with the host read of the ids, which waits for the device)."""
+        synchronize(self.runner.device)
+        t0 = time.perf_counter()
+        batch = ScheduleBatch(reqs, ForwardMode.DECODE, self.res)
+        fb = batch.build_decode()
+        t1 = time.perf_counter()
+        out = self.runner.forward(fb)
+        t2 = time.perf_counter()
+        batch.commit_decode()
+        self.sample(reqs, out.next_token_logits)
+        return t1 - t0, t2 - t1, time.perf_counter() - t2
+
     def release(self, reqs: List[Req]) -> None:
         for req in reqs:
             self.cache.cache_finished_req(req)

@@ -23,6 +23,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
+def cpu_ext():
+    """The C++ CPU kernels module; tests that need it skip where it cannot be built."""
+    from sglang.kernels.cpu.build import load_cpu_extension
+
+    module = load_cpu_extension()
+    if module is None:
+        pytest.skip("the C++ CPU kernels cannot be built here (no compiler or ninja)")
+    return module
+
+
+@pytest.fixture(scope="session")
 def tiny_model_path() -> Callable[..., str]:
     """Factory: tiny_model_path(arch, seed=0, shards=1, **config_overrides) -> cached dir."""
     return tiny_model_dir

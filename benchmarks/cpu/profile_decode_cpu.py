@@ -18,7 +18,6 @@ import collections
 import shlex
 import statistics
 import sys
-import time
 from typing import Dict, List
 
 import torch
@@ -42,21 +41,10 @@ def step_bytes(runner: ModelRunner) -> int:
 
 def split_step(driver: BatchDriver, reqs, steps: int) -> Dict[str, float]:
     """Median ms of build / forward / sample over `steps` decode steps."""
-    from sglang.runtime.managers.schedule_batch import ScheduleBatch
-    from sglang.runtime.model_executor.forward_batch import ForwardMode
-
     parts: Dict[str, List[float]] = collections.defaultdict(list)
     for _ in range(steps):
-        t0 = time.perf_counter()
-        batch = ScheduleBatch(reqs, ForwardMode.DECODE, driver.res)
-        fb = batch.build_decode()
-        t1 = time.perf_counter()
-        out = driver.runner.forward(fb)
-        t2 = time.perf_counter()
-        batch.commit_decode()
-        driver.sample(reqs, out.next_token_logits)
-        t3 = time.perf_counter()
-        for key, value in (("build_ms", t1 - t0), ("forward_ms", t2 - t1), ("sample_ms", t3 - t2), ("step_ms", t3 - t0)):
+        phases = driver.decode_phases(reqs)
+        for key, value in zip(("build_ms", "forward_ms", "sample_ms", "step_ms"), (*phases, sum(phases))):
             parts[key].append(value * 1e3)
     return {k: round(statistics.median(v), 3) for k, v in parts.items()}
 

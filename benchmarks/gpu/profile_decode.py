@@ -15,15 +15,12 @@ import argparse
 import collections
 import statistics
 import sys
-import time
 from typing import Dict, List
 
 import torch
 
 from sglang.bench_one_batch import BatchDriver, make_reqs, random_prompts
 from sglang.benchmark.result_file import result_header, write_result
-from sglang.runtime.managers.schedule_batch import ScheduleBatch
-from sglang.runtime.model_executor.forward_batch import ForwardMode
 from sglang.runtime.model_executor.model_runner import ModelRunner
 from sglang.runtime.server_args import ServerArgs
 
@@ -74,17 +71,7 @@ def host_phases(driver: BatchDriver, reqs, steps: int) -> dict:
     call), sample (sampling info + argmax launch + the blocking id read, which waits for the GPU)."""
     phases = collections.defaultdict(list)
     for _ in range(steps):
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        batch = ScheduleBatch(reqs, ForwardMode.DECODE, driver.res)
-        fb = batch.build_decode()
-        t1 = time.perf_counter()
-        out = driver.runner.forward(fb)
-        t2 = time.perf_counter()
-        batch.commit_decode()
-        driver.sample(reqs, out.next_token_logits)
-        t3 = time.perf_counter()
-        for name, sec in (("build_ms", t1 - t0), ("launch_ms", t2 - t1), ("commit_sample_read_ms", t3 - t2)):
+        for name, sec in zip(("build_ms", "launch_ms", "commit_sample_read_ms"), driver.decode_phases(reqs)):
             phases[name].append(sec * 1e3)
     return {name: round(statistics.median(v), 4) for name, v in phases.items()}
 

@@ -9,7 +9,6 @@ from typing import List, Tuple
 import pytest
 import torch
 
-from sglang.kernels.cpu.build import load_cpu_extension
 from sglang.runtime.layers import cpu_decode_step
 from sglang.runtime.layers.cpu_kernels import apply_cpu_kernels
 from sglang.runtime.models.loader import load_model
@@ -19,12 +18,6 @@ from tests.models.harness import KVHarness
 
 PROMPT_LENS = (5, 12, 23)
 DECODE_STEPS = 5
-
-
-@pytest.fixture(scope="module")
-def ext():
-    if load_cpu_extension() is None:
-        pytest.skip("the C++ kernels cannot be built here (no compiler)")
 
 
 def _model(case: str):
@@ -62,7 +55,7 @@ def _run(case: str, steps_on: bool, monkeypatch) -> Tuple[List[torch.Tensor], in
 
 
 @pytest.mark.parametrize("case", ["llama-Q4_1", "qwen2-Q8_0", "mistral-Q4_0", "mistral-sliding-float32"])
-def test_decode_steps_are_bit_identical_to_the_modules(ext, case, monkeypatch):
+def test_decode_steps_are_bit_identical_to_the_modules(cpu_ext, case, monkeypatch):
     want, ran_off = _run(case, False, monkeypatch)
     got, ran_on = _run(case, True, monkeypatch)
     layers = len(_model(case)[1].model.layers)
@@ -72,13 +65,13 @@ def test_decode_steps_are_bit_identical_to_the_modules(ext, case, monkeypatch):
 
 
 @pytest.mark.parametrize("arch", ["qwen3", "gemma2"])
-def test_models_with_other_layers_keep_the_modules(ext, arch):
+def test_models_with_other_layers_keep_the_modules(cpu_ext, arch):
     mc = ModelConfig(tiny_gguf_path(arch, "Q8_0"))
     model = load_model(mc, quantization="gguf")
     kinds = apply_cpu_kernels(model, KVHarness.for_config(model, mc).backend)
     assert model.model.cpu_decode_steps is None and "decode steps" not in kinds
 
 
-def test_bfloat16_decodes_keep_the_modules(ext, monkeypatch):
+def test_bfloat16_decodes_keep_the_modules(cpu_ext, monkeypatch):
     logits, ran = _run("llama-Q4_1-bfloat16", True, monkeypatch)
     assert ran == 0 and all(not torch.isnan(x).any() for x in logits)  # planned, but a bf16 batch is not served

@@ -40,14 +40,6 @@ VARIANTS = {
 SWITCHABLE = (RMSNorm, SiluAndMul, RotaryEmbedding)
 
 
-@pytest.fixture(scope="module")
-def ext():
-    module = load_cpu_extension()
-    if module is None:
-        pytest.skip("the C++ kernels cannot be built here (no compiler)")
-    return module
-
-
 class _CountingOps:
     """Stands in for the kernels module and counts the calls that reach each kernel."""
 
@@ -91,22 +83,22 @@ def _greedy_run(path: str, kernels: bool) -> Tuple[List[torch.Tensor], List[List
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_apply_cpu_kernels_switches_exactly_the_plain_layers(ext, variant):
+def test_apply_cpu_kernels_switches_exactly_the_plain_layers(cpu_ext, variant):
     arch, overrides, kinds = VARIANTS[variant]
     mc = ModelConfig(tiny_model_dir(arch, **overrides))
     model = load_model(mc)
     backend = KVHarness.for_config(model, mc).backend
     assert apply_cpu_kernels(model, backend) == kinds
-    assert backend.cpu_ops is ext
+    assert backend.cpu_ops is cpu_ext
     for module in model.modules():
         expected = type(module) in (RMSNorm, SiluAndMul, RotaryEmbedding)
-        assert (getattr(module, "cpu_ops", None) is ext) == expected, type(module).__name__
+        assert (getattr(module, "cpu_ops", None) is cpu_ext) == expected, type(module).__name__
     gemma_norms = [m for m in model.modules() if isinstance(m, GemmaRMSNorm)]
     assert bool(gemma_norms) == (arch == "gemma2")
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_kernels_match_the_torch_path(ext, variant):
+def test_kernels_match_the_torch_path(cpu_ext, variant):
     arch, overrides, kinds = VARIANTS[variant]
     path = tiny_model_dir(arch, **overrides)
     want_logits, want_tokens, _ = _greedy_run(path, kernels=False)
@@ -127,16 +119,16 @@ def _runner(path: str, **kwargs: Any) -> ModelRunner:
     return ModelRunner(ServerArgs(model_path=path, device="cpu", dtype="float32", **kwargs))
 
 
-def test_model_runner_switches_on_by_default_and_off_with_the_flag(ext):
+def test_model_runner_switches_on_by_default_and_off_with_the_flag(cpu_ext):
     path = tiny_model_dir("llama")
     on = _runner(path)
-    assert on.attn_backend.cpu_ops is ext
+    assert on.attn_backend.cpu_ops is cpu_ext
     assert {type(m) for m in _switched(on.model)} == set(SWITCHABLE)
     off = _runner(path, disable_cpu_kernels=True)
     assert off.attn_backend.cpu_ops is None and not _switched(off.model)
 
 
-def test_env_var_keeps_every_layer_on_torch(ext, monkeypatch):
+def test_env_var_keeps_every_layer_on_torch(cpu_ext, monkeypatch):
     monkeypatch.setenv("SGLANG_DISABLE_CPU_KERNELS", "1")
     load_cpu_extension.cache_clear()  # the module is cached per process; look at the variable again
     try:
@@ -147,7 +139,7 @@ def test_env_var_keeps_every_layer_on_torch(ext, monkeypatch):
         load_cpu_extension.cache_clear()
 
 
-def test_engine_greedy_output_is_the_same_with_and_without_kernels(ext):
+def test_engine_greedy_output_is_the_same_with_and_without_kernels(cpu_ext):
     path = tiny_model_dir("mistral", sliding_window=8)
     params = {"max_new_tokens": 12, "temperature": 0, "ignore_eos": True}
     results = []

@@ -17,7 +17,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sglang.kernels.cpu.build import load_cpu_extension
 from sglang.runtime.layers.activation import silu_and_mul_ref
 from sglang.runtime.layers.attention.torch_native_backend import TorchNativeAttnBackend
 from sglang.runtime.layers.layernorm import fused_add_rms_norm_ref, rms_norm_ref
@@ -30,17 +29,9 @@ HQ, HK, D = 9, 3, 64  # GQA: three query heads per KV head
 NUM_SLOTS, TABLE_ROWS, TABLE_WIDTH = 600, 6, 48
 
 
-@pytest.fixture(scope="module")
-def ext():
-    module = load_cpu_extension()
-    if module is None:
-        pytest.skip("the C++ kernels cannot be built here (no compiler)")
-    return module
-
-
 @pytest.fixture(params=[False, True], ids=["portable", "avx512"])
-def vector(request, ext) -> bool:
-    if request.param and not ext.vector_path():
+def vector(request, cpu_ext) -> bool:
+    if request.param and not cpu_ext.vector_path():
         pytest.skip("this CPU has no AVX-512")
     return request.param
 
@@ -56,24 +47,24 @@ NORM_SHAPES = [(1, 576), (5, 100), (3, 33), (17, 64), (2, 1), (9, 4096)]
 
 
 @pytest.mark.parametrize("tokens,hidden", NORM_SHAPES)
-def test_rms_norm_matches_twin(ext, vector, tokens, hidden):
+def test_rms_norm_matches_twin(cpu_ext, vector, tokens, hidden):
     gen = torch.Generator().manual_seed(hidden)
     x = torch.randn(tokens, hidden, generator=gen) * 3
     w = torch.randn(hidden, generator=gen)
     x_before = x.clone()
-    _close(ext.rms_norm(x, None, w, EPS, vector), rms_norm_ref(x, w, EPS))
+    _close(cpu_ext.rms_norm(x, None, w, EPS, vector), rms_norm_ref(x, w, EPS))
     assert torch.equal(x, x_before)
 
 
 @pytest.mark.parametrize("tokens,hidden", NORM_SHAPES)
-def test_fused_add_rms_norm_updates_residual_exactly(ext, vector, tokens, hidden):
+def test_fused_add_rms_norm_updates_residual_exactly(cpu_ext, vector, tokens, hidden):
     gen = torch.Generator().manual_seed(hidden + 1)
     x = torch.randn(tokens, hidden, generator=gen)
     residual = torch.randn(tokens, hidden, generator=gen) * 10
     w = torch.randn(hidden, generator=gen)
     x_before = x.clone()
     want_y, want_residual = fused_add_rms_norm_ref(x_before, residual.clone(), w, EPS)
-    y = ext.rms_norm(x, residual, w, EPS, vector)
+    y = cpu_ext.rms_norm(x, residual, w, EPS, vector)
     assert torch.equal(residual, want_residual), "the residual must become x + residual, bit for bit"
     assert torch.equal(x, x_before)
     _close(y, want_y)
@@ -83,18 +74,18 @@ def test_fused_add_rms_norm_updates_residual_exactly(ext, vector, tokens, hidden
 
 
 @pytest.mark.parametrize("tokens,width", [(1, 1), (3, 15), (2, 17), (4, 100), (2, 1000)])
-def test_silu_and_mul_matches_twin(ext, vector, tokens, width):
+def test_silu_and_mul_matches_twin(cpu_ext, vector, tokens, width):
     gen = torch.Generator().manual_seed(width)
     x = torch.randn(tokens, 2 * width, generator=gen) * 30
-    _close(ext.silu_and_mul(x, vector), silu_and_mul_ref(x))
+    _close(cpu_ext.silu_and_mul(x, vector), silu_and_mul_ref(x))
 
 
-def test_silu_and_mul_extreme_gates_stay_finite(ext, vector):
+def test_silu_and_mul_extreme_gates_stay_finite(cpu_ext, vector):
     gates = torch.tensor([-1e4, -1000.0, -100.0, -89.0, -87.5, -80.0, -20.0, -1e-30, 0.0, 1e-30, 20.0, 80.0,
                           88.8, 100.0, 1000.0, 1e4, 1e30, -1e30, -3.0e38])
     up = torch.linspace(-5, 5, gates.numel())
     x = torch.cat([gates, up])[None].repeat(3, 1)
-    got = ext.silu_and_mul(x, vector)
+    got = cpu_ext.silu_and_mul(x, vector)
     assert torch.isfinite(got).all()
     _close(got, silu_and_mul_ref(x), rtol=1e-6, atol=1e-30)
 
@@ -122,7 +113,7 @@ def _split_qkv(qkv: torch.Tensor, head_dim: int):
 
 @pytest.mark.parametrize("head_dim,rotary_dim", [(64, 64), (64, 32), (48, 16), (40, 40), (32, 2)])
 @pytest.mark.parametrize("tokens", [1, 7])
-def test_rope_store_kv_matches_twin(ext, vector, head_dim, rotary_dim, tokens):
+def test_rope_store_kv_matches_twin(cpu_ext, vector, head_dim, rotary_dim, tokens):
     max_pos = 50
     rope, qkv, positions, out_loc, k_buf, v_buf = _rope_case(tokens, head_dim, rotary_dim, max_pos, head_dim)
     q_ref, k_ref = rope.forward(positions, *_split_qkv(qkv.clone(), head_dim)[:2])  # torch path: cpu_ops unset
@@ -133,7 +124,7 @@ def test_rope_store_kv_matches_twin(ext, vector, head_dim, rotary_dim, tokens):
 
     q, k, v = _split_qkv(qkv, head_dim)
     assert q.stride(0) == k.stride(0) == v.stride(0) == qkv.stride(0)  # rows strided over all of qkv
-    ext.rope_store_kv(positions, q, k, v, rope.cos_cache, rope.sin_cache, head_dim, k_buf, v_buf, out_loc, vector)
+    cpu_ext.rope_store_kv(positions, q, k, v, rope.cos_cache, rope.sin_cache, head_dim, k_buf, v_buf, out_loc, vector)
     # Rotary rounds exactly like the twin (no FMA): q and k are rotated in place, bit for bit.
     assert torch.equal(q, q_ref)
     assert torch.equal(k, k_ref)
@@ -143,11 +134,11 @@ def test_rope_store_kv_matches_twin(ext, vector, head_dim, rotary_dim, tokens):
     assert torch.equal(v_buf, v_buf_ref)
 
 
-def test_rope_without_kv_buffers_only_rotates(ext, vector):
+def test_rope_without_kv_buffers_only_rotates(cpu_ext, vector):
     rope, qkv, positions, _, _, _ = _rope_case(5, 64, 32, 20, seed=3)
     q_ref, k_ref = rope.forward(positions, *_split_qkv(qkv.clone(), 64)[:2])
     q, k, v = _split_qkv(qkv, 64)
-    ext.rope_store_kv(positions, q, k, v, rope.cos_cache, rope.sin_cache, 64, None, None, None, vector)
+    cpu_ext.rope_store_kv(positions, q, k, v, rope.cos_cache, rope.sin_cache, 64, None, None, None, vector)
     assert torch.equal(q, q_ref) and torch.equal(k, k_ref)
 
 
@@ -184,39 +175,39 @@ def _torch_decode(q, k_buf, v_buf, table, rows, lens, window: int, cap: float) -
     return backend.forward_decode(q, None, None, layer, fb, save_kv_cache=False)
 
 
-def _kernel_decode(ext, vector, q, k_buf, v_buf, table, rows, lens, window: int = 0, cap: float = 0.0):
-    return ext.decode_attention(q, k_buf, v_buf, table, rows, lens, D, D**-0.5, window, cap, vector)
+def _kernel_decode(cpu_ext, vector, q, k_buf, v_buf, table, rows, lens, window: int = 0, cap: float = 0.0):
+    return cpu_ext.decode_attention(q, k_buf, v_buf, table, rows, lens, D, D**-0.5, window, cap, vector)
 
 
-def _check_attention(ext, vector, lens: Sequence[int], window: int, cap: float, seed: int) -> None:
+def _check_attention(cpu_ext, vector, lens: Sequence[int], window: int, cap: float, seed: int) -> None:
     case = _attention_case(lens, seed)
     want = _torch_decode(*case, window=window, cap=cap)
-    got = _kernel_decode(ext, vector, *case, window=window, cap=cap)
+    got = _kernel_decode(cpu_ext, vector, *case, window=window, cap=cap)
     _close(got, want, rtol=1e-5, atol=ATTN_ATOL)
 
 
 @pytest.mark.parametrize("lens", [[1], [1, 1, 1], [5, 1, 33, 17], [TABLE_WIDTH, 2]])
 @pytest.mark.parametrize("window", [0, 1, 4, 16, 1000])
 @pytest.mark.parametrize("cap", [0.0, 2.0])
-def test_decode_attention_matches_torch_backend(ext, vector, lens, window, cap):
-    _check_attention(ext, vector, lens, window, cap, seed=len(lens) + window)
+def test_decode_attention_matches_torch_backend(cpu_ext, vector, lens, window, cap):
+    _check_attention(cpu_ext, vector, lens, window, cap, seed=len(lens) + window)
 
 
 @settings(max_examples=40, deadline=None)
 @given(lens=st.lists(st.integers(1, TABLE_WIDTH), min_size=1, max_size=TABLE_ROWS),
        window=st.sampled_from([0, 1, 2, 7, 31, TABLE_WIDTH + 5]), cap=st.sampled_from([0.0, 1.0, 30.0]),
        vector=st.booleans(), seed=st.integers(0, 2**16))
-def test_decode_attention_property(ext, lens, window, cap, vector, seed):
-    _check_attention(ext, vector and ext.vector_path(), lens, window, cap, seed)
+def test_decode_attention_property(cpu_ext, lens, window, cap, vector, seed):
+    _check_attention(cpu_ext, vector and cpu_ext.vector_path(), lens, window, cap, seed)
 
 
-def test_decode_attention_uses_each_query_heads_own_kv_head(ext, vector):
+def test_decode_attention_uses_each_query_heads_own_kv_head(cpu_ext, vector):
     """Only KV head 1 differs between two caches: exactly query heads 3..5 (its group) may change."""
     q, k_buf, v_buf, table, rows, lens = _attention_case([9, 4], seed=11)
-    base = _kernel_decode(ext, vector, q, k_buf, v_buf, table, rows, lens)
+    base = _kernel_decode(cpu_ext, vector, q, k_buf, v_buf, table, rows, lens)
     v2 = v_buf.clone()
     v2[:, 1] += 1.0
-    out = _kernel_decode(ext, vector, q, k_buf, v2, table, rows, lens)
+    out = _kernel_decode(cpu_ext, vector, q, k_buf, v2, table, rows, lens)
     changed = (out - base).view(2, HQ, D).abs().amax(dim=(0, 2)) > 0.5
     assert changed.tolist() == [h // (HQ // HK) == 1 for h in range(HQ)]
 
@@ -224,28 +215,28 @@ def test_decode_attention_uses_each_query_heads_own_kv_head(ext, vector):
 # ---------------------------------------------------------------- malformed inputs
 
 
-def test_norm_and_silu_reject_bad_inputs(ext):
+def test_norm_and_silu_reject_bad_inputs(cpu_ext):
     x, w = torch.randn(2, 8), torch.ones(8)
     with pytest.raises(RuntimeError, match="float32"):
-        ext.rms_norm(x.double(), None, w, EPS, True)
+        cpu_ext.rms_norm(x.double(), None, w, EPS, True)
     with pytest.raises(RuntimeError, match="weight of H entries"):
-        ext.rms_norm(x, None, torch.ones(7), EPS, True)
+        cpu_ext.rms_norm(x, None, torch.ones(7), EPS, True)
     with pytest.raises(RuntimeError, match="residual must match"):
-        ext.rms_norm(x, torch.randn(3, 8), w, EPS, True)
+        cpu_ext.rms_norm(x, torch.randn(3, 8), w, EPS, True)
     with pytest.raises(RuntimeError, match="float32"):
-        ext.silu_and_mul(x.half(), True)
+        cpu_ext.silu_and_mul(x.half(), True)
     with pytest.raises(RuntimeError, match=r"\[T, 2D\]"):
-        ext.silu_and_mul(torch.randn(2, 7), True)
+        cpu_ext.silu_and_mul(torch.randn(2, 7), True)
 
 
-def _rope_call(ext, positions, q, k, v, rope, k_buf, v_buf, out_loc, head_dim=64):
-    ext.rope_store_kv(positions, q, k, v, rope.cos_cache, rope.sin_cache, head_dim, k_buf, v_buf, out_loc, True)
+def _rope_call(cpu_ext, positions, q, k, v, rope, k_buf, v_buf, out_loc, head_dim=64):
+    cpu_ext.rope_store_kv(positions, q, k, v, rope.cos_cache, rope.sin_cache, head_dim, k_buf, v_buf, out_loc, True)
 
 
 @pytest.mark.parametrize("bad", ["position_negative", "position_past_table", "slot_negative", "slot_past_pool",
                                  "positions_int32", "out_loc_short", "no_out_loc", "v_buf_smaller",
                                  "k_buf_head_dim", "head_dim_zero"])
-def test_rope_store_kv_rejects_bad_inputs_before_writing(ext, bad):
+def test_rope_store_kv_rejects_bad_inputs_before_writing(cpu_ext, bad):
     rope, qkv, positions, out_loc, k_buf, v_buf = _rope_case(4, 64, 64, 20, seed=5)
     head_dim = 64
     if bad == "position_negative":
@@ -270,7 +261,7 @@ def test_rope_store_kv_rejects_bad_inputs_before_writing(ext, bad):
         head_dim = 0
     before = [t.clone() for t in (qkv, k_buf, v_buf)]
     with pytest.raises(RuntimeError, match="rope_store_kv"):
-        _rope_call(ext, positions, *_split_qkv(qkv, 64), rope, k_buf, v_buf, out_loc, head_dim)
+        _rope_call(cpu_ext, positions, *_split_qkv(qkv, 64), rope, k_buf, v_buf, out_loc, head_dim)
     assert all(torch.equal(a, b) for a, b in zip((qkv, k_buf, v_buf), before)), "nothing may change on error"
 
 
@@ -286,7 +277,7 @@ def test_rope_store_kv_rejects_bad_inputs_before_writing(ext, bad):
     ("rows_count", "one per request"),
     ("head_dim_mismatch", "K/V buffers"),
 ])
-def test_decode_attention_rejects_bad_inputs(ext, vector, bad, message):
+def test_decode_attention_rejects_bad_inputs(cpu_ext, vector, bad, message):
     q, k_buf, v_buf, table, rows, lens = _attention_case([6, 3], seed=2)
     if bad == "row_past_table":
         rows[1] = TABLE_ROWS
@@ -309,16 +300,16 @@ def test_decode_attention_rejects_bad_inputs(ext, vector, bad, message):
     elif bad == "head_dim_mismatch":
         k_buf, v_buf = k_buf.view(NUM_SLOTS, HK * 2, D // 2), v_buf.view(NUM_SLOTS, HK * 2, D // 2)
     with pytest.raises(RuntimeError, match=message):
-        _kernel_decode(ext, vector, q, k_buf, v_buf, table, rows, lens)
+        _kernel_decode(cpu_ext, vector, q, k_buf, v_buf, table, rows, lens)
 
 
-def test_decode_attention_checks_only_the_slots_it_reads(ext, vector):
+def test_decode_attention_checks_only_the_slots_it_reads(cpu_ext, vector):
     """A stale id past a request's length, or before its window, is never read: no error."""
     q, k_buf, v_buf, table, rows, lens = _attention_case([6, 3], seed=4)
     table[rows[0], 6:] = NUM_SLOTS + 100  # past the length
     table[rows[1], 0] = -1  # outside a window of 2 over 3 tokens
     want = _torch_decode(q, k_buf, v_buf, table.clamp(0, NUM_SLOTS - 1), rows, lens, window=2, cap=0.0)
-    _close(_kernel_decode(ext, vector, q, k_buf, v_buf, table, rows, lens, window=2), want, rtol=1e-5,
+    _close(_kernel_decode(cpu_ext, vector, q, k_buf, v_buf, table, rows, lens, window=2), want, rtol=1e-5,
            atol=ATTN_ATOL)
     with pytest.raises(RuntimeError, match="KV slot -1"):
-        _kernel_decode(ext, vector, q, k_buf, v_buf, table, rows, lens, window=3)
+        _kernel_decode(cpu_ext, vector, q, k_buf, v_buf, table, rows, lens, window=3)

@@ -15,7 +15,6 @@ import pytest
 import torch
 
 from sglang.kernels.cpu.build import load_cpu_extension
-from sglang.kernels.cpu.gguf import gguf_extension
 from sglang.kernels.cpu.gguf import gguf_dequantize as fast_dequantize
 from sglang.kernels.cpu.gguf import gguf_gemm as fast_gemm
 from sglang.kernels.ref import gguf_quant as ref
@@ -23,14 +22,6 @@ from sglang.kernels.ref import gguf_quant as ref
 gguf = pytest.importorskip("gguf")
 TYPES = ("Q4_0", "Q4_1", "Q8_0")
 ROWS_M = (1, 2, 3, 4, 5, 7, 8, 9, 12, 13, 16, 17, 32, 70)
-
-
-@pytest.fixture(scope="module")
-def ext():
-    module = gguf_extension()
-    if module is None:
-        pytest.skip("the C++ kernels cannot be built here (no compiler); the twin-only path is tested elsewhere")
-    return module
 
 
 def _blocks(qtype_name: str, rows: int, k: int, seed: int = 0) -> np.ndarray:
@@ -65,15 +56,15 @@ def test_twin_dequantizes_exactly_as_the_gguf_package(qtype_name, make):
 
 @pytest.mark.parametrize("vector", (True, False))
 @pytest.mark.parametrize("qtype_name", TYPES)
-def test_kernel_dequantizes_bit_identically(ext, qtype_name, vector):
+def test_kernel_dequantizes_bit_identically(cpu_ext, qtype_name, vector):
     blocks = torch.from_numpy(_random_bytes(qtype_name, 40, 160, seed=3))
     qtype = gguf.GGMLQuantizationType[qtype_name].value
-    assert torch.equal(ext.gguf_dequantize(blocks, qtype, 160, vector), ref.gguf_dequantize(blocks, qtype))
+    assert torch.equal(cpu_ext.gguf_dequantize(blocks, qtype, 160, vector), ref.gguf_dequantize(blocks, qtype))
 
 
 @pytest.mark.parametrize("vector", (True, False))
 @pytest.mark.parametrize("qtype_name", TYPES)
-def test_kernel_gemm_matches_twin(ext, qtype_name, vector):
+def test_kernel_gemm_matches_twin(cpu_ext, qtype_name, vector):
     qtype = gguf.GGMLQuantizationType[qtype_name].value
     n = 37  # rows not a multiple of any tile
     gen = torch.Generator().manual_seed(0)
@@ -82,7 +73,7 @@ def test_kernel_gemm_matches_twin(ext, qtype_name, vector):
         x = torch.randn(m, k, generator=gen)
         for bias in (None, torch.randn(n, generator=gen)):
             expected = ref.gguf_gemm(x, w, qtype, bias)
-            got = ext.gguf_gemm(x, w, qtype, bias, vector)
+            got = cpu_ext.gguf_gemm(x, w, qtype, bias, vector)
             assert got.shape == (m, n) and got.dtype == torch.float32
             assert not torch.isnan(got).any()
             err = ((got - expected).abs().max() / expected.abs().max()).item()
@@ -90,7 +81,7 @@ def test_kernel_gemm_matches_twin(ext, qtype_name, vector):
 
 
 @pytest.mark.parametrize("qtype_name", TYPES)
-def test_wrappers_match_twins(ext, qtype_name):
+def test_wrappers_match_twins(cpu_ext, qtype_name):
     qtype = gguf.GGMLQuantizationType[qtype_name].value
     w = torch.from_numpy(_blocks(qtype_name, 64, 128, seed=2))
     assert torch.equal(fast_dequantize(w, qtype), ref.gguf_dequantize(w, qtype))
@@ -103,14 +94,14 @@ def test_wrappers_match_twins(ext, qtype_name):
         assert ((got - expected).abs().max() / expected.abs().max()).item() < 1e-5, m
 
 
-def test_kernel_rejects_malformed_inputs(ext):
+def test_kernel_rejects_malformed_inputs(cpu_ext):
     w = torch.from_numpy(_blocks("Q8_0", 4, 64))
     with pytest.raises(RuntimeError, match="does not hold"):
-        ext.gguf_gemm(torch.randn(1, 96), w, 8, None, True)
+        cpu_ext.gguf_gemm(torch.randn(1, 96), w, 8, None, True)
     with pytest.raises(RuntimeError, match="unsupported GGUF tensor type"):
-        ext.gguf_gemm(torch.randn(1, 64), w, 12, None, True)
+        cpu_ext.gguf_gemm(torch.randn(1, 64), w, 12, None, True)
     with pytest.raises(RuntimeError, match="float32"):
-        ext.gguf_gemm(torch.randn(1, 64, dtype=torch.float64), w, 8, None, True)
+        cpu_ext.gguf_gemm(torch.randn(1, 64, dtype=torch.float64), w, 8, None, True)
     with pytest.raises(ValueError, match="no block kernel"):
         ref.gguf_dequantize(w, 12)
 
@@ -136,11 +127,11 @@ def test_extension_loading_falls_back_with_a_logged_reason(monkeypatch, caplog):
 
 @pytest.mark.parametrize("vector", (True, False))
 @pytest.mark.parametrize("qtype_name", TYPES)
-def test_a_rows_result_does_not_depend_on_its_batch(ext, qtype_name, vector):
+def test_a_rows_result_does_not_depend_on_its_batch(cpu_ext, qtype_name, vector):
     """Same kernel, same summation order for every row count: batching never changes a token."""
     qtype = gguf.GGMLQuantizationType[qtype_name].value
     w = torch.from_numpy(_blocks(qtype_name, 45, 160, seed=4))  # 5 blocks a row: pairs and an odd one
     x = torch.randn(70, 160, generator=torch.Generator().manual_seed(6))
-    whole = ext.gguf_gemm(x, w, qtype, None, vector)
+    whole = cpu_ext.gguf_gemm(x, w, qtype, None, vector)
     for rows in (slice(0, 1), slice(3, 5), slice(10, 14), slice(20, 29)):
-        assert torch.equal(ext.gguf_gemm(x[rows], w, qtype, None, vector), whole[rows]), rows
+        assert torch.equal(cpu_ext.gguf_gemm(x[rows], w, qtype, None, vector), whole[rows]), rows
