@@ -82,7 +82,7 @@ class ServerArgs:
     disable_cuda_graph: bool = _f(False, "Do not capture CUDA graphs for decode.")
     cuda_graph_max_bs: Optional[int] = _f(None, "Largest decode batch size captured in a CUDA graph.")
     enable_fused_gemv: bool = _f(False, "On CUDA, run one-token steps (batch-1 decode) of Llama-style models on fused Triton GEMVs (RMSNorm, SiLU-mul and residual adds folded into the matrix-vector products) instead of cuBLAS and separate kernels. Off by default: on an H200 it measured even with cuBLAS (docs/architecture.md).")
-    disable_cpu_kernels: bool = _f(False, "On CPU, keep every layer on torch ops instead of the C++ kernels for RMSNorm, rotary + KV write, decode attention and SiLU-mul (float32; built once with the system compiler, skipped with a logged reason when it cannot be).")
+    disable_cpu_kernels: bool = _f(False, "On CPU, keep every layer on torch ops instead of the C++ kernels for RMSNorm, rotary + KV write, decode attention and SiLU-mul, and decode steps on the modules instead of direct kernel calls (float32; built once with the system compiler, skipped with a logged reason when it cannot be).")
     disable_overlap_schedule: bool = _f(False, "Do not overlap CPU scheduling with GPU execution: process each batch's sampled tokens before building the next batch (overlap is on by default, also on CPU).")
     tp_size: int = _f(1, "Tensor-parallel size (processes, one per device).")
     base_gpu_id: int = _f(0, "First GPU index to use.")
