@@ -364,4 +364,9 @@ def test_choice_methods_match_definitions_on_engine_logprobs(engine_backend, pro
         for mine, theirs in zip(cond, got):
             assert len(mine) == len(theirs)
             assert max(abs(a - float(e[0])) for a, e in zip(mine, theirs)) < 2e-4
+        if name == "greedy_token_selection":
+            # Greedy compares logprobs for equality token by token, and "no"/"not sure" share
+            # their first token: a tie in exact arithmetic that float rounding of another batch
+            # can break either way. Checked on the logprobs the select itself computed.
+            want = choices[_greedy_by_definition([[float(e[0]) for e in g] for g in got])]
         assert state["c"] == want, name

@@ -15,6 +15,9 @@ from tests.server.http_helpers import assert_error_body, wait_kv_idle
 
 CONCURRENCY = 16
 LONG = {"max_tokens": 400, "temperature": 0, "ignore_eos": True}
+# Near the tiny model's 1024-token context: requests that must still be running when the test acts
+# on them (400 tokens finished within 0.3-0.5 s on a fast CI machine).
+VERY_LONG = {**LONG, "max_tokens": 900}
 
 
 async def _send(client: httpx.AsyncClient, case: Case, gate: asyncio.Semaphore):
@@ -42,7 +45,7 @@ async def _race_aborts(base_url: str, rounds: int = 8):
     async with httpx.AsyncClient(base_url=base_url, timeout=120, trust_env=False) as client:
         async def one(i):
             rid = f"race-{i}"
-            call = asyncio.ensure_future(client.post("/v1/completions", json={"prompt": f"race {i}", "rid": rid, **LONG}))
+            call = asyncio.ensure_future(client.post("/v1/completions", json={"prompt": f"race {i}", "rid": rid, **VERY_LONG}))
             await asyncio.sleep(rng.uniform(0.0, 0.3))
             abort = await client.post("/abort_request", json={"rid": rid})
             assert abort.status_code == 200
@@ -53,11 +56,11 @@ async def _race_aborts(base_url: str, rounds: int = 8):
 
 async def _abort_all_and_duplicates(base_url: str):
     async with httpx.AsyncClient(base_url=base_url, timeout=120, trust_env=False) as client:
-        body = {"messages": [{"role": "user", "content": "dup"}], "rid": "dup-rid", **LONG}
+        body = {"messages": [{"role": "user", "content": "dup"}], "rid": "dup-rid", **VERY_LONG}
         first = asyncio.ensure_future(client.post("/v1/chat/completions", json=body))
         others = [asyncio.ensure_future(client.post("/generate", json={
-            "text": f"abort all {i}", "sampling_params": {"max_new_tokens": 400, "ignore_eos": True}})) for i in range(3)]
-        await asyncio.sleep(0.3)
+            "text": f"abort all {i}", "sampling_params": {"max_new_tokens": 900, "ignore_eos": True}})) for i in range(3)]
+        await asyncio.sleep(0.15)
         duplicate = await client.post("/v1/chat/completions", json=body)
         await client.post("/abort_request", json={"abort_all": True})
         return duplicate, await first, await asyncio.gather(*others)
@@ -111,11 +114,6 @@ def test_disconnects_mid_stream_free_kv(server):
     asyncio.run(_disconnects(server.base_url))
     info = wait_kv_idle(server.base_url)
     assert info["available_kv_tokens"] == info["max_total_num_tokens"]
-
-
-# Near the tiny model's 1024-token context, so the answer takes far longer than the client waits
-# even on a fast CI machine (400 tokens finished within 0.5 s there).
-VERY_LONG = {**LONG, "max_tokens": 900}
 
 
 @pytest.mark.parametrize("path,body", [("/v1/completions", {"prompt": "leaving", **VERY_LONG}),
