@@ -41,7 +41,9 @@ def test_deeply_nested_pattern_is_a_value_error(depth: int) -> None:
 
 @pytest.mark.parametrize("pattern", ["a{0,1000000}", "(ab|c){1000}", r"\d+", "(x|y){5,2048}"])
 def test_patterns_that_stay_small_are_accepted(pattern: str) -> None:
-    SamplingParams.from_dict({"stop_regex": pattern}).verify(1000)
+    params = SamplingParams.from_dict({"stop_regex": pattern})
+    params.verify(1000)  # raises ValueError when refused
+    assert params.stop_regex == pattern
 
 
 def test_catastrophic_pattern_times_out() -> None:
