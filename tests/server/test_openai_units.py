@@ -6,7 +6,7 @@ import os
 from types import SimpleNamespace
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from transformers import AutoTokenizer
 
@@ -85,6 +85,9 @@ def test_text_offsets_invalid_byte_and_limit(tokenizer):
 
 @settings(max_examples=30, deadline=None)
 @given(st.text(alphabet=st.sampled_from("ab é日本😀"), max_size=12), st.integers(1, 4))
+# Byte tokens that each end mid-character for more than MAX_OPEN_TOKENS tokens (found by CI).
+@example(text="日日日日日", piece=1)
+@example(text="日" * 12, piece=3)
 def test_text_offsets_streamed_in_pieces_match_whole(tokenizer, text, piece):
     tok = tokenizer
     ids = tok.encode(text)

@@ -14,12 +14,13 @@ a genuinely invalid byte starts after its U+FFFD, and BOS/EOS add nothing.
 
 from __future__ import annotations
 
-from typing import Any, List, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 REPLACEMENT_CHAR = "\ufffd"
 CONTEXT_TOKENS = 4
-# A UTF-8 character spans at most 4 byte tokens; a longer group ending in U+FFFD is invalid bytes
-# that no token will complete, so it settles (keeps the cost per token bounded).
+# A group still ending in U+FFFD after this many tokens (invalid bytes, or tokens that each end
+# mid-character, as byte-level BPE splits runs of CJK text) settles up to its unfinished tail,
+# which stays open through the context: the cost per token stays bounded.
 MAX_OPEN_TOKENS = 8
 
 
@@ -56,25 +57,34 @@ class TextOffsets:
                 continue
             waiting.append((len(offsets), self._open_text))
             offsets.append(self.cursor)
-            if self._add(int(entry[1])):
+            settled = self._add(int(entry[1]))
+            if settled is not None:
                 for slot, before in waiting:
                     offsets[slot] = self.cursor + _common_prefix_len(before, self._open_text)
-                self._settle()
+                self._settle(settled)
                 waiting = []
         for slot, before in waiting:
             offsets[slot] = self.cursor + _common_prefix_len(before.rstrip(REPLACEMENT_CHAR), self._open_text)
         return [min(offset, limit) for offset in offsets]
 
-    def _add(self, token_id: int) -> bool:
-        """Add a token to the open group; True if the group's text has settled."""
+    def _add(self, token_id: int) -> Optional[str]:
+        """Add a token to the open group; the text that settles with it, or None (still open)."""
         self._open.append(token_id)
         self._open_text = self._decode(self._context + self._open)[self._context_len:]
-        return not self._open_text.endswith(REPLACEMENT_CHAR) or len(self._open) >= MAX_OPEN_TOKENS
+        if not self._open_text.endswith(REPLACEMENT_CHAR):
+            return self._open_text
+        if len(self._open) >= MAX_OPEN_TOKENS:
+            # Tokens that keep splitting characters (each ends mid-character) or invalid bytes:
+            # settle the text up to the unfinished tail, which stays open in the context.
+            return self._open_text.rstrip(REPLACEMENT_CHAR)
+        return None
 
-    def _settle(self) -> None:
-        self.cursor += len(self._open_text)
+    def _settle(self, text: str) -> None:
+        self.cursor += len(text)
         self._context = (self._context + self._open)[-CONTEXT_TOKENS:]
-        self._context_len = len(self._decode(self._context))
+        context_text = self._decode(self._context)
+        # The context's text counts up to what has settled: an unfinished tail is still open.
+        self._context_len = len(context_text) - (len(self._open_text) - len(text))
         self._open, self._open_text = [], ""
 
     def _decode(self, ids: List[int]) -> str:
