@@ -110,22 +110,33 @@ def repeated_ttft(fn: Callable[[], float], repeats: int) -> Dict:
     return {"ttft_s": round(statistics.median(runs), 4), "runs": [round(v, 4) for v in runs]}
 
 
+def single_stream(args, side, prompts) -> Dict:
+    """--num-prompts requests one after another (either side)."""
+    return repeated(lambda: side.sequential(prompts[: args.num_prompts], args.max_new_tokens), args.repeats,
+                    "output_tok_s")
+
+
+def ttft_measure(args, side, long_ids) -> Dict:
+    """The time-to-first-token measure when asked for (either side)."""
+    if "ttft" not in args.measures:
+        return {}
+    return {f"ttft_{args.ttft_prompt_len}": repeated_ttft(lambda: side.time_to_first_token(long_ids),
+                                                          max(args.repeats, 5))}
+
+
 def measure_llamacpp(args, prompts, long_ids) -> Dict:
     side = LlamaCppSide(args.gguf, args.threads)
     try:
         side.warm_up(prompts[0])
         out: Dict = {"version": side.version, "threads": args.threads}
         if "single" in args.measures:
-            out["single"] = repeated(lambda: side.sequential(prompts[: args.num_prompts], args.max_new_tokens),
-                                     args.repeats, "output_tok_s")
+            out["single"] = single_stream(args, side, prompts)
         if "batch" in args.measures and not args.skip_llamacpp_batches:
             for bs in args.batch_sizes:
                 if bs != args.num_prompts or "single" not in out:
                     out[f"sequential_{bs}"] = repeated(
                         lambda: side.sequential(prompts[:bs], args.max_new_tokens), args.repeats, "output_tok_s")
-        if "ttft" in args.measures:
-            out[f"ttft_{args.ttft_prompt_len}"] = repeated_ttft(lambda: side.time_to_first_token(long_ids),
-                                                                max(args.repeats, 5))
+        out.update(ttft_measure(args, side, long_ids))
         return out
     finally:
         side.close()
@@ -138,15 +149,12 @@ def measure_ours(args, label, overrides, env, prompts, long_ids) -> Dict:
         side.warm_up(prompts[: max(args.batch_sizes or [1])], args.max_new_tokens)
         out: Dict = {"label": label, "server_args": overrides, "env": env, "startup_s": round(side.startup_s, 1)}
         if "single" in args.measures:
-            out["single"] = repeated(lambda: side.sequential(prompts[: args.num_prompts], args.max_new_tokens),
-                                     args.repeats, "output_tok_s")
+            out["single"] = single_stream(args, side, prompts)
         if "batch" in args.measures:
             for bs in args.batch_sizes:
                 out[f"batch_{bs}"] = repeated(lambda: side.batch(prompts[:bs], args.max_new_tokens), args.repeats,
                                               "output_tok_s")
-        if "ttft" in args.measures:
-            out[f"ttft_{args.ttft_prompt_len}"] = repeated_ttft(lambda: side.time_to_first_token(long_ids),
-                                                                max(args.repeats, 5))
+        out.update(ttft_measure(args, side, long_ids))
         return out
     finally:
         side.close()

@@ -77,7 +77,9 @@ def test_fused_add_rms_norm_updates_residual_exactly(cpu_ext, vector, tokens, hi
 def test_silu_and_mul_matches_twin(cpu_ext, vector, tokens, width):
     gen = torch.Generator().manual_seed(width)
     x = torch.randn(tokens, 2 * width, generator=gen) * 30
-    _close(cpu_ext.silu_and_mul(x, vector), silu_and_mul_ref(x))
+    got = cpu_ext.silu_and_mul(x, vector)
+    assert got.shape == (tokens, width) and got.is_contiguous()
+    _close(got, silu_and_mul_ref(x))
 
 
 def test_silu_and_mul_extreme_gates_stay_finite(cpu_ext, vector):
