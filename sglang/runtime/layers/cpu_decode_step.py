@@ -118,5 +118,5 @@ def serves(steps: Optional[List[CpuDecodeStep]], fb: Any, hidden: torch.Tensor) 
     """Whether this batch takes the steps: a decode, float32, attention on the CPU kernel."""
     if steps is None or not fb.forward_mode.is_decode() or hidden.dtype != torch.float32:
         return False
-    backend = fb.attn_backend
-    return getattr(backend, "cpu_ops", None) is not None and backend._decode_on_kernel(fb.kv_pool.dtype)
+    on_kernel = getattr(fb.attn_backend, "decode_on_kernel", None)  # torch_native only
+    return on_kernel is not None and on_kernel(fb.kv_pool.dtype)

@@ -108,7 +108,7 @@ class TorchNativeAttnBackend(AttentionBackend):
     # ------------------------------------------------------------ metadata
     def init_forward_metadata(self, forward_batch: "ForwardBatch") -> None:
         mode = forward_batch.forward_mode
-        if mode.is_decode() and self._decode_on_kernel(forward_batch.kv_pool.dtype):
+        if mode.is_decode() and self.decode_on_kernel(forward_batch.kv_pool.dtype):
             forward_batch.attn_metadata = None  # the kernel reads req_to_token itself
         elif mode.is_decode():
             forward_batch.attn_metadata = self._decode_meta(forward_batch)
@@ -137,7 +137,8 @@ class TorchNativeAttnBackend(AttentionBackend):
         return _DecodeMeta(torch.where(valid, slots, torch.zeros_like(slots)), distance, valid)
 
     # ------------------------------------------------------------ helpers
-    def _decode_on_kernel(self, kv_dtype: torch.dtype) -> bool:
+    def decode_on_kernel(self, kv_dtype: torch.dtype) -> bool:
+        """Whether decode attention runs the C++ kernel (also asked by `cpu_decode_step`)."""
         return self.cpu_ops is not None and kv_dtype == torch.float32
 
     @staticmethod
@@ -188,7 +189,7 @@ class TorchNativeAttnBackend(AttentionBackend):
     def forward_decode(self, q, k, v, layer: "RadixAttention", forward_batch: "ForwardBatch",
                        save_kv_cache: bool = True) -> torch.Tensor:
         self._save_kv(k, v, layer, forward_batch, save_kv_cache)
-        if (self._decode_on_kernel(forward_batch.kv_pool.dtype) and q.dtype == torch.float32
+        if (self.decode_on_kernel(forward_batch.kv_pool.dtype) and q.dtype == torch.float32
                 and layer.v_head_dim == layer.qk_head_dim):
             return self.cpu_ops.decode_attention(
                 q.reshape(q.shape[0], -1), forward_batch.kv_pool.get_key_buffer(layer.layer_id),
