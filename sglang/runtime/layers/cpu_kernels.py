@@ -48,7 +48,8 @@ def apply_cpu_kernels(model: nn.Module, attn_backend: object) -> List[str]:
     if isinstance(attn_backend, TorchNativeAttnBackend):
         attn_backend.cpu_ops = ops
         switched.add("decode attention")
-    inner = getattr(model, "model", None)
+    # Vision-language models decode through their language model.
+    inner = getattr(getattr(model, "language_model", model), "model", None)
     if hasattr(inner, "cpu_decode_steps") and switched:
         inner.cpu_decode_steps = plan_decode_steps(ops, inner.layers)
         if inner.cpu_decode_steps is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from sglang.runtime.multimodal.inputs import MultimodalInputs
 from sglang.runtime.sampling.sampling_params import SamplingParams
 
 # ---------------------------------------------------------------- finish reasons (upstream shape)
@@ -48,6 +49,8 @@ class TokenizedGenerateReq:
     token_ids_logprob: Optional[List[int]] = None
     stream: bool = False
     created_time: float = 0.0
+    # Images/videos (processor outputs; large tensors travel through shared memory).
+    mm_inputs: Optional[MultimodalInputs] = None
 
 
 @dataclass

@@ -90,10 +90,10 @@ class PrefillAdder:
         if req.req_pool_idx is None and self.rows_left <= 0:
             return AddResult.OTHER  # rows come back when the batch in flight is processed
         req.init_fill_ids()
-        match = self.tree_cache.match_prefix(req.fill_ids[: req.max_prefix_len()])
+        match = self.tree_cache.match_prefix(req.cache_key(req.max_prefix_len()))
         prefix_len = len(match.indices)
         extend = len(req.fill_ids) - prefix_len
-        blocks = [] if self.tree_cache.disabled else _block_hashes(req.fill_ids, prefix_len)
+        blocks = [] if self.tree_cache.disabled else _block_hashes(req.cache_key(len(req.fill_ids)), prefix_len)
         if blocks and blocks[0] in self.batch_prefixes:
             # Another request of this batch computes the same uncached block; once it is cached
             # (right after this batch) this one reuses it instead of computing it again.

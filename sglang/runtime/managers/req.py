@@ -13,6 +13,7 @@ from typing import Any, List, Optional, Set, Tuple
 
 import torch
 
+from sglang.runtime.multimodal.inputs import MultimodalInputs
 from sglang.runtime.sampling.sampling_params import SamplingParams
 
 _EMPTY = torch.empty((0,), dtype=torch.int64)
@@ -48,10 +49,17 @@ class Req:
         token_ids_logprob: Optional[List[int]] = None,
         stream: bool = False,
         input_text: Optional[str] = None,
+        mm_inputs: Optional[MultimodalInputs] = None,
     ):
         self.rid = rid
         self.input_text = input_text
         self.origin_input_ids = list(origin_input_ids)
+        # Images/videos: the radix cache keys their positions by content hash (see
+        # multimodal/inputs.py); text-only requests use their ids as keys.
+        self.mm_inputs = mm_inputs
+        self.input_key_ids = mm_inputs.cache_key_ids(self.origin_input_ids) if mm_inputs else self.origin_input_ids
+        # M-RoPE: decode positions are the sequence index plus this shift.
+        self.rope_delta = mm_inputs.mrope_delta if mm_inputs is not None else 0
         self.output_ids: List[int] = []
         self.sampling_params = sampling_params
         self.seed = seed
@@ -97,6 +105,13 @@ class Req:
     @property
     def all_ids(self) -> List[int]:
         return self.origin_input_ids + self.output_ids
+
+    def cache_key(self, length: int) -> List[int]:
+        """Radix-cache key of the first `length` tokens of input + output."""
+        n_in = len(self.input_key_ids)
+        if length <= n_in:
+            return self.input_key_ids[:length]
+        return self.input_key_ids + self.output_ids[:length - n_in]
 
     @property
     def seqlen(self) -> int:

@@ -36,6 +36,7 @@ class RequestIntake:
             token_ids_logprob=msg.token_ids_logprob,
             stream=msg.stream,
             input_text=msg.input_text,
+            mm_inputs=msg.mm_inputs,
         )
         error = self._check(msg, queue_len)
         if error is not None:

@@ -73,6 +73,7 @@ class ScheduleBatch:
         per_req = to_device([[r.req_pool_idx for r in reqs], seq_lens, extend_lens, prefix_lens, starts],
                             torch.int64, res.device)
         logprob_starts = [self._logprob_start(r, p, n) for r, p, n in zip(reqs, prefix_lens, extend_lens)]
+        mm_inputs = [r.mm_inputs for r in reqs] if any(r.mm_inputs is not None for r in reqs) else None
         return ForwardBatch(
             forward_mode=self.mode,
             batch_size=len(reqs),
@@ -91,7 +92,22 @@ class ScheduleBatch:
             extend_prefix_lens_cpu=prefix_lens,
             return_logprob=any(s < n for s, n in zip(logprob_starts, extend_lens)),
             extend_logprob_start_lens_cpu=logprob_starts,
+            mm_inputs=mm_inputs,
+            mrope_positions=self._mrope_positions(prefix_lens, extend_lens),
         )
+
+    def _mrope_positions(self, prefix_lens: List[int], extend_lens: List[int]) -> Optional[torch.Tensor]:
+        """[3, num_tokens] M-RoPE positions when any request has them (text rows: t = h = w)."""
+        if not any(r.mm_inputs is not None and r.mm_inputs.mrope_positions is not None for r in self.reqs):
+            return None
+        parts = []
+        for req, p, n in zip(self.reqs, prefix_lens, extend_lens):
+            mm = req.mm_inputs
+            if mm is not None and mm.mrope_positions is not None:
+                parts.append(mm.rope_positions(p, n))
+            else:
+                parts.append(torch.arange(p, p + n, dtype=torch.int64).expand(3, -1))
+        return to_device(torch.cat(parts, dim=1), torch.int64, self.res.device)
 
     def _extend_tokens(self, prefix_lens: List[int], extend_lens: List[int], slots: torch.Tensor,
                        fresh_rows: List[Req]) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -156,16 +172,20 @@ class ScheduleBatch:
             last_ids.append(-1 - j)
             self.pending_rows.append(i)
         seq_lens = [r.kv_committed_len + 1 for r in reqs]
+        # Rotary positions: the sequence index, shifted for M-RoPE requests (their t = h = w).
+        shifted = any(r.rope_delta for r in reqs)
+        rope_pos = [r.kv_committed_len + r.rope_delta for r in reqs] if shifted else [r.kv_committed_len for r in reqs]
         # One host tensor, one copy to the device: per-step host overhead matters at decode.
         host = host_empty((5, len(reqs)), torch.int64, res.device)
-        host[:4] = torch.tensor([last_ids, [r.kv_committed_len for r in reqs], [r.req_pool_idx for r in reqs],
-                                 seq_lens], dtype=torch.int64)
+        host[:4] = torch.tensor([last_ids, rope_pos, [r.req_pool_idx for r in reqs], seq_lens], dtype=torch.int64)
         host[4] = slots
         packed = host_to_device(host, res.device)
         input_ids, positions, rows, seq_lens_t, out_loc = packed.unbind(0)
         if self.pending_rows:  # in place, so `packed` stays the whole decode input table
             torch.where(input_ids < 0, prev[1][(-1 - input_ids).clamp(min=0)], input_ids, out=input_ids)
-        res.req_to_token_pool.write_points(host[2], host[1], host[4], device_args=(rows, positions, out_loc))
+        # The new token's column in req_to_token is its sequence index, seq_len - 1.
+        columns = (host[3] - 1, seq_lens_t - 1) if shifted else (host[1], positions)
+        res.req_to_token_pool.write_points(host[2], columns[0], host[4], device_args=(rows, columns[1], out_loc))
         return ForwardBatch(
             forward_mode=ForwardMode.DECODE,
             batch_size=len(reqs),

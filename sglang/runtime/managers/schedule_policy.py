@@ -52,7 +52,7 @@ class SchedulePolicy:
 
     def _match_len(self, req: Req):
         req.init_fill_ids()
-        match = self.tree_cache.match_prefix(req.fill_ids[: req.max_prefix_len()])
+        match = self.tree_cache.match_prefix(req.cache_key(req.max_prefix_len()))
         return len(match.indices), match.last_node
 
     def _lpm(self, queue: List[Req]) -> List[Req]:

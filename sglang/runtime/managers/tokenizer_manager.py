@@ -381,4 +381,5 @@ def _clone_for_sample(req: TokenizedGenerateReq, j: int, suffix: Optional[str] =
         sampling_params=params.copy_with(n=1, seed=seed), return_logprob=req.return_logprob,
         logprob_start_len=req.logprob_start_len, top_logprobs_num=req.top_logprobs_num,
         token_ids_logprob=req.token_ids_logprob, stream=req.stream, created_time=req.created_time,
+        mm_inputs=req.mm_inputs,
     )

@@ -85,8 +85,9 @@ class BasePrefixCache(ABC):
     # ---------------------------------------------------------------- shared helpers
     @staticmethod
     def committed_key(req: Any) -> List[int]:
-        """Token ids whose KV the request has written (the part that can be cached)."""
-        ids = req.origin_input_ids + req.output_ids
+        """Keys of the tokens whose KV the request has written (the part that can be cached):
+        token ids, with image/video positions keyed by content (Req.input_key_ids)."""
+        ids = getattr(req, "input_key_ids", req.origin_input_ids) + req.output_ids
         if req.kv_committed_len > len(ids):
             raise ValueError(
                 f"kv_committed_len={req.kv_committed_len} exceeds the request's {len(ids)} token ids; "

@@ -20,6 +20,7 @@ import torch
 if TYPE_CHECKING:
     from sglang.runtime.layers.attention.base import AttentionBackend
     from sglang.runtime.mem_cache.memory_pool import KVPool, ReqToTokenPool
+    from sglang.runtime.multimodal.inputs import MultimodalInputs
 
 
 class ForwardMode(IntEnum):
@@ -60,6 +61,12 @@ class ForwardBatch:
     extend_start_loc: Optional[torch.Tensor] = None  # [bs] offset of request i in the token dim
     extend_seq_lens_cpu: Optional[List[int]] = None
     extend_prefix_lens_cpu: Optional[List[int]] = None
+    # Images/videos of each request (None for text-only ones); None when no request has any.
+    mm_inputs: Optional[List[Optional["MultimodalInputs"]]] = None
+    # [3, num_tokens] M-RoPE positions when some request carries them (Qwen2-VL); models without
+    # M-RoPE ignore it. Decode needs none: there all three components equal `positions`, which
+    # already include each request's M-RoPE shift.
+    mrope_positions: Optional[torch.Tensor] = None
 
     # Logits: which positions need full-vocabulary logits (for input logprobs).
     # For request i, logits are computed for its last `extend_logprob_lens_cpu[i]` ... see

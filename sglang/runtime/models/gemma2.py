@@ -73,10 +73,13 @@ class Gemma2Model(LlamaModel):
         scale = torch.tensor(float(config.hidden_size) ** 0.5, dtype=torch.float32)
         self.register_buffer("embed_scale", scale.to(torch.get_default_dtype()), persistent=False)
 
-    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor,
-                forward_batch: ForwardBatch) -> torch.Tensor:
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         embeds = self.embed_tokens(input_ids)
-        hidden_states = embeds * self.embed_scale.to(embeds.dtype)
+        return embeds * self.embed_scale.to(embeds.dtype)
+
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, forward_batch: ForwardBatch,
+                input_embeds: Optional[torch.Tensor] = None) -> torch.Tensor:
+        hidden_states = self.embed(input_ids) if input_embeds is None else input_embeds
         residual = None
         for layer in self.layers:
             hidden_states, residual = layer(positions, hidden_states, forward_batch, residual)

@@ -183,9 +183,16 @@ class LlamaModel(nn.Module):
         )
         self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
 
-    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor,
-                forward_batch: ForwardBatch) -> torch.Tensor:
-        hidden_states, residual = self.embed_tokens(input_ids), None
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Token embeddings as the first layer sees them (families that scale them override)."""
+        return self.embed_tokens(input_ids)
+
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, forward_batch: ForwardBatch,
+                input_embeds: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """`input_embeds` replaces the embedding of `input_ids` (vision-language models pass text
+        embeddings with image rows written in)."""
+        hidden_states = self.embed(input_ids) if input_embeds is None else input_embeds
+        residual = None
         if self.one_token_gemv and input_ids.shape[0] == 1:
             for layer in self.layers:
                 hidden_states = layer.forward_one_token(positions, forward_batch, hidden_states)
@@ -219,9 +226,9 @@ class LlamaForCausalLM(nn.Module):
         return None
 
     @torch.no_grad()
-    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor,
-                forward_batch: ForwardBatch) -> LogitsProcessorOutput:
-        hidden_states = self.model(input_ids, positions, forward_batch)
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, forward_batch: ForwardBatch,
+                input_embeds: Optional[torch.Tensor] = None) -> LogitsProcessorOutput:
+        hidden_states = self.model(input_ids, positions, forward_batch, input_embeds=input_embeds)
         return self.logits_processor(hidden_states, self.lm_head, forward_batch)
 
     def skip_weight(self, name: str) -> bool:

@@ -100,6 +100,10 @@ class ModelConfig:
                              f"\"architectures\": [\"LlamaForCausalLM\"]")
         self.architecture: str = architectures[0]
         self.check_supported()
+        # Vision-language configs nest the language model's fields in `text_config`.
+        self.hf_text_config = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+        self.is_multimodal: bool = self.hf_text_config is not cfg
+        cfg = self.hf_text_config
         self.num_hidden_layers: int = cfg.num_hidden_layers
         self.num_attention_heads: int = cfg.num_attention_heads
         self.num_key_value_heads: int = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
@@ -107,7 +111,8 @@ class ModelConfig:
         self.head_dim: int = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.vocab_size: int = cfg.vocab_size
         self.dtype: torch.dtype = resolve_dtype(dtype, cfg, device)
-        self.hf_eos_token_ids: Set[int] = read_eos_token_ids(model_path, cfg)
+        self.hf_eos_token_ids: Set[int] = read_eos_token_ids(model_path, self.hf_config) | _as_id_set(
+            getattr(cfg, "eos_token_id", None))
         self.sliding_window: Optional[int] = self._sliding_window()
         self.context_len: int = self._context_len(context_length)
 
@@ -120,12 +125,12 @@ class ModelConfig:
             raise ValueError(unsupported_message(self.architecture))
 
     def _sliding_window(self) -> Optional[int]:
-        if getattr(self.hf_config, "use_sliding_window", True) is False:
+        if getattr(self.hf_text_config, "use_sliding_window", True) is False:
             return None  # Qwen configs carry a window size they do not use
-        return getattr(self.hf_config, "sliding_window", None) or None
+        return getattr(self.hf_text_config, "sliding_window", None) or None
 
     def _context_len(self, override: Optional[int]) -> int:
-        limit = derived_context_len(self.hf_config)
+        limit = derived_context_len(self.hf_text_config)
         if override is None:
             return limit
         if override > limit:

@@ -36,6 +36,7 @@ GEMV_DTYPES = (torch.bfloat16, torch.float16)
 
 def one_token_gemv_blockers(model: nn.Module) -> List[str]:
     """Why `model` cannot take the fused one-token path (empty when it can)."""
+    model = getattr(model, "language_model", model)  # vision-language models decode through it
     inner = getattr(model, "model", None)
     if not isinstance(inner, LlamaModel) or type(inner).forward is not LlamaModel.forward:
         return [f"{type(model).__name__} does not use the Llama decoder forward"]
@@ -58,6 +59,7 @@ def apply_one_token_gemv(model: nn.Module) -> bool:
     if reasons:
         logger.info("one-token fused GEMV path off: %s", "; ".join(reasons))
         return False
+    model = getattr(model, "language_model", model)
     model.model.one_token_gemv = True
     processor = getattr(model, "logits_processor", None)
     if processor is not None:

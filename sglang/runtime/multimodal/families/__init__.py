@@ -1,0 +1,1 @@
+"""One module per vision-language family: its processor (tokenizer side)."""

@@ -1,0 +1,41 @@
+"""Architecture -> multimodal processor class, imported on first use; loads the HF processor."""
+
+from __future__ import annotations
+
+import importlib
+from types import MappingProxyType
+from typing import Any, Optional
+
+_PKG = "sglang.runtime.multimodal.families"
+_PROCESSORS = MappingProxyType({
+    "Qwen2VLForConditionalGeneration": f"{_PKG}.qwen2_vl:Qwen2VLProcessor",
+    "Qwen2_5_VLForConditionalGeneration": f"{_PKG}.qwen2_vl:Qwen2_5_VLProcessor",
+    "LlavaForConditionalGeneration": f"{_PKG}.llava:LlavaProcessor",
+    "LlavaNextForConditionalGeneration": f"{_PKG}.llava:LlavaNextProcessor",
+    "Gemma3ForConditionalGeneration": f"{_PKG}.gemma3:Gemma3Processor",
+})
+
+
+def is_multimodal(architecture: str) -> bool:
+    return architecture in _PROCESSORS
+
+
+def processor_class(architecture: str) -> type:
+    module_name, class_name = _PROCESSORS[architecture].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def load_multimodal_processor(model_path: str, hf_config: Any, trust_remote_code: bool = False) -> Optional[Any]:
+    """The family's processor around the checkpoint's HF processor, or None for text-only models."""
+    architecture = (getattr(hf_config, "architectures", None) or [""])[0]
+    if not is_multimodal(architecture):
+        return None
+    from transformers import AutoProcessor
+
+    try:
+        hf_processor = AutoProcessor.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+    except Exception as exc:
+        raise ValueError(f"{model_path} is a vision-language model ({architecture}) but its processor "
+                         f"could not be loaded ({exc}); the checkpoint needs preprocessor_config.json "
+                         f"(and processor_config.json) beside config.json") from exc
+    return processor_class(architecture)(hf_processor, hf_config)
