@@ -25,6 +25,7 @@ import torch
 import transformers
 from safetensors.torch import save_file
 
+from sglang.testing.tiny_vlm import VLM_BUILDERS, make_tiny_vlm
 from sglang.testing.tokenizer_factory import TokenizerIds, write_json, write_tokenizer
 
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -269,7 +270,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m sglang.testing.tiny_model",
                                      description="Write a tiny random HF checkpoint or a real-shape config.")
     what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--arch", choices=sorted(ARCHES), help="tiny random checkpoint family")
+    what.add_argument("--arch", choices=sorted(ARCHES) + sorted(VLM_BUILDERS),
+                      help="tiny random checkpoint family (text, or vision-language)")
     what.add_argument("--shape", choices=sorted(shape_names()), metavar="SHAPE",
                       help="real model shape (config + tokenizer, no weights), for --load-format "
                            "dummy benchmarks; one of: %(choices)s")
@@ -284,6 +286,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         from sglang.testing.shapes import write_shape_config  # imports this module: not at top
 
         print(write_shape_config(args.shape, args.out))
+    elif args.arch in VLM_BUILDERS:
+        print(make_tiny_vlm(args.arch, args.out, args.seed, **dict(args.overrides)))
     else:
         print(make_tiny_checkpoint(args.arch, args.out, args.seed, args.shards, **dict(args.overrides)))
 

@@ -1,0 +1,1 @@
+"""Tiny random checkpoints of vision-language families (one module each)."""
