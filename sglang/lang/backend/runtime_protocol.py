@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterator, Optional, Union
 
 from sglang.lang.backend.base_backend import (
@@ -245,7 +245,13 @@ class RuntimeProtocolBackend(BaseBackend):
 
     def get_chat_template(self) -> ChatTemplate:
         if self._chat_template is None:
-            self._chat_template = self._load_chat_template()
+            template = self._load_chat_template()
+            # A vision-language model says how its prompts mark an image (e.g. Qwen2-VL's
+            # "<|vision_start|><|image_pad|><|vision_end|>"); sgl.image writes that mark.
+            mark = self.model_info().get("image_token")
+            if mark and not template.image_token:
+                template = replace(template, image_token=mark)
+            self._chat_template = template
         return self._chat_template
 
     def _load_chat_template(self) -> ChatTemplate:

@@ -53,10 +53,13 @@ class Engine:
         rid: Optional[Union[str, List[str]]] = None,
         return_text_in_logprobs: bool = False,
         image_data: Any = None,
+        video_data: Any = None,
     ):
         obj = self._make_input(prompt, sampling_params, input_ids, return_logprob, logprob_start_len,
                                top_logprobs_num, token_ids_logprob, stream, rid, return_text_in_logprobs)
-        obj.image_data = image_data  # text-only models: the tokenizer manager refuses it (ValueError)
+        # Images: one (path, URL, data URL, bytes or PIL image) or a list per prompt; a batch takes
+        # one entry per prompt. A text-only model refuses them with a ValueError.
+        obj.image_data, obj.video_data = image_data, video_data
         if stream:
             return self._stream_sync(obj)
         return self._submit(self._generate_all(obj)).result()
@@ -74,10 +77,13 @@ class Engine:
         rid: Optional[Union[str, List[str]]] = None,
         return_text_in_logprobs: bool = False,
         image_data: Any = None,
+        video_data: Any = None,
     ):
         obj = self._make_input(prompt, sampling_params, input_ids, return_logprob, logprob_start_len,
                                top_logprobs_num, token_ids_logprob, stream, rid, return_text_in_logprobs)
-        obj.image_data = image_data  # text-only models: the tokenizer manager refuses it (ValueError)
+        # Images: one (path, URL, data URL, bytes or PIL image) or a list per prompt; a batch takes
+        # one entry per prompt. A text-only model refuses them with a ValueError.
+        obj.image_data, obj.video_data = image_data, video_data
         if stream:
             return self._stream_async(obj)
         return await asyncio.wrap_future(self._submit(self._generate_all(obj)))
@@ -87,7 +93,7 @@ class Engine:
 
     def get_model_info(self) -> dict:
         """model path, context length, vocab size, chat_template (Jinja source or None), bos/eos
-        token strings, supports_images (False: text-only models)."""
+        token strings, supports_images / supports_video and the image/video prompt marks."""
         return self.tokenizer_manager.model_info()
 
     def concat_and_append(self, parent: Union[str, List[int]], children: List[Union[str, List[int]]],

@@ -27,6 +27,9 @@ class SingleGenerateInput:
     token_ids_logprob: Optional[List[int]] = None
     return_text_in_logprobs: bool = False
     stream: bool = False
+    image_data: List[Any] = field(default_factory=list)  # this prompt's images, in prompt order
+    video_data: List[Any] = field(default_factory=list)
+    mm_inputs: Any = None  # processed already, with input_ids (internal: chat completions)
 
 
 @dataclass
@@ -41,7 +44,13 @@ class GenerateReqInput:
     token_ids_logprob: Optional[Union[List[int], List[List[int]]]] = None
     return_text_in_logprobs: bool = False
     stream: bool = False
-    image_data: Any = None  # accepted only to be refused clearly: our models are text-only
+    # One image (str/bytes/PIL) or a list per prompt; for a batch, a list with one entry per
+    # prompt (upstream's shape). Same for videos (a video: a file source or a list of frames).
+    image_data: Any = None
+    video_data: Any = None
+    # Internal (not an HTTP field): one prompt's input_ids came from the multimodal processor and
+    # these are its processed images/videos (MultimodalInputs).
+    mm_inputs: Any = None
     extra: Dict[str, Any] = field(default_factory=dict)
 
     def is_batch(self) -> bool:
@@ -52,9 +61,6 @@ class GenerateReqInput:
     def normalize(self, limits: Optional["PromptLimits"] = None) -> List[SingleGenerateInput]:
         """One SingleGenerateInput per prompt. With `limits`, a token-id prompt too long for the
         context is refused on its length, before its entries are scanned."""
-        if has_images(self.image_data):
-            raise ValueError("this model does not accept images (image_data was given): it is a text-only "
-                             "model; send text or input_ids only")
         if (self.text is None) == (self.input_ids is None):
             raise ValueError("give exactly one of 'text' or 'input_ids'")
         batch = self.is_batch()
@@ -64,6 +70,8 @@ class GenerateReqInput:
             raise ValueError("the batch of prompts is empty")
         params = _per_item(self.sampling_params, n, batch, "sampling_params", dict, {})
         rids = _per_item(self.rid, n, batch, "rid", str, None)
+        images = _media_per_prompt(self.image_data, n, batch, "image_data")
+        videos = _media_per_prompt(self.video_data, n, batch, "video_data")
         out = []
         for i, (text, ids) in enumerate(prompts):
             sp = params[i] if params[i] is not None else {}
@@ -80,6 +88,9 @@ class GenerateReqInput:
                 token_ids_logprob=self._token_ids_logprob(i, batch),
                 return_text_in_logprobs=bool(self.return_text_in_logprobs),
                 stream=bool(self.stream),
+                image_data=images[i],
+                video_data=videos[i],
+                mm_inputs=self.mm_inputs if not batch else None,
             ))
         return out
 
@@ -115,6 +126,28 @@ def has_images(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return any(has_images(v) for v in value)
     return value not in (None, "", {})
+
+
+def _media_per_prompt(value: Any, n: int, batch: bool, name: str) -> List[List[Any]]:
+    """Each prompt's list of images (or videos). A single prompt takes one item or a list of
+    items; a batch takes a list with one entry (an item, a list of items, or None) per prompt.
+    A video is a file source or a list of frames, so frames always sit one list deeper."""
+    if not has_images(value):
+        return [[] for _ in range(n)]
+    if not batch:
+        return [_as_items(value)]
+    if not isinstance(value, list) or len(value) != n:
+        got = f"{len(value)} entries" if isinstance(value, list) else type(value).__name__
+        raise ValueError(f"'{name}' for a batch of {n} prompts must be a list with one entry per prompt, got {got}")
+    return [_as_items(v) for v in value]
+
+
+def _as_items(value: Any) -> List[Any]:
+    if not has_images(value):
+        return []
+    if not isinstance(value, (list, tuple)):
+        return [value]
+    return [v for v in value if has_images(v)]
 
 
 def _per_item(value, n: int, batch: bool, name: str, item_type, default):

@@ -22,6 +22,7 @@ class RequestIntake:
         self.vocab_size = runner.vocab_size()
 
     def make_req(self, msg: TokenizedGenerateReq, queue_len: int) -> Req:
+        media_error = self._import_media(msg)
         params = msg.sampling_params
         seed = params.seed if params.seed is not None else self.rng.randrange(1 << 31)
         req = Req(
@@ -38,12 +39,25 @@ class RequestIntake:
             input_text=msg.input_text,
             mm_inputs=msg.mm_inputs,
         )
-        error = self._check(msg, queue_len)
+        error = media_error or self._check(msg, queue_len)
         if error is not None:
             message, status = error
-            req.finished_reason = finish_abort(message, status_code=status,
-                                               err_type="ServiceUnavailableError" if status == 503 else "BadRequestError")
+            err_type = {503: "ServiceUnavailableError", 500: "InternalServerError"}.get(status, "BadRequestError")
+            req.finished_reason = finish_abort(message, status_code=status, err_type=err_type)
         return req
+
+    @staticmethod
+    def _import_media(msg: TokenizedGenerateReq):
+        """Take the request's image tensors out of shared memory (first: the segments are ours to
+        unlink whatever happens to the request next)."""
+        if msg.mm_inputs is None:
+            return None
+        try:
+            msg.mm_inputs.imported()
+        except (OSError, ValueError) as exc:
+            msg.mm_inputs = None
+            return f"the request's image data could not be received ({exc}); send it again", 500
+        return None
 
     def _check(self, msg: TokenizedGenerateReq, queue_len: int):
         n = len(msg.input_ids)

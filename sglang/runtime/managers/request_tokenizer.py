@@ -24,13 +24,18 @@ PromptLike = Union[str, List[int]]
 
 class RequestTokenizer:
     def __init__(self, tokenizer: Optional[Any], context_len: int, vocab_size: int,
-                 pool: Optional[TokenizationPool] = None):
+                 pool: Optional[TokenizationPool] = None, mm_processor: Optional[Any] = None,
+                 media: Optional[Any] = None):
         self.tokenizer = tokenizer
         self.context_len = context_len
         self.vocab_size = vocab_size
         self.limits = PromptLimits(tokenizer, context_len)
         settle(tokenizer)
         self.pool = pool or TokenizationPool()
+        # Vision-language models: the family processor (multimodal/processor.py) and the loader of
+        # what requests name (multimodal/media.py); None for text-only models.
+        self.mm_processor = mm_processor
+        self.media = media
 
     async def run(self, fn, *args: Any, **kwargs: Any):
         """Any tokenizer-bound work (chat templates, /tokenize) in the pool."""
@@ -47,9 +52,33 @@ class RequestTokenizer:
         self.limits.check_text(text, name)
         return list(self.tokenizer.encode(text, add_special_tokens=add_special_tokens))
 
+    def process_media(self, text: Optional[str], image_data: List[Any], video_data: List[Any]) -> Tuple[List[int], Any]:
+        """Token ids of `text` with expanded image/video placeholders, and the processed items
+        (MultimodalInputs). Loading, decoding and the HF processor all run here, in the pool."""
+        if self.mm_processor is None:
+            kinds = " and ".join(k for k, v in (("image_data", image_data), ("video_data", video_data)) if v)
+            raise ValueError(f"this model does not accept images or video ({kinds} was given): it is a text-only "
+                             f"model; send text or input_ids only")
+        if text is None:
+            raise ValueError("image_data/video_data need a text prompt ('text'), so the placeholders can be "
+                             "expanded; input_ids cannot carry images")
+        if video_data and not self.mm_processor.supports_video:
+            raise ValueError("this model does not accept video (video_data was given); send images")
+        self.limits.check_text(text, "the prompt")
+        images = [self.media.load_image(x) for x in image_data]
+        videos = [self.media.load_video(x) for x in video_data]
+        processed = self.mm_processor.process(text, images, videos)
+        return processed.input_ids, processed.mm_inputs
+
     def tokenize_one(self, item: SingleGenerateInput) -> TokenizedGenerateReq:
         params = SamplingParams.from_dict(item.sampling_params)  # stop-string limits before encoding
-        ids = item.input_ids if item.input_ids is not None else self.encode(item.text)
+        mm_inputs = item.mm_inputs  # already processed (chat completions do it while planning)
+        if mm_inputs is not None:
+            ids = item.input_ids
+        elif item.image_data or item.video_data:
+            ids, mm_inputs = self.process_media(item.text, item.image_data, item.video_data)
+        else:
+            ids = item.input_ids if item.input_ids is not None else self.encode(item.text)
         if not ids:
             raise ValueError("the prompt is empty: give text or at least one input id")
         self.limits.check_ids(ids)
@@ -67,7 +96,7 @@ class RequestTokenizer:
             rid=item.rid, input_text=item.text, input_ids=list(ids), sampling_params=params,
             return_logprob=item.return_logprob, logprob_start_len=item.logprob_start_len,
             top_logprobs_num=item.top_logprobs_num, token_ids_logprob=item.token_ids_logprob,
-            stream=item.stream, created_time=time.time(),
+            stream=item.stream, created_time=time.time(), mm_inputs=mm_inputs,
         )
 
     def _check_logprob_targets(self, item: SingleGenerateInput) -> None:

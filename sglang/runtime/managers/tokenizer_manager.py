@@ -11,7 +11,9 @@ hanging.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import os
 import time
 import uuid
 from typing import Any, AsyncIterator, Dict, List, Optional, Union
@@ -38,6 +40,8 @@ from sglang.runtime.managers.io_struct import (
 from sglang.runtime.managers.child_process import Heartbeat
 from sglang.runtime.managers.request_state import ReqState
 from sglang.runtime.managers.scheduler_watchdog import SchedulerHangWatch
+from sglang.runtime.multimodal.registry import load_multimodal_processor
+from sglang.runtime.multimodal.shared_tensor import unlink_leftovers
 from sglang.runtime.managers.request_tokenizer import RequestTokenizer
 from sglang.runtime.sampling.sampling_params import SamplingParams
 from sglang.runtime.server_args import PortArgs, ServerArgs
@@ -68,7 +72,10 @@ class TokenizerManager:
         self.max_total_num_tokens: int = scheduler_info["max_total_num_tokens"]
         self.max_running_requests: int = scheduler_info["max_running_requests"]
         self.eos_token_ids: List[int] = scheduler_info.get("eos_token_ids", [])
-        self.request_tokenizer = RequestTokenizer(self.tokenizer, self.context_len, self.vocab_size)
+        self.architecture: str = scheduler_info.get("architecture", "")
+        self.mm_processor = self._load_mm_processor()
+        self.request_tokenizer = RequestTokenizer(self.tokenizer, self.context_len, self.vocab_size,
+                                                  mm_processor=self.mm_processor, media=self._media_loader())
         self.states: Dict[str, ReqState] = {}
         self.dead_error: Optional[str] = None
         self.listeners: List[Any] = []  # objects with on_finish(state), optional on_abort(state) (metrics)
@@ -76,6 +83,27 @@ class TokenizerManager:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._control_lock: Optional[asyncio.Lock] = None
         self._control_future: Optional[asyncio.Future] = None
+
+    def _load_mm_processor(self) -> Optional[Any]:
+        if self.tokenizer is None:
+            return None  # --skip-tokenizer-init: token ids only, no images
+        args = self.server_args
+        return load_multimodal_processor(args.tokenizer_path or args.model_path, self.architecture,
+                                         args.trust_remote_code)
+
+    def _media_loader(self) -> Optional[Any]:
+        if self.mm_processor is None:
+            return None
+        from sglang.runtime.multimodal.media import MediaLoader, MediaOptions
+
+        return MediaLoader(MediaOptions.from_server_args(self.server_args))
+
+    async def _outgoing(self, req: TokenizedGenerateReq) -> TokenizedGenerateReq:
+        """The message to send: large image/video tensors moved to shared memory (in the pool);
+        each send gets its own segments, so n > 1 samples and retries stay independent."""
+        if req.mm_inputs is None:
+            return req
+        return dataclasses.replace(req, mm_inputs=await self.run_tokenization(req.mm_inputs.exported))
 
     # ---------------------------------------------------------------- lifecycle
     def _ensure_started(self) -> None:
@@ -100,6 +128,8 @@ class TokenizerManager:
         if self._ctx is not None:
             self._ctx.destroy(linger=0)
             self._ctx = None
+        if self.mm_processor is not None:
+            unlink_leftovers(os.getpid())  # image tensors sent to a scheduler that never read them
 
     def _check_alive(self) -> None:
         if self.dead_error is not None:
@@ -230,7 +260,7 @@ class TokenizerManager:
         text_logprobs = bool(item and item.return_text_in_logprobs)
         state = ReqState(req, self.tokenizer if text_logprobs else None)
         self.states[req.rid] = state
-        self._send.send_pyobj(req)
+        self._send.send_pyobj(await self._outgoing(req))
         try:
             while True:
                 await state.event.wait()
@@ -271,7 +301,18 @@ class TokenizerManager:
             "chat_template": resolve_chat_template(args.chat_template) or _tokenizer_template(tok),
             "bos_token": _token_str(getattr(tok, "bos_token", None)),
             "eos_token": _token_str(getattr(tok, "eos_token", None)),
-            "supports_images": False,  # text-only models: /generate rejects image_data
+            **self._media_info(),
+        }
+
+    def _media_info(self) -> dict:
+        """What clients need to send images: whether they are accepted and how a prompt marks one."""
+        mm = self.mm_processor
+        return {
+            "is_multimodal": mm is not None,
+            "supports_images": mm is not None,
+            "supports_video": bool(mm is not None and mm.supports_video),
+            "image_token": mm.image_text if mm is not None else None,
+            "video_token": mm.video_text if mm is not None else None,
         }
 
     # ---------------------------------------------------------------- control

@@ -9,6 +9,7 @@ runs in the tokenization pool, never on the event loop.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -25,7 +26,7 @@ class ProcessedPrompt:
     mm_inputs: MultimodalInputs
 
 
-class MultimodalProcessor:
+class MultimodalProcessor(ABC):
     """Base for one model family. Subclasses set the class attributes and `split_outputs`."""
 
     # The token the HF processor expands into one placeholder per encoder output row.
@@ -84,7 +85,10 @@ class MultimodalProcessor:
         return text
 
     def run_hf_processor(self, text: str, images: List[Any], videos: List[Frames]) -> Dict[str, torch.Tensor]:
-        kwargs: Dict[str, Any] = {"text": [text], "return_tensors": "pt"}
+        # A prompt rendered by a chat template that writes BOS itself must not get a second one.
+        bos = getattr(self.hf_processor.tokenizer, "bos_token", None)
+        kwargs: Dict[str, Any] = {"text": [text], "return_tensors": "pt",
+                                  "add_special_tokens": not (bos and text.startswith(bos))}
         if images:
             kwargs["images"] = images
         if videos:
@@ -96,8 +100,9 @@ class MultimodalProcessor:
         except Exception as exc:  # a processor failure is the input's problem, not the server's
             raise ValueError(f"the images could not be processed: {exc}") from exc
 
+    @abstractmethod
     def split_outputs(self, outputs: Dict[str, torch.Tensor], input_ids: List[int]) -> List[MultimodalItem]:
-        raise NotImplementedError(f"{type(self).__name__} must say how to cut its processor outputs per item")
+        """One item per image/video, with that item's slice of the batched processor outputs."""
 
     def add_positions(self, mm: MultimodalInputs, input_ids: List[int], outputs: Dict[str, torch.Tensor]) -> None:
         """Hook for M-RoPE families; others use plain sequence positions."""

@@ -25,14 +25,14 @@ def processor_class(architecture: str) -> type:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def load_multimodal_processor(model_path: str, hf_config: Any, trust_remote_code: bool = False) -> Optional[Any]:
+def load_multimodal_processor(model_path: str, architecture: str, trust_remote_code: bool = False) -> Optional[Any]:
     """The family's processor around the checkpoint's HF processor, or None for text-only models."""
-    architecture = (getattr(hf_config, "architectures", None) or [""])[0]
     if not is_multimodal(architecture):
         return None
-    from transformers import AutoProcessor
+    from transformers import AutoConfig, AutoProcessor
 
     try:
+        hf_config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
         hf_processor = AutoProcessor.from_pretrained(model_path, trust_remote_code=trust_remote_code)
     except Exception as exc:
         raise ValueError(f"{model_path} is a vision-language model ({architecture}) but its processor "

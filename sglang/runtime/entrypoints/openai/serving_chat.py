@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Dict, List, Optional
+from typing import Any, AsyncIterator, Dict, List, Optional, Tuple
 
 from fastapi import Request
 from fastapi.responses import Response
 
 from sglang.runtime.entrypoints.json_response import json_response
 from sglang.runtime.entrypoints.openai import results
-from sglang.runtime.entrypoints.openai.chat_messages import message_dicts, render_prompt, tokenize_prompt
+from sglang.runtime.entrypoints.openai.chat_messages import (
+    ChatMedia,
+    flatten_with_marks,
+    message_dicts,
+    render_prompt,
+    tokenize_prompt,
+)
 from sglang.runtime.entrypoints.openai.errors import APIError, bad_request
 from sglang.runtime.entrypoints.openai.protocol import (
     ChatCompletionChoice,
@@ -70,11 +76,16 @@ def plan_chat(ctx: ServerContext, req: ChatCompletionRequest) -> ChatPlan:
     n = choose_n(req)
     logprobs = chat_logprobs(req.logprobs, req.top_logprobs)
     tok = ctx.tokenizer()
-    messages = message_dicts(req.messages)
-    prompt = render_prompt(tok, messages, ctx.chat_template, bool(req.continue_final_message),
-                           req.chat_template_kwargs)
+    prompt, media = _render(ctx, tok, req)
     ctx.check_prompt_size(prompt, "messages")
-    ids = tokenize_prompt(tok, prompt)
+    mm_inputs = None
+    if media is not None:
+        try:
+            ids, mm_inputs = ctx.tokenizer_manager.request_tokenizer.process_media(prompt, media.images, media.videos)
+        except ValueError as exc:
+            raise bad_request(str(exc), param="messages") from None
+    else:
+        ids = tokenize_prompt(tok, prompt)
     limit, param = ((req.max_completion_tokens, "max_completion_tokens") if req.max_completion_tokens is not None
                     else (req.max_tokens, "max_tokens"))
     max_new = resolve_max_tokens(limit, len(ids), ctx.context_len, None, param, minimum=MIN_CHAT_TOKENS)
@@ -83,8 +94,29 @@ def plan_chat(ctx: ServerContext, req: ChatCompletionRequest) -> ChatPlan:
         input_ids=ids, sampling_params=sampling_params(req, max_new, n), rid=rid,
         return_logprob=logprobs.return_logprob, logprob_start_len=logprobs.logprob_start_len,
         top_logprobs_num=logprobs.top_logprobs_num, return_text_in_logprobs=True, stream=bool(req.stream),
+        mm_inputs=mm_inputs,
     )
     return ChatPlan(obj, rid, n, logprobs)
+
+
+def _render(ctx: ServerContext, tok: Any, req: ChatCompletionRequest) -> Tuple[str, Optional[ChatMedia]]:
+    """The prompt text, and the conversation's images/videos (None when it has none). A template
+    that drops image parts (string-content templates) gets the content flattened with marks."""
+    mm = getattr(ctx.tokenizer_manager, "mm_processor", None)
+    media = ChatMedia(mm.image_text, mm.video_text if mm.supports_video else None) if mm is not None else None
+    messages = message_dicts(req.messages, media)
+    if media is not None and not (media.images or media.videos):
+        media, messages = None, message_dicts(req.messages)
+    args = (ctx.chat_template, bool(req.continue_final_message), req.chat_template_kwargs)
+    prompt = render_prompt(tok, messages, *args)
+    if media is not None and not _marks_match(prompt, mm, media):
+        prompt = render_prompt(tok, flatten_with_marks(messages, media), *args)
+    return prompt, media
+
+
+def _marks_match(prompt: str, mm: Any, media: ChatMedia) -> bool:
+    videos = prompt.count(mm.video_placeholder) if mm.video_placeholder else 0
+    return prompt.count(mm.image_placeholder) == len(media.images) and videos == len(media.videos)
 
 
 def _response(ctx: ServerContext, plan: ChatPlan, result: Any, response_id: str) -> ChatCompletionResponse:
