@@ -107,7 +107,7 @@ class ScheduleBatch:
                 parts.append(mm.rope_positions(p, n))
             else:
                 parts.append(torch.arange(p, p + n, dtype=torch.int64).expand(3, -1))
-        return to_device(torch.cat(parts, dim=1), torch.int64, self.res.device)
+        return host_to_device(torch.cat(parts, dim=1), self.res.device)
 
     def _extend_tokens(self, prefix_lens: List[int], extend_lens: List[int], slots: torch.Tensor,
                        fresh_rows: List[Req]) -> Tuple[torch.Tensor, torch.Tensor]:
