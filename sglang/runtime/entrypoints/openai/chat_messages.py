@@ -90,7 +90,8 @@ def _media_source(part: ContentPart, index: int, kind: str) -> Any:
             raise bad_request(f"{kind}_url.detail must be one of {', '.join(_DETAILS)}, got {detail!r}", param=param)
         value = value.get("url")
     if not isinstance(value, str) or not value:
-        raise bad_request(f"a content part of type {part.type!r} needs a {kind} URL, e.g. "
+        article = "an" if kind == "image" else "a"
+        raise bad_request(f"a content part of type {part.type!r} needs {article} {kind} URL, e.g. "
                           f"{{\"type\": \"{kind}_url\", \"{kind}_url\": {{\"url\": \"data:...\"}}}}", param=param)
     return value
 
