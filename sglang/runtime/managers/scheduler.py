@@ -159,6 +159,9 @@ class Scheduler:
         if self.running or self.waiting or self.chunked_req:
             return FlushCacheReply(False, "cannot flush the cache while requests are in flight")
         self.tree_cache.reset()
+        encoder_cache = getattr(self.runner.model, "encoder_cache", None)  # vision-language models
+        if encoder_cache is not None:
+            encoder_cache.clear()
         return FlushCacheReply(True, "cache flushed")
 
     def state(self) -> dict:
@@ -179,7 +182,15 @@ class Scheduler:
             "context_length": self.runner.context_len,
             **self.stats,
             **self.grammar.manager_stats(),
+            **self._encoder_cache_stats(),
         }
+
+    def _encoder_cache_stats(self) -> dict:
+        cache = getattr(self.runner.model, "encoder_cache", None)  # vision-language models
+        if cache is None:
+            return {}
+        return {"encoder_cache_items": len(cache), "encoder_cache_bytes": cache.nbytes,
+                "encoder_cache_hits": cache.hits, "encoder_cache_misses": cache.misses}
 
     # ---------------------------------------------------------------- stepping
     def has_work(self) -> bool:
