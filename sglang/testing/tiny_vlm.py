@@ -2,7 +2,7 @@
 chat template, and the image processor / processor configs saved beside them, so
 `AutoProcessor.from_pretrained(dir)` works. One builder module per family, imported on use.
 
-CLI: python -m sglang.testing.tiny_model --arch qwen2_vl|qwen2_5_vl|llava|llava_next|gemma3 --out DIR
+CLI: python -m sglang.testing.tiny_model --arch qwen2_vl|qwen2_5_vl|llava|llava_next|gemma3|gemma3_text --out DIR
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ VLM_BUILDERS = MappingProxyType({
     "llava": f"{_PKG}.llava:make_llava",
     "llava_next": f"{_PKG}.llava:make_llava_next",
     "gemma3": f"{_PKG}.gemma3:make_gemma3",
+    # Gemma 3's text-only model is built beside its VLM (same tokenizer and text config).
+    "gemma3_text": f"{_PKG}.gemma3:make_gemma3_text",
 })
 
 

@@ -5,7 +5,9 @@
    already planned.
 2. `max_prefill_tokens`: new prompt tokens computed in one forward pass.
 3. `chunked_prefill_size`: a request longer than what is left of the chunk budget is cut; the
-   rest continues in later batches (the scheduler keeps it as `chunked_req`).
+   rest continues in later batches (the scheduler keeps it as `chunked_req`). A cut never falls
+   inside an image that must be computed in one pass (Gemma 3): it moves back to the image's
+   start, or on to its end when the chunk would otherwise be empty.
 
 Each admitted request is matched against the radix tree and its prefix locked immediately, so
 evictions triggered by later admissions cannot free it.
@@ -77,6 +79,7 @@ class PrefillAdder:
         if self.rem_chunk is not None:
             take = min(take, self.rem_chunk)
         take = max(min(take, self.rem_total(), self.rem_input), 1)
+        take = req.chunk_end(start, start + take) - start  # never inside an image of one pass
         req.fill_ids = target[: start + take]
         req.extend_input_len = take
         req.is_chunked = start + take < len(target)
@@ -111,7 +114,9 @@ class PrefillAdder:
         else:
             # Alone in the batch: take a chunk of what fits, so long prompts always progress.
             take = min(extend, rem_total, self.rem_input, chunk_cap)
-            if take <= 0:
+            if take > 0:  # never inside an image of one pass: back to its start, or on to its end
+                take = req.chunk_end(prefix_len, prefix_len + take) - prefix_len
+            if take <= 0 or take > rem_total:
                 self.tree_cache.dec_lock_ref(match.last_node)
                 return AddResult.NO_TOKEN
         self._lock(req, match)

@@ -13,6 +13,7 @@ from typing import Any, List, Optional, Set, Tuple
 
 import torch
 
+from sglang.runtime.multimodal.bidirectional import chunk_end, prefix_floor
 from sglang.runtime.multimodal.inputs import MultimodalInputs
 from sglang.runtime.sampling.sampling_params import SamplingParams
 
@@ -137,7 +138,13 @@ class Req:
         cap = len(self.fill_ids) - 1
         if self.wants_input_logprobs():
             cap = min(cap, max(self.logprob_start_len - 1, 0))
-        return max(cap, 0)
+        # Never inside an image computed in one pass (Gemma 3): back to its start.
+        return prefix_floor(self.mm_inputs, max(cap, 0))
+
+    def chunk_end(self, start: int, end: int) -> int:
+        """Where a prefill chunk [start, end) of this request may end: `end`, unless that splits an
+        image computed in one pass (Gemma 3; see multimodal/bidirectional.py)."""
+        return chunk_end(self.mm_inputs, start, end)
 
     def init_fill_ids(self) -> None:
         self.fill_ids = self.all_ids

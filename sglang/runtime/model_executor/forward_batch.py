@@ -67,6 +67,10 @@ class ForwardBatch:
     # M-RoPE ignore it. Decode needs none: there all three components equal `positions`, which
     # already include each request's M-RoPE shift.
     mrope_positions: Optional[torch.Tensor] = None
+    # [num_tokens] int64: the last sequence position each new token may attend to, set by models
+    # whose image tokens attend both ways (Gemma 3, see multimodal/bidirectional.py); None means
+    # causal (each token's own position). Backends read it when a layer runs.
+    extend_visible_until: Optional[torch.Tensor] = None
 
     # Logits: which positions need full-vocabulary logits (for input logprobs).
     # For request i, logits are computed for its last `extend_logprob_lens_cpu[i]` ... see

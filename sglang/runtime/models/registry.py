@@ -13,6 +13,12 @@ _MODELS = MappingProxyType({
     "Qwen2ForCausalLM": f"{_PKG}.qwen2:Qwen2ForCausalLM",
     "Qwen3ForCausalLM": f"{_PKG}.qwen3:Qwen3ForCausalLM",
     "Gemma2ForCausalLM": f"{_PKG}.gemma2:Gemma2ForCausalLM",
+    "Gemma3ForCausalLM": f"{_PKG}.gemma3:Gemma3ForCausalLM",
+    "Gemma3ForConditionalGeneration": f"{_PKG}.gemma3_mm:Gemma3ForConditionalGeneration",
+    "Qwen2VLForConditionalGeneration": f"{_PKG}.qwen2_vl:Qwen2VLForConditionalGeneration",
+    "Qwen2_5_VLForConditionalGeneration": f"{_PKG}.qwen2_5_vl:Qwen2_5_VLForConditionalGeneration",
+    "LlavaForConditionalGeneration": f"{_PKG}.llava:LlavaForConditionalGeneration",
+    "LlavaNextForConditionalGeneration": f"{_PKG}.llava_next:LlavaNextForConditionalGeneration",
 })
 
 

@@ -46,6 +46,9 @@ class MultimodalInputs:
     # the shift of every later token's position (positions beyond the prompt are index + delta).
     mrope_positions: Optional[torch.Tensor] = None
     mrope_delta: int = 0
+    # Items attend to themselves both ways during prefill (Gemma 3): each must be computed in one
+    # extend pass, so chunks and cached prefixes never end inside one (multimodal/bidirectional.py).
+    bidirectional: bool = False
 
     def cache_key_ids(self, input_ids: List[int]) -> List[int]:
         """`input_ids` with every item's positions replaced by that item's content key."""

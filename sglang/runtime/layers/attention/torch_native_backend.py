@@ -4,7 +4,9 @@ for the Triton kernels.
 Each layer first writes the new K/V into the pool at `out_cache_loc`, then reads every request's
 whole sequence back through `req_to_token`, so cached prefixes and new tokens are treated alike.
 A query at absolute position p sees key position k iff k <= p and, with a sliding window w,
-p - k < w (the window counts the query's own position, as in transformers).
+p - k < w (the window counts the query's own position, as in transformers). In an extend pass a
+model may raise the upper bound per token (`forward_batch.extend_visible_until`: Gemma 3's image
+tokens see their whole image); the window still bounds keys from below.
 
 Extend loops over requests (their lengths differ and SDPA wants dense tensors); decode runs every
 step, so it pads the batch's K/V to the longest sequence and masks instead of looping. On CPU,
@@ -32,10 +34,12 @@ _SDPA_HAS_GQA = tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 5
 # ---------------------------------------------------------------- pure attention math
 
 
-def visibility_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, window: Optional[int]) -> torch.Tensor:
-    """Bool [..., Lq, Lk]: causal, and inside the sliding window when one is given."""
+def visibility_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, window: Optional[int],
+                    q_limit: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Bool [..., Lq, Lk]: causal (keys up to `q_limit` instead of the query's own position when
+    given), and inside the sliding window when one is given."""
     dist = q_pos[..., :, None] - k_pos[..., None, :]
-    visible = dist >= 0
+    visible = dist >= 0 if q_limit is None else k_pos[..., None, :] <= q_limit[..., :, None]
     if window:
         visible &= dist < window
     return visible
@@ -148,19 +152,22 @@ class TorchNativeAttnBackend(AttentionBackend):
             fb.kv_pool.set_kv_buffer(layer.layer_id, fb.out_cache_loc, k, v)
 
     @staticmethod
-    def _segment_mask(seg: _ExtendSegment, window: Optional[int], explicit: bool) -> Optional[torch.Tensor]:
+    def _segment_mask(seg: _ExtendSegment, window: Optional[int], explicit: bool,
+                      limits: Optional[torch.Tensor] = None) -> Optional[torch.Tensor]:
         """Bool [1, Lq, Lk], or None when SDPA's is_causal suffices (no prefix, no effective
-        window) and the caller accepts that (`explicit=False`)."""
-        key = (window, explicit)
+        window, no raised limits) and the caller accepts that (`explicit=False`). `limits`: the
+        batch's `extend_visible_until` (the same for every layer of a pass)."""
+        key = (window, explicit, limits is not None)
         if key not in seg.masks:
             total = seg.prefix_len + seg.q_len
-            plain_causal = seg.prefix_len == 0 and (not window or window >= total)
+            plain_causal = seg.prefix_len == 0 and (not window or window >= total) and limits is None
             if plain_causal and not explicit:
                 seg.masks[key] = None
             else:
                 device = seg.kv_slots.device
                 q_pos = torch.arange(seg.prefix_len, total, device=device)
-                seg.masks[key] = visibility_mask(q_pos, torch.arange(total, device=device), window)[None]
+                q_limit = None if limits is None else limits[seg.q_start:seg.q_start + seg.q_len]
+                seg.masks[key] = visibility_mask(q_pos, torch.arange(total, device=device), window, q_limit)[None]
         return seg.masks[key]
 
     # ------------------------------------------------------------ forward
@@ -178,7 +185,8 @@ class TorchNativeAttnBackend(AttentionBackend):
             ki = k_buf[seg.kv_slots].to(q.dtype).transpose(0, 1)  # [KVH, Lk, D]
             vi = v_buf[seg.kv_slots].to(q.dtype).transpose(0, 1)
             # Soft-capping is not expressible in SDPA: that path needs the explicit mask.
-            mask = self._segment_mask(seg, layer.sliding_window_size, explicit=bool(layer.logit_cap))
+            mask = self._segment_mask(seg, layer.sliding_window_size, explicit=bool(layer.logit_cap),
+                                      limits=forward_batch.extend_visible_until)
             if layer.logit_cap:
                 oi = grouped_attention(qi[None], ki[None], vi[None], mask, layer.scaling, layer.logit_cap)
             else:
