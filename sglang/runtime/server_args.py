@@ -92,6 +92,15 @@ class ServerArgs:
     disable_jump_forward: bool = _f(False, "Turn off jump-forward decoding of forced text in constrained generation.")
     constrained_json_whitespace_pattern: Optional[str] = _f(None, "Regex for whitespace allowed between JSON tokens. The fsm backend defaults to '[ ]?'; setting it makes xgrammar allow any JSON whitespace.")
 
+    # Multimodal input (images and video in requests; these flags are ours, upstream has none)
+    allow_local_media_path: Optional[str] = _f(None, "A directory whose files requests may name as images/videos (a path, relative ones inside it, or a file:// URL; symlinks and '..' are resolved before the check). Default: requests cannot read server files.")
+    allow_private_media_urls: bool = _f(False, "Let image/video URLs in requests reach private, loopback, link-local and other non-public addresses (by default the server refuses them, so requests cannot probe its own network).")
+    max_image_bytes: int = _f(20 << 20, "Largest encoded image a request may send or have downloaded, in bytes.")
+    max_image_pixels: int = _f(40_000_000, "Largest decoded image (and video frame), in width*height pixels; guards against decompression bombs (tiny files with huge dimensions).")
+    max_video_bytes: int = _f(200 << 20, "Largest encoded video file a request may send or have downloaded, in bytes.")
+    max_video_frames: int = _f(64, "Most frames taken from one video: a video file is sampled evenly down to this many; a video sent as a list of frames may have no more.")
+    media_fetch_timeout: float = _f(10.0, "Seconds allowed for downloading one image/video URL in a request, redirects included.")
+
     def __post_init__(self) -> None:
         if self.model_path is None:
             raise ValueError("model_path is required (--model-path DIR)")
