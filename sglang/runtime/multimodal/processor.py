@@ -76,8 +76,8 @@ class MultimodalProcessor(ABC):
         found_v = text.count(self.video_placeholder) if self.video_placeholder else 0
         if found_i == 0 and found_v == 0:
             return self.image_text * n_images + (self.video_text or "") * n_videos + text
-        for kind, found, given, mark in (("image", found_i, n_images, self.image_text),
-                                         ("video", found_v, n_videos, self.video_text)):
+        for kind, found, given, mark in (("image", found_i, n_images, self.image_placeholder),
+                                         ("video", found_v, n_videos, self.video_placeholder)):
             if found != given:
                 raise ValueError(f"the prompt marks {found} {kind}(s) with {mark!r} but {given} {kind}(s) "
                                  f"were given; put one {mark!r} where each {kind} belongs (or none at all "
