@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 CACHE_ENV = "SGLANG_TINY_CACHE_DIR"
-_SOURCES = ("corpus.py", "tokenizer_factory.py", "tiny_model.py", "shapes.py", "trained_model.py")
+_SOURCES = ("corpus.py", "tokenizer_factory.py", "tiny_model.py", "shapes.py", "trained_model.py", "tiny_vlm.py")
 
 
 def cache_root() -> str:
@@ -39,8 +39,8 @@ def generator_fingerprint() -> str:
 
     digest = hashlib.sha256(f"{transformers.__version__}|{tokenizers.__version__}".encode())
     here = Path(__file__).parent
-    for name in _SOURCES:
-        digest.update((here / name).read_bytes())
+    for path in [here / name for name in _SOURCES] + sorted((here / "tiny_vlms").glob("*.py")):
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -78,6 +78,17 @@ def tiny_model_dir(arch: str, seed: int = 0, shards: int = 1, **config_overrides
     return _cached_build(
         key, lambda d: make_tiny_checkpoint(arch, d, seed=seed, shards=shards, **config_overrides)
     )
+
+
+def tiny_vlm_dir(arch: str, seed: int = 0, **config_overrides: Any) -> str:
+    """Path of a cached tiny vision-language checkpoint (see `sglang.testing.tiny_vlm`)."""
+    from sglang.testing.tiny_vlm import VLM_BUILDERS, make_tiny_vlm
+
+    if arch not in VLM_BUILDERS:
+        raise ValueError(f"unknown vision-language arch {arch!r}; choose one of {sorted(VLM_BUILDERS)}")
+    args = {"seed": seed, **config_overrides}
+    return _cached_build(_cache_key("tiny_vlm", arch, args),
+                         lambda d: make_tiny_vlm(arch, d, seed=seed, **config_overrides))
 
 
 def shape_model_dir(name: str) -> str:
