@@ -13,6 +13,7 @@ transformers 5's ("model.language_model.*", "lm_head.*", "model.vision_tower.*",
 
 from __future__ import annotations
 
+import copy
 from typing import Iterable, List, Tuple
 
 import torch
@@ -52,6 +53,15 @@ def text_model_class(text_config: PretrainedConfig) -> type:
     return get_model_class(TEXT_MODELS[model_type])
 
 
+def language_config(config: PretrainedConfig) -> PretrainedConfig:
+    """The text config our language model is built from. Whether lm_head shares the embedding is
+    the outer config's call (transformers ties by it: LLaVA-NeXT over Qwen2 keeps its own lm_head
+    although the Qwen2 text config says tied)."""
+    text_config = copy.copy(config.text_config)
+    text_config.tie_word_embeddings = bool(getattr(config, "tie_word_embeddings", text_config.tie_word_embeddings))
+    return text_config
+
+
 def checkpoint_name(name: str) -> str:
     """A checkpoint tensor's name in our module tree."""
     for prefix, ours in _RENAMES:
@@ -82,8 +92,7 @@ class LlavaForConditionalGeneration(VisionLanguageModel):
         if self.strategy not in FEATURE_STRATEGIES:
             raise ValueError(f"vision_feature_select_strategy {self.strategy!r} is not supported; use "
                              f"one of {FEATURE_STRATEGIES}")
-        text_config = config.text_config
-        self.language_model = text_model_class(text_config)(text_config)
+        self.language_model = text_model_class(config.text_config)(language_config(config))
         self.vision_tower = VisionTower(config.vision_config, getattr(config, "vision_feature_layer", -2))
         width = config.vision_config.hidden_size * len(self.vision_tower.feature_indices)
         self.multi_modal_projector = LlavaProjector(config, width)

@@ -136,6 +136,8 @@ def _make(arch: str, out_dir: str, seed: int, overrides: Dict[str, Any]) -> str:
     ids, image_id = write_llava_tokenizer(out_dir, max_len)
     text_config = tiny_config(text_arch, ids, **text_overrides)
     vision_config = {**TINY_VISION, **vision_overrides}
+    if vision_config["model_type"] == "siglip_vision_model":
+        vision_config.pop("projection_dim")  # CLIP-only field
     fields: Dict[str, Any] = {"image_token_index": image_id, "vision_feature_select_strategy": "default",
                               "vision_feature_layer": -2, "projector_hidden_act": "gelu"}
     if arch == "llava_next":
@@ -163,13 +165,13 @@ def _write_processor_configs(arch: str, config: Any, out_dir: str) -> None:
     else:
         pixels.update(image_processor_type="CLIPImageProcessor", processor_class="LlavaProcessor")
     write_json(os.path.join(out_dir, "preprocessor_config.json"), pixels)
-    # CLIP's vision tower has a CLS token; the "default" strategy drops it again.
+    # CLIP's tower adds a class token to the patches (SigLIP's does not); "default" drops it again.
     write_json(os.path.join(out_dir, "processor_config.json"), {
         "processor_class": pixels["processor_class"],
         "image_token": IMAGE_TOKEN,
         "patch_size": config.vision_config.patch_size,
         "vision_feature_select_strategy": config.vision_feature_select_strategy,
-        "num_additional_image_tokens": 1,
+        "num_additional_image_tokens": int(config.vision_config.model_type == "clip_vision_model"),
     })
 
 

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
 
+from sglang.runtime.models.clip_vision import CLIP_TYPES
 from sglang.runtime.multimodal.anyres import num_tiles, packed_rows
 from sglang.runtime.multimodal.inputs import IMAGE, MultimodalItem
 from sglang.runtime.multimodal.processor import MultimodalProcessor
@@ -45,10 +46,11 @@ class LlavaProcessor(MultimodalProcessor):
     image_prompt_text = "<image>\n"
 
     def image_rows(self, outputs: Dict[str, torch.Tensor], index: int) -> int:
-        """Encoder rows of image `index`: one per patch, plus CLS when the model keeps it."""
+        """Encoder rows of image `index`: one per patch, plus CLIP's class token when the model keeps it."""
         vision = self.hf_config.vision_config
         side = vision.image_size // vision.patch_size
-        return side * side + (self.hf_config.vision_feature_select_strategy == "full")
+        keeps_class = self.hf_config.vision_feature_select_strategy == "full" and vision.model_type in CLIP_TYPES
+        return side * side + keeps_class
 
     def item_features(self, outputs: Dict[str, torch.Tensor], index: int) -> Dict[str, torch.Tensor]:
         return {"pixel_values": outputs["pixel_values"][index:index + 1].contiguous()}
