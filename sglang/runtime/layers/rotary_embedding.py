@@ -42,8 +42,11 @@ def rope_params_from_config(config: Any) -> tuple[float, Optional[dict]]:
         scaling = dict(getattr(config, "rope_scaling", None) or {})
     rope_type = scaling.get("rope_type", scaling.get("type", "default"))
     theta = 10000.0 if theta is None else float(theta)
+    if rope_type == "mrope":  # older Qwen2-VL configs: M-RoPE over default frequencies
+        rope_type = "default"
     if rope_type == "default":
-        return theta, None
+        sections = scaling.get("mrope_section")
+        return theta, ({"rope_type": "default", "mrope_section": list(sections)} if sections else None)
     scaling["rope_type"] = rope_type
     if rope_type in ("yarn", "llama3"):
         scaling.setdefault("original_max_position_embeddings", config.max_position_embeddings)
@@ -262,6 +265,12 @@ class RotaryEmbedding(nn.Module):
 
 def get_rope(head_size: int, rotary_dim: int, max_position: int, base: float,
              rope_scaling: Optional[dict] = None, dtype: Optional[torch.dtype] = None) -> RotaryEmbedding:
-    """Build a rotary embedding; `rope_scaling` is an HF-style dict (`rope_type`, `factor`, ...)."""
+    """Build a rotary embedding; `rope_scaling` is an HF-style dict (`rope_type`, `factor`, ...).
+    One with `mrope_section` (Qwen2-VL) is a multimodal rotary embedding."""
+    if rope_scaling and rope_scaling.get("mrope_section"):
+        from sglang.runtime.layers.mrope import MRotaryEmbedding  # it subclasses RotaryEmbedding
+
+        return MRotaryEmbedding(head_size, rotary_dim, max_position, base, rope_scaling,
+                                dtype or torch.get_default_dtype())
     return RotaryEmbedding(head_size, rotary_dim, max_position, base, rope_scaling,
                            dtype or torch.get_default_dtype())

@@ -63,7 +63,8 @@ class MultimodalInputs:
         prompt_len = self.mrope_positions.shape[1]
         inside = self.mrope_positions[:, start:min(start + count, prompt_len)]
         first_after = max(start, prompt_len)
-        after = torch.arange(first_after, start + count, dtype=torch.int64) + self.mrope_delta
+        # Empty when the range ends inside the prompt (a chunk of a chunked prefill).
+        after = torch.arange(first_after, max(first_after, start + count), dtype=torch.int64) + self.mrope_delta
         return torch.cat([inside.to(torch.int64), after.expand(3, -1)], dim=1)
 
     def nbytes(self) -> int:

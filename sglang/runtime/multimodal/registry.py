@@ -31,11 +31,15 @@ def load_multimodal_processor(model_path: str, architecture: str, trust_remote_c
         return None
     from transformers import AutoConfig, AutoProcessor
 
+    family = processor_class(architecture)
+    # A family may assemble its HF parts itself (Qwen2-VL: transformers' processor needs torchvision).
+    load = getattr(family, "load_hf_processor", None)
     try:
         hf_config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
-        hf_processor = AutoProcessor.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+        hf_processor = (load(model_path, trust_remote_code) if load is not None
+                        else AutoProcessor.from_pretrained(model_path, trust_remote_code=trust_remote_code))
     except Exception as exc:
         raise ValueError(f"{model_path} is a vision-language model ({architecture}) but its processor "
                          f"could not be loaded ({exc}); the checkpoint needs preprocessor_config.json "
                          f"(and processor_config.json) beside config.json") from exc
-    return processor_class(architecture)(hf_processor, hf_config)
+    return family(hf_processor, hf_config)
