@@ -274,3 +274,15 @@ def test_next_item_with_wrong_tile_count_is_rejected(pairs):
                            item.offset, item.length)
     with pytest.raises(ValueError, match="grid tiles"):
         pair.model.encode_multimodal([short])
+
+
+def test_chat_template_renders_image_parts_the_llava_way(pairs):
+    tok = pairs("llava").processor.hf_processor.tokenizer
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "What is it?"}, {"type": "image"}]},
+        {"role": "assistant", "content": "A cat."},
+        {"role": "user", "content": "And now?"},
+    ]
+    rendered = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert rendered == "Be brief.\nUSER: <image>\nWhat is it? ASSISTANT: A cat.</s>USER: And now? ASSISTANT:"
