@@ -19,8 +19,9 @@ from PIL import Image
 
 from sglang.runtime.models.loader import load_model
 from sglang.runtime.models.model_config import ModelConfig
+from sglang.runtime.multimodal.inputs import MultimodalInputs
 from sglang.runtime.multimodal.registry import load_multimodal_processor
-from sglang.testing.tiny_vlms.gemma3 import make_gemma3, make_gemma3_text
+from sglang.testing.fixtures import tiny_vlm_dir
 from tests.models.harness import KVHarness, hf_reference_model, logprobs
 from tests.models.test_model_fidelity import (  # noqa: F401  (collected here with this module's `pair`)
     test_mixed_batch_matches_hf,
@@ -32,13 +33,13 @@ TOL = 1e-4
 
 
 @pytest.fixture(scope="module")
-def text_path(tmp_path_factory) -> str:
-    return make_gemma3_text(str(tmp_path_factory.mktemp("gemma3_text")))
+def text_path() -> str:
+    return tiny_vlm_dir("gemma3_text")
 
 
 @pytest.fixture(scope="module")
-def vlm_path(tmp_path_factory) -> str:
-    return make_gemma3(str(tmp_path_factory.mktemp("gemma3")))
+def vlm_path() -> str:
+    return tiny_vlm_dir("gemma3")
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +162,40 @@ def test_an_extend_pass_inside_an_image_is_refused(vlm) -> None:
     h = KVHarness.for_config(model, mc)
     with pytest.raises(RuntimeError, match="in one pass"):
         run_extend(h, [h.new_request()], [pp.input_ids[:cut]], [pp.mm_inputs])
+
+
+def test_pan_and_scan_crops_are_images_of_their_own(vlm) -> None:
+    """With pan-and-scan (a processor call option, off by default as in transformers), a wide image
+    is the original plus crops, each its own 16-token block and item."""
+    model, hf, mc, proc = vlm
+    wide = Image.fromarray(np.random.RandomState(3).randint(0, 256, (40, 100, 3), dtype=np.uint8))
+    square = Image.fromarray(np.random.RandomState(4).randint(0, 256, (50, 50, 3), dtype=np.uint8))
+    text, imgs = prompt(2), [wide, square]
+    hf_inputs = proc.hf_processor(text=[text], images=imgs, do_pan_and_scan=True, pan_and_scan_min_crop_size=20,
+                                  return_tensors="pt")
+    ids = hf_inputs["input_ids"][0].tolist()
+    items = proc.split_outputs(dict(hf_inputs), ids)
+    assert len(items) == 1 + 3 + 1  # the wide image, its 3 crops, the square one (no crops)
+    mm = MultimodalInputs(items, bidirectional=True)
+    h = KVHarness.for_config(model, mc)
+    out = run_extend(h, [h.new_request()], [ids], [mm])
+    assert (logprobs(out.input_logits) - hf_logprobs(hf, hf_inputs)).abs().max().item() < TOL
+
+
+def test_processor_marks_and_chat_template(vlm) -> None:
+    _, _, _, proc = vlm
+    tok = proc.hf_processor.tokenizer
+    messages = [{"role": "system", "content": "Be brief."},
+                {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "and"},
+                                             {"type": "image_url", "image_url": {"url": "x"}}]}]
+    rendered = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert rendered == ("<bos><start_of_turn>user\nBe brief.\n\n<start_of_image>and<start_of_image><end_of_turn>\n"
+                        "<start_of_turn>model\n")
+    pp = proc.process(rendered, images(2))
+    assert pp.input_ids.count(tok.convert_tokens_to_ids("<bos>")) == 1  # the template's BOS is not doubled
+    assert len(pp.mm_inputs.items) == 2
+    # A text without marks gets the images in front; a wrong number of marks is refused.
+    bare = proc.process("Describe it.", images(1))
+    assert bare.mm_inputs.items[0].offset < bare.input_ids.index(tok("Describe")["input_ids"][-1])
+    with pytest.raises(ValueError, match="marks 2 image"):
+        proc.process(prompt(2), images(1))

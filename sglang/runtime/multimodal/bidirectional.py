@@ -61,7 +61,7 @@ def visible_until(forward_batch) -> Optional[torch.Tensor]:
             if lo >= hi:
                 continue
             if (lo, hi) != (item.offset, item.end):
-                raise RuntimeError(f"an extend pass covers tokens [{lo}, {hi}) of a {item.modality} at "
+                raise RuntimeError(f"an extend pass covers tokens [{lo}, {hi}) of the {item.modality} at "
                                    f"[{item.offset}, {item.end}); a bidirectional item must be computed in "
                                    f"one pass (the scheduler keeps chunks and cached prefixes off its inside)")
             if limits is None:
