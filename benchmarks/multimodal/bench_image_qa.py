@@ -107,14 +107,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--output-len", type=int, default=128)
     parser.add_argument("--image-mode", choices=("distinct", "same"), default="distinct")
     parser.add_argument("--disable-radix-cache", action="store_true")
-    parser.add_argument("--context-length", type=int, default=4096)
+    parser.add_argument("--context-length", type=int, default=None)
     parser.add_argument("--result-file", default=None)
     args = parser.parse_args(argv)
     from sglang.runtime.entrypoints.engine import Engine
 
+    extra = {"context_length": args.context_length} if args.context_length else {}
     engine = Engine(model_path=args.model_path, load_format=args.load_format, device=args.device,
-                    disable_radix_cache=args.disable_radix_cache, context_length=args.context_length,
-                    log_level="warning")
+                    disable_radix_cache=args.disable_radix_cache, log_level="warning", **extra)
     try:
         images = make_images(args.num_prompts, args.image_size, args.image_mode)
         run(engine, make_images(2, args.image_size, "distinct", seed=99), 4)  # warm-up, other pictures
