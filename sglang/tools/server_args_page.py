@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
+import textwrap
 from typing import Any, Dict, List, Tuple
 
 from sglang.tools.markdown import code, generated_notice, table
@@ -24,7 +25,7 @@ def field_groups(cls: type) -> List[Tuple[str, List[dataclasses.Field]]]:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     groups: Dict[str, List[dataclasses.Field]] = {}
     title = UNGROUPED
-    for line in inspect.getsource(cls).splitlines():
+    for line in textwrap.dedent(inspect.getsource(cls)).splitlines():
         heading = _GROUP_COMMENT.match(line)
         if heading:
             title = heading.group("title")
