@@ -22,7 +22,7 @@ _ENGINE_ARGS = {"text": "prompt", "input_ids": "input_ids", "sampling_params": "
                 "return_logprob": "return_logprob", "logprob_start_len": "logprob_start_len",
                 "top_logprobs_num": "top_logprobs_num", "token_ids_logprob": "token_ids_logprob",
                 "return_text_in_logprobs": "return_text_in_logprobs", "stream": "stream",
-                "rid": "rid"}
+                "rid": "rid", "image_data": "image_data", "video_data": "video_data"}
 
 
 class EngineTransport(Transport):
