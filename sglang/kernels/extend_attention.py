@@ -4,6 +4,10 @@ One program per (request, q head, block of BLOCK_M new tokens), all requests in 
 walks the prefix through req_to_token (paged K/V pool); phase 2 walks the new tokens' own K/V,
 which the caller passes directly (k_extend / v_extend), so the kernel does not depend on whether
 they were already written to the pool. One online softmax spans both phases.
+
+With `visible_until` (one sequence position per new token), a new token sees the new keys up to
+that position instead of its own: Gemma 3's image tokens see their whole image. Phase 2 of a
+block then runs to the furthest limit of its queries. Cached keys are behind every query anyway.
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ from sglang.kernels.attention_common import (
 
 
 @triton.jit
-def _online_softmax_step(q, k, v, visible, m_i, l_i, acc, sm_scale, logit_cap, HAS_CAP: tl.constexpr):
+def _online_softmax_step(q, k, v, visible, m_i, l_i, acc, sm_scale, logit_cap, HAS_CAP: tl.constexpr,
+                         PRECISION: tl.constexpr):
     """Fold one tile of keys ([BLOCK_D, BLOCK_N]) and values ([BLOCK_N, BLOCK_DV]) into the state."""
-    s = tl.dot(q, k.to(q.dtype)) * sm_scale
+    s = tl.dot(q, k.to(q.dtype), input_precision=PRECISION) * sm_scale
     if HAS_CAP:
         s = soft_cap(s, logit_cap)
     s = tl.where(visible, s, float("-inf"))
@@ -34,18 +39,19 @@ def _online_softmax_step(q, k, v, visible, m_i, l_i, acc, sm_scale, logit_cap, H
     alpha = tl.exp(m_i - m_new)
     p = tl.exp(s - m_new[:, None])
     l_i = l_i * alpha + tl.sum(p, 1)
-    acc = acc * alpha[:, None] + tl.dot(p.to(q.dtype), v.to(q.dtype))
+    acc = acc * alpha[:, None] + tl.dot(p.to(q.dtype), v.to(q.dtype), input_precision=PRECISION)
     return m_new, l_i, acc
 
 
 @triton.jit
 def _extend_kernel(
-    Q, K_ext, V_ext, O, K_buf, V_buf, Req_to_token, Req_pool_indices, Seq_lens, Ext_lens, Ext_start,
+    Q, K_ext, V_ext, O, K_buf, V_buf, Req_to_token, Req_pool_indices, Seq_lens, Ext_lens, Ext_start, Q_limit,
     sm_scale, logit_cap, window,
     stride_qt, stride_qh, stride_ket, stride_keh, stride_vet, stride_veh, stride_ot, stride_oh,
     stride_kbt, stride_kbh, stride_vbt, stride_vbh, stride_r2t,
     GROUP: tl.constexpr, D: tl.constexpr, BLOCK_D: tl.constexpr, DV: tl.constexpr, BLOCK_DV: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HAS_CAP: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HAS_CAP: tl.constexpr, HAS_LIMIT: tl.constexpr,
+    PRECISION: tl.constexpr,
 ):
     b = tl.program_id(0)
     head = tl.program_id(1)
@@ -89,10 +95,18 @@ def _extend_kernel(
             mask=pos_mask[:, None] & dv_mask[None, :], other=0.0,
         )
         visible = pos_mask[None, :] & ((q_pos[:, None] - pos[None, :]) < window)
-        m_i, l_i, acc = _online_softmax_step(q, k, v, visible, m_i, l_i, acc, sm_scale, logit_cap, HAS_CAP)
+        m_i, l_i, acc = _online_softmax_step(q, k, v, visible, m_i, l_i, acc, sm_scale, logit_cap, HAS_CAP,
+                                             PRECISION)
 
-    # Phase 2: the new tokens, causal, indices [lo2, end of this block) within the extend segment.
+    # Phase 2: the new tokens, causal (or up to each query's limit), indices [lo2, hi) within the
+    # extend segment.
     hi = tl.minimum(ext_len, (m_block + 1) * BLOCK_M)
+    if HAS_LIMIT:
+        limit = tl.load(Q_limit + tok0 + offs_m, mask=m_mask, other=0).to(tl.int32) - prefix_len
+        limit = tl.where(m_mask, limit, offs_m)
+        hi = tl.minimum(ext_len, tl.maximum(hi, tl.max(limit, 0) + 1))
+    else:
+        limit = offs_m
     lo2 = tl.maximum(m_block * BLOCK_M - window + 1, 0)
     for n0 in range(lo2, hi, BLOCK_N):
         idx = n0 + tl.arange(0, BLOCK_N)
@@ -106,8 +120,9 @@ def _extend_kernel(
             mask=idx_mask[:, None] & dv_mask[None, :], other=0.0,
         )
         causal = offs_m[:, None] - idx[None, :]
-        visible = idx_mask[None, :] & (causal >= 0) & (causal < window)
-        m_i, l_i, acc = _online_softmax_step(q, k, v, visible, m_i, l_i, acc, sm_scale, logit_cap, HAS_CAP)
+        visible = idx_mask[None, :] & (idx[None, :] <= limit[:, None]) & (causal < window)
+        m_i, l_i, acc = _online_softmax_step(q, k, v, visible, m_i, l_i, acc, sm_scale, logit_cap, HAS_CAP,
+                                             PRECISION)
 
     out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
     tl.store(
@@ -139,6 +154,7 @@ def extend_attention_fwd(
     sm_scale: float,
     logit_cap: float = 0.0,
     sliding_window: Optional[int] = None,
+    visible_until: Optional[torch.Tensor] = None,  # [N] int64: last sequence position each new token sees
 ) -> torch.Tensor:
     num_heads, head_dim = q_extend.shape[1], q_extend.shape[2]
     num_kv_heads, v_head_dim = k_extend.shape[1], v_extend.shape[2]
@@ -155,11 +171,15 @@ def extend_attention_fwd(
     _extend_kernel[grid](
         q_extend, k_extend, v_extend, o_extend, k_buffer, v_buffer, req_to_token,
         req_pool_indices, seq_lens, extend_seq_lens, extend_start_loc,
+        visible_until if visible_until is not None else extend_start_loc,  # unread without a limit
         float(sm_scale), float(logit_cap), window_arg(sliding_window),
         q_extend.stride(0), q_extend.stride(1), k_extend.stride(0), k_extend.stride(1),
         v_extend.stride(0), v_extend.stride(1), o_extend.stride(0), o_extend.stride(1),
         k_buffer.stride(0), k_buffer.stride(1), v_buffer.stride(0), v_buffer.stride(1), req_to_token.stride(0),
         GROUP=group, D=head_dim, BLOCK_D=next_pow2(head_dim), DV=v_head_dim, BLOCK_DV=next_pow2(v_head_dim),
-        BLOCK_M=block_m, BLOCK_N=block_n, HAS_CAP=logit_cap > 0, num_warps=num_warps, num_stages=2,
+        BLOCK_M=block_m, BLOCK_N=block_n, HAS_CAP=logit_cap > 0, HAS_LIMIT=visible_until is not None,
+        # float32 stays float32 (Triton's default for it is TF32, ~1e-3 off); 16-bit types are exact anyway.
+        PRECISION="ieee" if q_extend.dtype == torch.float32 else "tf32",
+        num_warps=num_warps, num_stages=2,
     )
     return o_extend

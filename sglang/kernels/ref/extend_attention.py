@@ -25,9 +25,11 @@ def extend_attention_fwd(
     sm_scale: float,
     logit_cap: float = 0.0,
     sliding_window: Optional[int] = None,
+    visible_until: Optional[torch.Tensor] = None,  # [N]: last sequence position each new token sees
 ) -> torch.Tensor:
     """New tokens attend to the cached prefix (read through req_to_token at positions
-    < seq_len - extend_len) and causally to each other (read from k_extend / v_extend)."""
+    < seq_len - extend_len) and causally to each other (read from k_extend / v_extend), or up to
+    their `visible_until` positions when given."""
     del max_len_extend  # only sizes the Triton grid
     per_req = zip(
         req_pool_indices.tolist(), seq_lens.tolist(), extend_seq_lens.tolist(), extend_start_loc.tolist()
@@ -42,5 +44,8 @@ def extend_attention_fwd(
         v = torch.cat([v_buffer[slots].to(v_extend.dtype), v_extend[new]])
         q_pos = torch.arange(prefix_len, seq_len, device=q_extend.device)
         visible = visible_mask(q_pos, seq_len, sliding_window)
+        if visible_until is not None:  # keys after a query, up to its limit (never outside the window)
+            k_pos = torch.arange(seq_len, device=q_pos.device)
+            visible |= (k_pos[None, :] > q_pos[:, None]) & (k_pos[None, :] <= visible_until[new, None])
         o_extend[new] = masked_attention(q_extend[new], k, v, visible, sm_scale, logit_cap).to(o_extend.dtype)
     return o_extend

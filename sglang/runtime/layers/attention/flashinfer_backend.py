@@ -230,6 +230,12 @@ class FlashInferAttnBackend(AttentionBackend):
         return o.view(-1, num_heads * layer.v_head_dim)
 
     def forward_extend(self, q, k, v, layer: RadixAttention, forward_batch: "ForwardBatch", save_kv_cache=True):
+        if forward_batch.extend_visible_until is not None:
+            # Per-token limits (Gemma 3's image tokens see their whole image) are no FlashInfer
+            # mask; our Triton extend kernel takes them.
+            from sglang.runtime.layers.attention.triton_backend import triton_extend
+
+            return triton_extend(q, k, v, layer, forward_batch, self.req_to_token, save_kv_cache=save_kv_cache)
         # The new tokens' K/V go into the pool first: attention reads them as part of the sequence.
         return self._store_and_attend(q, k, v, layer, forward_batch, save_kv_cache)
 

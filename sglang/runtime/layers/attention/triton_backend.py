@@ -43,6 +43,38 @@ class ExtendMetadata:
     max_len_extend: int
 
 
+def triton_extend(q, k, v, layer: "RadixAttention", forward_batch: "ForwardBatch", req_to_token: torch.Tensor,
+                  md: Optional[ExtendMetadata] = None, save_kv_cache: bool = True) -> torch.Tensor:
+    """Extend attention of one layer through our Triton kernel, with the batch's per-token limits
+    (`extend_visible_until`, Gemma 3's image tokens) when set. Also the flashinfer backend's path
+    for batches with limits, which FlashInfer's masks do not express."""
+    pool = forward_batch.kv_pool
+    if save_kv_cache:
+        pool.set_kv_buffer(layer.layer_id, forward_batch.out_cache_loc, k, v)
+    md = md if md is not None else TritonAttnBackend._extend_metadata(forward_batch)
+    num_heads, v_dim = layer.tp_q_head_num, layer.v_head_dim
+    o = q.new_empty(q.shape[0], num_heads, v_dim)
+    extend_attention_fwd(
+        q.view(-1, num_heads, layer.qk_head_dim),
+        k.view(-1, layer.tp_k_head_num, layer.qk_head_dim),
+        v.view(-1, layer.tp_v_head_num, v_dim),
+        o,
+        pool.get_key_buffer(layer.layer_id),
+        pool.get_value_buffer(layer.layer_id),
+        req_to_token,
+        md.req_pool_indices,
+        md.seq_lens,
+        md.extend_seq_lens,
+        md.extend_start_loc,
+        md.max_len_extend,
+        sm_scale=layer.scaling,
+        logit_cap=layer.logit_cap,
+        sliding_window=layer.sliding_window_size,
+        visible_until=forward_batch.extend_visible_until,
+    )
+    return o.view(-1, num_heads * v_dim)
+
+
 def _num_q_heads_per_rank(model_runner) -> int:
     tp_size = getattr(getattr(model_runner, "server_args", None), "tp_size", 1) or 1
     return model_runner.model_config.num_attention_heads // tp_size
@@ -94,30 +126,8 @@ class TritonAttnBackend(AttentionBackend):
 
     # ------------------------------------------------------------------ forward
     def forward_extend(self, q, k, v, layer: "RadixAttention", forward_batch: "ForwardBatch", save_kv_cache=True):
-        pool = forward_batch.kv_pool
-        if save_kv_cache:
-            pool.set_kv_buffer(layer.layer_id, forward_batch.out_cache_loc, k, v)
-        md: ExtendMetadata = forward_batch.attn_metadata
-        num_heads, v_dim = layer.tp_q_head_num, layer.v_head_dim
-        o = q.new_empty(q.shape[0], num_heads, v_dim)
-        extend_attention_fwd(
-            q.view(-1, num_heads, layer.qk_head_dim),
-            k.view(-1, layer.tp_k_head_num, layer.qk_head_dim),
-            v.view(-1, layer.tp_v_head_num, v_dim),
-            o,
-            pool.get_key_buffer(layer.layer_id),
-            pool.get_value_buffer(layer.layer_id),
-            self.req_to_token,
-            md.req_pool_indices,
-            md.seq_lens,
-            md.extend_seq_lens,
-            md.extend_start_loc,
-            md.max_len_extend,
-            sm_scale=layer.scaling,
-            logit_cap=layer.logit_cap,
-            sliding_window=layer.sliding_window_size,
-        )
-        return o.view(-1, num_heads * v_dim)
+        return triton_extend(q, k, v, layer, forward_batch, self.req_to_token, forward_batch.attn_metadata,
+                             save_kv_cache)
 
     def forward_decode(self, q, k, v, layer: "RadixAttention", forward_batch: "ForwardBatch", save_kv_cache=True):
         pool = forward_batch.kv_pool
