@@ -199,3 +199,30 @@ def test_processor_marks_and_chat_template(vlm) -> None:
     assert bare.mm_inputs.items[0].offset < bare.input_ids.index(tok("Describe")["input_ids"][-1])
     with pytest.raises(ValueError, match="marks 2 image"):
         proc.process(prompt(2), images(1))
+
+
+def test_original_checkpoint_layout_loads_the_same(vlm, vlm_path, tmp_path) -> None:
+    """Checkpoints saved before transformers 5 name tensors "language_model.model.*",
+    "vision_tower.vision_model.*" and "multi_modal_projector.*" (and may carry the tied lm_head);
+    transformers 5.25 saves "model.vision_tower.*" without "vision_model."."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    model, _, mc, _ = vlm
+    old = shutil.copytree(vlm_path, tmp_path / "old_layout")
+    renames = (("model.language_model.", "language_model.model."),
+               ("model.vision_tower.", "vision_tower.vision_model."),
+               ("model.multi_modal_projector.", "multi_modal_projector."))
+    tensors = {}
+    for name, t in load_file(str(old / "model.safetensors")).items():
+        for new, orig in renames:
+            name = orig + name[len(new):] if name.startswith(new) else name
+        tensors[name] = t
+    assert any(n.startswith("vision_tower.vision_model.") for n in tensors)
+    tensors["language_model.lm_head.weight"] = tensors["language_model.model.embed_tokens.weight"].clone()
+    save_file(tensors, str(old / "model.safetensors"), metadata={"format": "pt"})
+    reloaded = load_model(ModelConfig(str(old)))
+    ours = dict(model.named_parameters())
+    for name, param in reloaded.named_parameters():
+        assert torch.equal(param, ours[name]), name

@@ -14,8 +14,8 @@ image across extend passes.
 
 Checkpoints come in two layouts, both loaded here: the original ("language_model.model.*",
 "vision_tower.vision_model.*", "multi_modal_projector.*") and transformers 5's
-("model.language_model.*", "model.vision_tower.vision_model.*", "model.multi_modal_projector.*",
-"lm_head.*"); the tied lm_head is skipped.
+("model.language_model.*", "model.vision_tower.*" with or without "vision_model.",
+"model.multi_modal_projector.*", "lm_head.*"); the tied lm_head is skipped.
 """
 
 from __future__ import annotations
@@ -101,9 +101,6 @@ class Gemma3Projector(nn.Module):
 
 
 class Gemma3ForConditionalGeneration(VisionLanguageModel):
-    # Prefill lets an image's tokens see their whole image (see the module docstring).
-    bidirectional_image_attention = True
-
     def __init__(self, config: PretrainedConfig):
         super().__init__()
         self.config = config
@@ -124,6 +121,7 @@ class Gemma3ForConditionalGeneration(VisionLanguageModel):
     @torch.no_grad()
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor,
                 forward_batch: ForwardBatch) -> LogitsProcessorOutput:
+        # Prefill lets an image's tokens see their whole image (None: no image in this pass).
         forward_batch.extend_visible_until = visible_until(forward_batch)
         return super().forward(input_ids, positions, forward_batch)
 
