@@ -11,7 +11,7 @@ log-probs must equal the CPU Engine's within LOGPROB_ATOL.
 from __future__ import annotations
 
 import os
-from typing import List
+from typing import List, Tuple
 
 import numpy as np
 import pytest
@@ -25,6 +25,9 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 ARCHES = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "gemma3")
 ENCODER_RTOL = 3e-2
 LOGPROB_ATOL = 2e-3
+# Greedy runs on two devices (or two batch shapes) may part where the top-2 logprobs of the
+# reference are closer than the devices' float32 difference: a tie, not a bug.
+TIE_GAP = 1e-2
 GREEDY = {"temperature": 0, "max_new_tokens": 8}
 
 
@@ -64,6 +67,24 @@ def test_encoder_bf16_on_cuda_matches_float32(arch: str) -> None:
         assert err < ENCODER_RTOL, f"{arch}: bf16 encoder relative error {err:.3g}"
 
 
+def _greedy(engine, prompt: str, images) -> Tuple[List[int], List[float]]:
+    """Greedy output ids, and the top-1 minus top-2 logprob gap at each step."""
+    meta = engine.generate(prompt, GREEDY, image_data=images, return_logprob=True,
+                           top_logprobs_num=2)["meta_info"]
+    ids = [row[1] for row in meta["output_token_logprobs"]]
+    gaps = [top[0][0] - top[1][0] for top in meta["output_top_logprobs"]]
+    return ids, gaps
+
+
+def _assert_same_or_tie(got: List[int], ref: Tuple[List[int], List[float]], what: str) -> None:
+    ids, gaps = ref
+    for step, (a, b) in enumerate(zip(got, ids)):
+        if a != b:
+            assert gaps[step] < TIE_GAP, f"{what}: step {step} differs with a top-2 gap of {gaps[step]:.3g}"
+            return
+    assert len(got) == len(ids)
+
+
 def _prompt_logprobs(engine, prompt: str, images) -> List[float]:
     out = engine.generate(prompt, {"temperature": 0, "max_new_tokens": 1}, image_data=images,
                           return_logprob=True, logprob_start_len=0)
@@ -81,7 +102,7 @@ def test_engine_on_cuda_matches_cpu_and_caches_images(arch: str) -> None:
         mark = cpu.get_model_info()["image_token"]
         prompt = f"{mark}{mark}What differs?"
         ref = _prompt_logprobs(cpu, prompt, images)
-        ref_text = cpu.generate(prompt, GREEDY, image_data=images)["text"]
+        ref_greedy = _greedy(cpu, prompt, images)
     finally:
         cpu.shutdown()
     gpu = sgl.Engine(model_path=path, device="cuda", dtype="float32", log_level="warning")
@@ -90,11 +111,12 @@ def test_engine_on_cuda_matches_cpu_and_caches_images(arch: str) -> None:
         assert np.max(np.abs(np.array(got) - np.array(ref))) < LOGPROB_ATOL
         first = gpu.generate(prompt, GREEDY, image_data=images)
         again = gpu.generate(prompt, GREEDY, image_data=images)
-        assert first["text"] == again["text"] == ref_text  # decode through CUDA graphs
+        assert first["output_ids"] == again["output_ids"]  # the cached run decodes the same (CUDA graphs)
+        _assert_same_or_tie(first["output_ids"], ref_greedy, "cuda vs cpu")
         assert again["meta_info"]["cached_tokens"] >= again["meta_info"]["prompt_tokens"] - 1
-        batch = gpu.generate([prompt] * 4, GREEDY, image_data=[images, images[::-1], images, images[:1] * 2])
-        alone = [gpu.generate(prompt, GREEDY, image_data=im)["text"]
-                 for im in (images, images[::-1], images, images[:1] * 2)]
-        assert [b["text"] for b in batch] == alone
+        sets = (images, images[::-1], images, images[:1] * 2)
+        batch = gpu.generate([prompt] * 4, GREEDY, image_data=list(sets))
+        for i, im in enumerate(sets):
+            _assert_same_or_tie(batch[i]["output_ids"], _greedy(gpu, prompt, im), f"batched row {i} vs alone")
     finally:
         gpu.shutdown()
