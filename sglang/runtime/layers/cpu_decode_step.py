@@ -26,9 +26,14 @@ from torch import nn
 
 from sglang.runtime.layers.activation import SiluAndMul
 from sglang.runtime.layers.layernorm import RMSNorm
+from sglang.runtime.layers.mrope import MRotaryEmbedding
 from sglang.runtime.layers.rotary_embedding import RotaryEmbedding
 
 logger = logging.getLogger(__name__)
+
+# Rotary classes whose one-position-per-token path is plain RoPE (M-RoPE's is: decode positions are
+# 1D, its three components equal), so the C++ rotary kernel computes exactly what they do there.
+PLAIN_ROTARY = (RotaryEmbedding, MRotaryEmbedding)
 
 Linear = Callable[[torch.Tensor], torch.Tensor]
 
@@ -74,7 +79,7 @@ class CpuDecodeStep:
             return None
         if type(mlp.act_fn) is not SiluAndMul or mlp.act_fn.cpu_ops is None:
             return None
-        if type(attn.rotary_emb) is not RotaryEmbedding or attn.rotary_emb.cpu_ops is None:
+        if type(attn.rotary_emb) not in PLAIN_ROTARY or attn.rotary_emb.cpu_ops is None:
             return None
         if attn.attn.v_head_dim != attn.attn.qk_head_dim:
             return None

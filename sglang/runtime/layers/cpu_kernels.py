@@ -24,9 +24,8 @@ from torch import nn
 
 from sglang.runtime.layers.activation import SiluAndMul
 from sglang.runtime.layers.attention.torch_native_backend import TorchNativeAttnBackend
-from sglang.runtime.layers.cpu_decode_step import plan_decode_steps
+from sglang.runtime.layers.cpu_decode_step import PLAIN_ROTARY, plan_decode_steps
 from sglang.runtime.layers.layernorm import RMSNorm
-from sglang.runtime.layers.rotary_embedding import RotaryEmbedding
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +41,7 @@ def apply_cpu_kernels(model: nn.Module, attn_backend: object) -> List[str]:
     switched = set()
     for module in model.modules():
         # Exact types: subclasses (Gemma's (1 + w) norm) compute something else.
-        if type(module) in (RMSNorm, SiluAndMul, RotaryEmbedding):
+        if type(module) in (RMSNorm, SiluAndMul, *PLAIN_ROTARY):
             module.cpu_ops = ops
             switched.add(type(module).__name__)
     if isinstance(attn_backend, TorchNativeAttnBackend):
