@@ -74,8 +74,8 @@ def _media(i: int) -> Dict[str, Any]:
 
 
 @torch.inference_mode()
-def _hf_token_logprobs(path: str, i: int) -> List[float]:
-    """transformers' log-prob of each prompt token after the first, on the processor's pixels."""
+def _hf_inputs(path: str, i: int):
+    """transformers' model and its inputs for case i, on our processor's ids and pixels."""
     text, n_images, n_videos = CASES[i]
     arch = transformers.AutoConfig.from_pretrained(path).architectures[0]
     prompt = load_multimodal_processor(path, arch).process(text, _images(i, n_images), _videos(i, n_videos))
@@ -91,8 +91,27 @@ def _hf_token_logprobs(path: str, i: int) -> List[float]:
             kw[grid] = torch.cat([it.features[grid] for it in items])
             if modality == VIDEO and "second_per_grid_t" in items[0].features:
                 kw["second_per_grid_ts"] = torch.cat([it.features["second_per_grid_t"] for it in items])
+    return model, ids, kw
+
+
+@torch.inference_mode()
+def _hf_token_logprobs(path: str, i: int) -> List[float]:
+    """transformers' log-prob of each prompt token after the first, on the processor's pixels."""
+    model, ids, kw = _hf_inputs(path, i)
     lp = torch.log_softmax(model(input_ids=ids, **kw).logits[0].float(), dim=-1)
     return lp[torch.arange(ids.shape[1] - 1), ids[0, 1:]].tolist()
+
+
+@torch.inference_mode()
+def _hf_greedy(path: str, i: int, steps: int):
+    """transformers' greedy continuation (its own M-RoPE decode positions) and each step's top-2 gap."""
+    model, ids, kw = _hf_inputs(path, i)
+    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=steps,
+                         min_new_tokens=steps, do_sample=False, output_scores=True,
+                         return_dict_in_generate=True, pad_token_id=0, **kw)
+    gaps = [float(top[0] - top[1]) for top in
+            (torch.log_softmax(s[0].float(), -1).topk(2).values for s in out.scores)]
+    return out.sequences[0, ids.shape[1]:].tolist(), gaps
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -127,6 +146,19 @@ def test_engine_greedy_same_batched_alone_and_chunked(arch):
     assert chunked == alone
     assert all(len(ids) == GREEDY["max_new_tokens"] for ids in alone)
     assert len({tuple(ids) for ids in alone}) > 1, "outputs should depend on the images"
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_engine_greedy_decode_matches_transformers(arch):
+    """Decode positions past images carry the M-RoPE shift: tokens equal transformers' generate
+    (a divergence is allowed only where transformers' own top-2 logprobs tie)."""
+    path = tiny_vlm_dir(arch)
+    with sglang.Engine(model_path=path, device="cpu", dtype="float32") as engine:
+        ours = [engine.generate(CASES[i][0], GREEDY, **_media(i))["output_ids"] for i in (0, 1, 3)]
+    for got, i in zip(ours, (0, 1, 3)):
+        ref, gaps = _hf_greedy(path, i, GREEDY["max_new_tokens"])
+        step = next((k for k, (a, b) in enumerate(zip(got, ref)) if a != b), None)
+        assert step is None or gaps[step] < 1e-3, f"{arch}, case {i}: step {step} differs ({got} vs {ref})"
 
 
 def test_radix_reuses_an_image_by_content_only():
