@@ -33,27 +33,10 @@ from sglang.runtime.layers.logits_processor import LogitsProcessorOutput
 from sglang.runtime.model_executor.forward_batch import ForwardBatch
 from sglang.runtime.models.clip_vision import SIGLIP_TYPES, VisionEmbeddings, VisionEncoderLayer
 from sglang.runtime.models.gemma3 import Gemma3ForCausalLM
-from sglang.runtime.models.vision_language import VisionLanguageModel
+from sglang.runtime.models.vision_language import VisionLanguageModel, checkpoint_name
 from sglang.runtime.models.weight_utils import load_named_weights
 from sglang.runtime.multimodal.bidirectional import visible_until
 from sglang.runtime.multimodal.inputs import MultimodalItem
-
-# transformers-5 checkpoint prefixes -> our module paths (the original layout already matches).
-_RENAMES = (
-    ("model.language_model.", "language_model.model."),
-    ("lm_head.", "language_model.lm_head."),
-    ("model.vision_tower.", "vision_tower."),
-    ("model.multi_modal_projector.", "multi_modal_projector."),
-)
-
-
-def checkpoint_name(name: str) -> str:
-    """A checkpoint tensor's name in our module tree."""
-    for prefix, ours in _RENAMES:
-        if name.startswith(prefix):
-            name = ours + name[len(prefix):]
-            break
-    return name.replace("vision_tower.vision_model.", "vision_tower.", 1)
 
 
 class SiglipVisionTower(nn.Module):

@@ -23,21 +23,15 @@ from transformers import PretrainedConfig
 from sglang.runtime.layers.linear import ColumnParallelLinear, RowParallelLinear
 from sglang.runtime.models.clip_vision import VisionTower, vision_activation
 from sglang.runtime.models.registry import get_model_class, is_supported
-from sglang.runtime.models.vision_language import VisionLanguageModel
+from sglang.runtime.models.vision_language import VisionLanguageModel, checkpoint_name
 from sglang.runtime.models.weight_utils import load_named_weights
 from sglang.runtime.multimodal.inputs import MultimodalItem
 
 # Language models a LLaVA checkpoint may carry, by text_config.model_type.
 TEXT_MODELS = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM"}
 
-# transformers-5 checkpoint prefixes -> our module paths (the original layout already matches).
-_RENAMES = (
-    ("model.language_model.", "language_model.model."),
-    ("lm_head.", "language_model.lm_head."),
-    ("model.vision_tower.", "vision_tower."),
-    ("model.multi_modal_projector.", "multi_modal_projector."),
-    ("model.image_newline", "image_newline"),
-)
+# LLaVA-NeXT's newline row in the transformers-5 layout (the shared renames cover the rest).
+_RENAMES = (("model.image_newline", "image_newline"),)
 FEATURE_STRATEGIES = ("default", "full")
 
 
@@ -61,14 +55,6 @@ def language_config(config: PretrainedConfig) -> PretrainedConfig:
     text_config.tie_word_embeddings = bool(getattr(config, "tie_word_embeddings", text_config.tie_word_embeddings))
     return text_config
 
-
-def checkpoint_name(name: str) -> str:
-    """A checkpoint tensor's name in our module tree."""
-    for prefix, ours in _RENAMES:
-        if name.startswith(prefix):
-            name = ours + name[len(prefix):]
-            break
-    return name.replace("vision_tower.vision_model.", "vision_tower.", 1)
 
 
 class LlavaProjector(nn.Module):
@@ -128,5 +114,5 @@ class LlavaForConditionalGeneration(VisionLanguageModel):
     def load_weights(self, weights: Iterable[Tuple[str, torch.Tensor]]) -> None:
         # One streaming pass: the language model's q/k/v and gate/up mappings also fuse the
         # tower's q/k/v (the same ".q_proj" -> ".qkv_proj" names).
-        load_named_weights(self, ((checkpoint_name(n), t) for n, t in weights),
+        load_named_weights(self, ((checkpoint_name(n, _RENAMES), t) for n, t in weights),
                            self.language_model.stacked_params, skip=self.skip_weight)

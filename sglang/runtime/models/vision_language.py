@@ -11,7 +11,7 @@ CPU decode kernels apply unchanged.
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -21,6 +21,25 @@ from sglang.runtime.model_executor.forward_batch import ForwardBatch
 from sglang.runtime.multimodal.embedding import overlapping_pieces, scatter_multimodal
 from sglang.runtime.multimodal.encoder_cache import EncoderCache
 from sglang.runtime.multimodal.inputs import MultimodalItem
+
+
+# transformers 5 saves a vision-language model's parts under `model.`; older checkpoints (and most on
+# the Hub) do not. Our module tree is the older layout.
+NESTED_LAYOUT: Tuple[Tuple[str, str], ...] = (
+    ("model.language_model.", "language_model.model."),
+    ("lm_head.", "language_model.lm_head."),
+    ("model.vision_tower.", "vision_tower."),
+    ("model.multi_modal_projector.", "multi_modal_projector."),
+)
+
+
+def checkpoint_name(name: str, extra: Tuple[Tuple[str, str], ...] = ()) -> str:
+    """A checkpoint tensor's name in our module tree (either layout; `extra` renames first)."""
+    for prefix, ours in (*extra, *NESTED_LAYOUT):
+        if name.startswith(prefix):
+            name = ours + name[len(prefix):]
+            break
+    return name.replace("vision_tower.vision_model.", "vision_tower.", 1)
 
 
 class VisionLanguageModel(nn.Module):
