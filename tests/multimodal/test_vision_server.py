@@ -52,19 +52,6 @@ def server(media_dir: str) -> Iterator[ServerProcess]:
 
 
 @pytest.fixture(scope="module")
-def http(server: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.base_url, timeout=60, trust_env=False) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def oai(server: ServerProcess) -> Iterator[openai.OpenAI]:
-    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=60)
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
 def mark(http: httpx.Client) -> str:
     return http.get("/get_model_info").json()["image_token"]
 
