@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -57,21 +58,29 @@ def _tail(text: str) -> str:
     return text[-_OUTPUT_TAIL:]
 
 
-def run_snippet(snippet: Snippet, port: int, timeout: float = SNIPPET_TIMEOUT_S) -> str:
-    """Run `snippet` against the server on `port`; its output, or AssertionError with the code
-    and the output when it fails."""
+@dataclass
+class SnippetRun:
+    """How one snippet ran: its exit code and a report of the code and output for failures."""
+
+    returncode: int
+    stdout: str
+    report: str
+
+
+def run_snippet(snippet: Snippet, port: int, timeout: float = SNIPPET_TIMEOUT_S) -> SnippetRun:
+    """Run `snippet` against the server on `port`. A run past `timeout` is exit code -1."""
     code = snippet.with_port(port)
     with tempfile.TemporaryDirectory(prefix="sglang-doc-") as workdir:
         try:
             proc = subprocess.run(_command(snippet, code, Path(workdir)), cwd=REPO_ROOT, env=snippet_env(),
                                   capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired as exc:
-            raise AssertionError(f"{snippet.id} ran longer than {timeout:.0f} s\n--- code\n{code}\n--- output\n"
-                                 f"{_tail((exc.stdout or b'').decode(errors='replace'))}") from None
-    if proc.returncode != 0:
-        raise AssertionError(f"{snippet.id} exited with {proc.returncode}\n--- code\n{code}\n--- stdout\n"
-                             f"{_tail(proc.stdout)}\n--- stderr\n{_tail(proc.stderr)}")
-    return proc.stdout
+            out = _tail((exc.stdout or b"").decode(errors="replace"))
+            return SnippetRun(-1, out, f"{snippet.id} ran longer than {timeout:.0f} s\n--- code\n{code}\n"
+                                       f"--- output\n{out}")
+    return SnippetRun(proc.returncode, proc.stdout,
+                      f"{snippet.id} exited with {proc.returncode}\n--- code\n{code}\n--- stdout\n"
+                      f"{_tail(proc.stdout)}\n--- stderr\n{_tail(proc.stderr)}")
 
 
 class DocServer:

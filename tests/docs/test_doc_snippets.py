@@ -9,6 +9,7 @@ Needs the model in the cache (`python -m sglang.testing.models smollm2`); skips 
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from sglang.testing.doc_snippets import Snippet, collect
@@ -22,7 +23,9 @@ pytestmark = pytest.mark.slow
 def test_doc_snippet(snippet: Snippet, doc_servers: DocServers) -> None:
     if snippet.skip_reason is not None:
         pytest.skip(f"marked in the docs: {snippet.skip_reason}")
-    port = doc_servers.port_for(snippet)
+    port = doc_servers.port_for(snippet)  # starts the block's server when it is a launch block
     if snippet.starts_server:
-        return  # started by port_for and healthy: that is what such a block promises
-    run_snippet(snippet, port)
+        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=30, trust_env=False).status_code == 200
+        return
+    run = run_snippet(snippet, port)
+    assert run.returncode == 0, run.report
