@@ -24,6 +24,7 @@ import torch
 import transformers
 
 from sglang.testing.tiny_model import (
+    TINY_DIMS,
     InitScales,
     _state_dict_to_save,
     build_model,
@@ -78,13 +79,7 @@ QWEN2_VL_TOKENIZER = TokenizerFamily(
 )
 
 TINY_TEXT: Mapping[str, Any] = MappingProxyType({
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 1024,
-    "rms_norm_eps": 1e-6,
+    **TINY_DIMS,
     # 16-dim heads: 8 rotary frequencies, split time | height | width.
     "rope_parameters": {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
 })
