@@ -52,6 +52,7 @@ from sglang.runtime.managers.req import Req
 from sglang.runtime.managers.request_intake import RequestIntake
 from sglang.runtime.managers.schedule_batch import KVResources, ScheduleBatch
 from sglang.runtime.managers.schedule_policy import SchedulePolicy
+from sglang.runtime.managers.tp_mirror import TPLeader
 from sglang.runtime.model_executor.forward_batch import ForwardMode
 from sglang.runtime.model_executor.model_runner import ModelRunner
 from sglang.runtime.sampling.penalties import PendingTokens
@@ -74,9 +75,12 @@ def make_prefix_cache(runner: ModelRunner, disable: bool):
 class Scheduler:
     """Scheduling state and policy; transport-free (see scheduler_process.py for the ZMQ loop)."""
 
-    def __init__(self, server_args: ServerArgs, tokenizer=None, runner: Optional[ModelRunner] = None):
+    def __init__(self, server_args: ServerArgs, tokenizer=None, runner: Optional[ModelRunner] = None,
+                 mirror: Optional[TPLeader] = None):
         self.server_args = server_args
         self.runner = runner or ModelRunner(server_args)
+        # Tensor parallelism: rank 0's recorder, which ships every step to the follower ranks.
+        self.mirror = mirror
         self.tree_cache = make_prefix_cache(self.runner, server_args.disable_radix_cache)
         self.res = KVResources(self.runner.req_to_token_pool, self.runner.allocator, self.runner.kv_pool,
                                self.tree_cache, self.runner.device)
@@ -162,6 +166,8 @@ class Scheduler:
         encoder_cache = getattr(self.runner.model, "encoder_cache", None)  # vision-language models
         if encoder_cache is not None:
             encoder_cache.clear()
+            if self.mirror is not None:
+                self.mirror.clear_encoder_cache()
         return FlushCacheReply(True, "cache flushed")
 
     def state(self) -> dict:
@@ -304,7 +310,7 @@ class Scheduler:
     def _launch_extend(self, batch: ScheduleBatch) -> ForwardDone:
         fb = batch.build_extend()
         batch.commit_extend()
-        out = self.runner.forward(fb)
+        out = self._forward(fb)
         self.stats["forward_steps"] += 1
         self.stats["prefill_steps"] += 1
         self.stats["prefill_tokens"] += fb.num_tokens
@@ -321,6 +327,9 @@ class Scheduler:
             # forward pass, which reads the req_to_token rows as they were built.
             self.tree_cache.cache_unfinished_req(req)
         return forward
+
+    def _forward(self, fb):
+        return self.runner.forward(fb) if self.mirror is None else self.mirror.forward(fb)
 
     def _record_input_logprobs(self, reqs: List[Req], fb, out) -> None:
         if not fb.return_logprob or out.input_logits is None:
@@ -346,11 +355,15 @@ class Scheduler:
                 logits = logits[to_device(rows, torch.int64, logits.device)]
             info = SamplingBatchInfo.from_reqs(chosen, self.runner.vocab_size(), logits.device, pending)
             info.allowed_token_mask = GrammarSupport.build_mask(chosen, self.runner.vocab_size(), logits.device)
+            if self.mirror is not None:
+                self.mirror.sample(rows if len(rows) != len(reqs) else None, info)
             next_ids = self.runner.sample(logits, info)
             logprobs = self.output.launch_output_logprobs(chosen, logits, next_ids, copies)
             host_ids = copies.add(next_ids)
             for j, req in enumerate(chosen):
                 req.pending_ref = (self.launch_seq, j)
+        elif self.mirror is not None:
+            self.mirror.sample(None, None)  # nothing sampled: followers drop this forward pass
         copies.record()
         return LaunchedBatch(self.launch_seq, reqs, forward.mode, rows, next_ids, host_ids, logprobs, copies,
                              not self.overlap, forward.done_rows)
@@ -443,7 +456,7 @@ class Scheduler:
             return None
         batch = ScheduleBatch(reqs, ForwardMode.DECODE, self.res)
         fb = batch.build_decode(self.inflight.device_ids() if self.inflight is not None else None)
-        out = self.runner.forward(fb)
+        out = self._forward(fb)
         batch.commit_decode()
         self.stats["forward_steps"] += 1
         self.stats["decode_steps"] += 1
