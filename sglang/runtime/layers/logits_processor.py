@@ -2,7 +2,9 @@
 
 Every request needs logits at its last token (to sample). Input logprobs additionally need the
 rows of its prompt from `extend_logprob_start_lens_cpu[i]` on; nothing else is projected, so a
-long prefill never materialises [num_tokens, vocab].
+long prefill never materialises [num_tokens, vocab]. Under tensor parallelism each rank projects
+onto its vocabulary shard and the shards are all-gathered, so every rank samples from the same full
+logits (the ranks must agree on every token).
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import torch
 from torch import nn
 
 from sglang.runtime.host_device import to_device
-from sglang.runtime.layers.linear import require_single_rank
 
 if TYPE_CHECKING:
     from sglang.runtime.layers.vocab_parallel_embedding import VocabParallelEmbedding
@@ -57,7 +58,6 @@ class LogitsProcessor(nn.Module):
         self.one_row_gemv = False
 
     def compute_logits(self, hidden: torch.Tensor, lm_head: "VocabParallelEmbedding") -> torch.Tensor:
-        require_single_rank(lm_head.tp_size, "LogitsProcessor (vocab gather)")
         bias = getattr(lm_head, "bias", None)
         if self.one_row_gemv and hidden.shape[0] == 1:
             from sglang.kernels.gemv import gemv
@@ -65,6 +65,7 @@ class LogitsProcessor(nn.Module):
             logits = gemv(hidden.contiguous(), lm_head.weight, bias)
         else:
             logits = lm_head.project(hidden)
+        logits = lm_head.tp.all_gather(logits, dim=-1)  # shards in rank order; padding rows last
         logits = logits[:, : self.vocab_size].float()
         if self.final_logit_softcapping:
             logits = soft_cap(logits, self.final_logit_softcapping)

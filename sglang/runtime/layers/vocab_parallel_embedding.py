@@ -2,7 +2,8 @@
 
 Rank r holds rows [r * rows_per_rank, (r + 1) * rows_per_rank) of the (padded) vocabulary. With
 tp_size == 1 that is the whole table. Rows past the real vocabulary are zero padding; logits for
-them are sliced off by the logits processor.
+them are sliced off by the logits processor after it gathers every rank's shard. A lookup embeds
+the ids in this rank's range, zeroes the others and sums over ranks (all-reduce).
 """
 
 from __future__ import annotations
@@ -12,21 +13,23 @@ from typing import Optional
 import torch
 from torch import nn
 
-from sglang.runtime.layers.linear import ShardId, check_full_shape, require_single_rank
+from sglang.runtime.distributed.lazy_weight import WeightLike, materialize, reads_slices
+from sglang.runtime.distributed.tensor_parallel import resolve_tensor_parallel
+from sglang.runtime.layers.linear import ShardId, check_full_shape
 from sglang.runtime.layers.quantization.base import EmbeddingMethod
 from sglang.runtime.layers.quantization.unquantized import UnquantizedEmbeddingMethod
 
 
 class VocabParallelEmbedding(nn.Module):
-    def __init__(self, num_embeddings: int, embedding_dim: int, tp_rank: int = 0, tp_size: int = 1,
-                 params_dtype: Optional[torch.dtype] = None):
+    def __init__(self, num_embeddings: int, embedding_dim: int, tp_rank: Optional[int] = None,
+                 tp_size: Optional[int] = None, params_dtype: Optional[torch.dtype] = None):
         super().__init__()
-        if not 0 <= tp_rank < tp_size:
-            raise ValueError(f"tp_rank={tp_rank} must be in [0, tp_size={tp_size})")
+        self.tp = resolve_tensor_parallel(tp_rank, tp_size)
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
-        self.tp_rank, self.tp_size = tp_rank, tp_size
-        self.rows_per_rank = -(-num_embeddings // tp_size)
-        self.vocab_start = tp_rank * self.rows_per_rank
+        self.tp_rank, self.tp_size = self.tp.rank, self.tp.size
+        self.rows_per_rank = -(-num_embeddings // self.tp_size)
+        # A tiny vocabulary over many ranks can leave the last ranks all padding (start == end).
+        self.vocab_start = min(self.tp_rank * self.rows_per_rank, num_embeddings)
         self.vocab_end = min(self.vocab_start + self.rows_per_rank, num_embeddings)
         dtype = params_dtype or torch.get_default_dtype()
         self.params_dtype = dtype
@@ -38,16 +41,25 @@ class VocabParallelEmbedding(nn.Module):
         self.quant_method = method
         method.create_weights(self, self.params_dtype)
 
-    def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id: ShardId = None) -> None:
-        check_full_shape(loaded, (self.num_embeddings, self.embedding_dim), "embedding")
+    def _copy_vocab_rows(self, param: nn.Parameter, loaded: WeightLike) -> None:
         rows = self.vocab_end - self.vocab_start
         with torch.no_grad():
-            param.data[:rows].copy_(loaded[self.vocab_start : self.vocab_end])
+            param.data[:rows].copy_(materialize(loaded[self.vocab_start : self.vocab_end]))
             param.data[rows:].zero_()
 
+    @reads_slices
+    def weight_loader(self, param: nn.Parameter, loaded: WeightLike, shard_id: ShardId = None) -> None:
+        check_full_shape(loaded, (self.num_embeddings, self.embedding_dim), "embedding")
+        self._copy_vocab_rows(param, loaded)
+
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        require_single_rank(self.tp_size, type(self).__name__)
-        return self.quant_method.embedding(self, input_ids)
+        if self.tp.size == 1:
+            return self.quant_method.embedding(self, input_ids)
+        outside = (input_ids < self.vocab_start) | (input_ids >= self.vocab_end)
+        local = torch.where(outside, 0, input_ids - self.vocab_start)
+        embedded = self.quant_method.embedding(self, local)
+        embedded = embedded.masked_fill(outside.unsqueeze(-1), 0)
+        return self.tp.all_reduce(embedded)
 
     def project(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden [tokens, embedding_dim] -> logits over this rank's rows (the LM head's matmul)."""
@@ -60,8 +72,9 @@ class VocabParallelEmbedding(nn.Module):
 class ParallelLMHead(VocabParallelEmbedding):
     """Output projection to vocabulary logits. Its weight is read by the LogitsProcessor."""
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, bias: bool = False, tp_rank: int = 0,
-                 tp_size: int = 1, params_dtype: Optional[torch.dtype] = None):
+    def __init__(self, num_embeddings: int, embedding_dim: int, bias: bool = False,
+                 tp_rank: Optional[int] = None, tp_size: Optional[int] = None,
+                 params_dtype: Optional[torch.dtype] = None):
         super().__init__(num_embeddings, embedding_dim, tp_rank, tp_size, params_dtype)
         if bias:
             self.bias = nn.Parameter(torch.zeros(self.rows_per_rank, dtype=self.weight.dtype),
@@ -70,12 +83,10 @@ class ParallelLMHead(VocabParallelEmbedding):
         else:
             self.register_parameter("bias", None)
 
-    def _bias_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id: ShardId = None) -> None:
+    @reads_slices
+    def _bias_loader(self, param: nn.Parameter, loaded: WeightLike, shard_id: ShardId = None) -> None:
         check_full_shape(loaded, (self.num_embeddings,), "lm_head bias")
-        rows = self.vocab_end - self.vocab_start
-        with torch.no_grad():
-            param.data[:rows].copy_(loaded[self.vocab_start : self.vocab_end])
-            param.data[rows:].zero_()
+        self._copy_vocab_rows(param, loaded)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         raise RuntimeError("ParallelLMHead is not called directly; LogitsProcessor applies its weight")

@@ -17,6 +17,7 @@ from typing import List, Optional
 import torch
 
 from sglang.kernels import triton_available
+from sglang.runtime.distributed.tensor_parallel import init_tensor_parallel, kv_heads_per_rank
 from sglang.runtime.layers.attention.registry import create_attention_backend, get_attention_backend_class
 from sglang.runtime.layers.cpu_kernels import apply_cpu_kernels
 from sglang.runtime.layers.logits_processor import LogitsProcessorOutput
@@ -40,12 +41,15 @@ _INT32_BYTES = 4
 
 
 class ModelRunner:
-    def __init__(self, server_args: ServerArgs, tp_rank: int = 0):
+    def __init__(self, server_args: ServerArgs, tp_rank: int = 0, dist_init_method: Optional[str] = None):
+        """`dist_init_method` (tcp://host:port or file://path) joins the tensor-parallel process
+        group of --tp-size ranks; tp_size 1 needs none."""
         self.server_args = server_args
         self.tp_rank = tp_rank
         self.device = server_args.device
         if self.device == "cuda":
             torch.cuda.set_device(server_args.base_gpu_id + tp_rank)
+        self.tp = init_tensor_parallel(tp_rank, server_args.tp_size, dist_init_method, device=self.device)
         torch.manual_seed(server_args.random_seed)
         self.model_config = ModelConfig(
             server_args.model_path,
@@ -57,7 +61,7 @@ class ModelRunner:
         )
         self.dtype = self.model_config.dtype
         self.model = load_model(self.model_config, server_args.load_format, self.device, server_args.random_seed,
-                                server_args.quantization)
+                                server_args.quantization, tp=self.tp)
         if server_args.enable_fused_gemv and self.device == "cuda" and triton_available():
             apply_one_token_gemv(self.model)
         self.weight_bytes = sum(p.numel() * p.element_size() for p in self.model.parameters())
@@ -130,7 +134,9 @@ class ModelRunner:
 
     def _init_memory(self) -> None:
         cfg = self.model_config
-        per_token = KVPool.bytes_per_token(cfg.num_key_value_heads, cfg.head_dim, cfg.num_hidden_layers, self.kv_dtype())
+        # This rank's kv heads (its share, or one replicated head when ranks outnumber them).
+        kv_heads = kv_heads_per_rank(cfg.num_key_value_heads, self.tp.size)
+        per_token = KVPool.bytes_per_token(kv_heads, cfg.head_dim, cfg.num_hidden_layers, self.kv_dtype())
         self.max_total_num_tokens, self.max_running_requests = self._plan_memory(per_token)
         self.req_to_token_pool = ReqToTokenPool(self._table_rows(self.max_running_requests), self.context_len + 4,
                                                 self.device)
@@ -140,7 +146,7 @@ class ModelRunner:
         self.kv_pool = KVPool(
             self.max_total_num_tokens,
             self.kv_dtype(),
-            cfg.num_key_value_heads,
+            kv_heads,
             cfg.head_dim,
             cfg.num_hidden_layers,
             self.device,

@@ -1,5 +1,8 @@
 """Build a model for a ModelConfig and fill its weights (from safetensors/.bin files, a GGUF file,
-or random for 'dummy')."""
+or random for 'dummy').
+
+Under tensor parallelism the model is constructed inside `tensor_parallel(tp)`, so its parallel
+layers hold this rank's shard, and safetensors are read lazily: each rank reads only its slices."""
 
 from __future__ import annotations
 
@@ -10,6 +13,12 @@ from typing import FrozenSet, Iterator, Optional, Tuple
 import torch
 from torch import nn
 
+from sglang.runtime.distributed.tensor_parallel import (
+    SINGLE_RANK,
+    TensorParallel,
+    check_tensor_parallel_config,
+    tensor_parallel,
+)
 from sglang.runtime.layers.quantization import get_quantization_config
 from sglang.runtime.layers.rotary_embedding import RotaryEmbedding
 from sglang.runtime.models.model_config import ModelConfig
@@ -49,15 +58,31 @@ def _gguf_weights(model_config: ModelConfig, keep_quantized: FrozenSet[str]) -> 
                                 keep_quantized=keep_quantized)
 
 
+def check_tensor_parallel_support(model_config: ModelConfig, tp: TensorParallel,
+                                  quantization: Optional[str]) -> None:
+    """Refuse at start what cannot run split over `tp.size` ranks."""
+    if tp.size == 1:
+        return
+    check_tensor_parallel_config(model_config.num_attention_heads, model_config.num_key_value_heads,
+                                 tp.size, repr(model_config.model_path))
+    if quantization or model_config.gguf is not None:
+        what = f"--quantization {quantization}" if quantization else "a GGUF checkpoint"
+        raise ValueError(f"{what} is not supported with --tp-size {tp.size}; use a safetensors "
+                         f"checkpoint without --quantization, or --tp-size 1")
+
+
 def load_model(model_config: ModelConfig, load_format: str = "auto", device: str = "cpu",
-               seed: int = 0, quantization: Optional[str] = None) -> nn.Module:
+               seed: int = 0, quantization: Optional[str] = None,
+               tp: TensorParallel = SINGLE_RANK) -> nn.Module:
     """The model of `model_config.architecture` in eval mode, on `device`, in model_config.dtype;
-    with `quantization` (a `--quantization` name), its layers computing as that method says."""
+    with `quantization` (a `--quantization` name), its layers computing as that method says; its
+    parallel layers holding `tp.rank`'s shard."""
     if load_format not in LOAD_FORMATS:
         raise ValueError(f"load_format must be one of {LOAD_FORMATS}, got {load_format!r}")
+    check_tensor_parallel_support(model_config, tp, quantization)
     model_cls = get_model_class(model_config.architecture)
     quant = get_quantization_config(quantization) if quantization else None
-    with _default_dtype(model_config.dtype), torch.device(device):
+    with _default_dtype(model_config.dtype), torch.device(device), tensor_parallel(tp):
         model = model_cls(model_config.hf_config)
         if quant is not None:
             quant.prepare(model, model_config, device)
@@ -72,6 +97,6 @@ def load_model(model_config: ModelConfig, load_format: str = "auto", device: str
     else:
         files, kind = find_weight_files(model_config.model_path, load_format)
         logger.info("loading %d %s file(s) from %s", len(files), kind, model_config.model_path)
-        model.load_weights(iterate_weights(files, kind))
+        model.load_weights(iterate_weights(files, kind, lazy=True))
     _fit_rope_to_context(model, model_config.context_len)
     return model.eval()

@@ -2,7 +2,9 @@
 
 - `find_weight_files` picks the files of a checkpoint directory (honouring the shard index).
 - `iterate_weights` streams (name, tensor) pairs one file at a time with a progress bar, so a
-  large checkpoint is never fully resident in host memory.
+  large checkpoint is never fully resident in host memory. With `lazy=True`, safetensors entries
+  come as `LazyWeight` views that read nothing until a weight loader takes its slice (a
+  tensor-parallel rank reads only its shard of each parallel layer's weight).
 - `load_named_weights` is the shared body of every model's `load_weights`: it maps checkpoint
   names onto (possibly fused) parameters, calls their `weight_loader`, and reports tensors the
   checkpoint never provided.
@@ -21,6 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from sglang.runtime.distributed.lazy_weight import LazyWeight, materialize
 from sglang.runtime.layers.linear import ShardId, copy_checked
 
 logger = logging.getLogger(__name__)
@@ -80,7 +83,15 @@ def find_weight_files(model_path: str, load_format: str = "auto") -> Tuple[List[
 # ---------------------------------------------------------------- streaming tensors
 
 
-def _safetensors_iter(files: Sequence[str], progress: bool) -> Iterator[Tuple[str, torch.Tensor]]:
+def _read_entry(f, name: str, lazy: bool):
+    if not lazy:
+        return f.get_tensor(name)
+    handle = f.get_slice(name)  # holds the file open for as long as the view lives
+    return LazyWeight.from_safetensors(handle) if handle.get_shape() else f.get_tensor(name)
+
+
+def _safetensors_iter(files: Sequence[str], progress: bool, lazy: bool = False
+                      ) -> Iterator[Tuple[str, torch.Tensor]]:
     from safetensors import safe_open
 
     total = 0
@@ -91,7 +102,7 @@ def _safetensors_iter(files: Sequence[str], progress: bool) -> Iterator[Tuple[st
         for path in files:
             with safe_open(path, framework="pt", device="cpu") as f:
                 for name in f.keys():
-                    yield name, f.get_tensor(name)
+                    yield name, _read_entry(f, name, lazy)
                     bar.update(1)
 
 
@@ -102,10 +113,12 @@ def _pt_iter(files: Sequence[str], progress: bool) -> Iterator[Tuple[str, torch.
         del state
 
 
-def iterate_weights(files: Sequence[str], kind: str, progress: bool = True
+def iterate_weights(files: Sequence[str], kind: str, progress: bool = True, lazy: bool = False
                     ) -> Iterator[Tuple[str, torch.Tensor]]:
+    """(name, tensor) pairs; with `lazy`, safetensors entries are `LazyWeight` views (route them
+    through `load_named_weights`, which reads only what each parameter's loader needs)."""
     if kind == "safetensors":
-        return _safetensors_iter(files, progress)
+        return _safetensors_iter(files, progress, lazy)
     if kind == "pt":
         return _pt_iter(files, progress)
     raise ValueError(f"unknown weight file kind {kind!r}")
@@ -160,6 +173,8 @@ def load_named_weights(model: nn.Module, weights: WeightIter, stacked: StackedMa
             continue
         param = params[target[0]]
         loader = getattr(param, "weight_loader", default_weight_loader)
+        if not getattr(loader, "reads_slices", False):
+            tensor = materialize(tensor)
         try:
             loader(param, tensor, target[1])
         except ValueError as e:
