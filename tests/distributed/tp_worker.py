@@ -42,6 +42,10 @@ def run_script(model_path: str, tp: TensorParallel) -> Dict[str, torch.Tensor]:
         tokens = steps[-1].argmax(dim=-1).tolist()
         steps.append(harness.decode(rows, tokens).next_token_logits.clone())
     result["next_token_logits"] = torch.stack(steps)
+    if hasattr(model, "vision_tower"):  # vision-language: the tower's image features too
+        size = model.vision_tower.embeddings.image_size
+        tiles = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(3))
+        result["image_features"] = model.image_features(tiles)
     return result
 
 

@@ -65,15 +65,16 @@ class VisionAttention(nn.Module):
         super().__init__()
         if hidden % heads:
             raise ValueError(f"vision hidden_size {hidden} is not divisible by num_attention_heads {heads}")
-        self.heads, self.head_dim = heads, hidden // heads
+        self.head_dim = hidden // heads
         self.qkv_proj = QKVParallelLinear(hidden, self.head_dim, heads, heads, bias=True)
         self.out_proj = RowParallelLinear(hidden, hidden, bias=True)
+        self.heads = self.qkv_proj.num_heads  # this tensor-parallel rank's share
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tiles, tokens, hidden = x.shape
+        tiles, tokens, _ = x.shape
         q, k, v = self.qkv_proj(x).view(tiles, tokens, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         out = F.scaled_dot_product_attention(q, k, v)  # scale 1/sqrt(head_dim), no mask
-        return self.out_proj(out.transpose(1, 2).reshape(tiles, tokens, hidden))
+        return self.out_proj(out.transpose(1, 2).reshape(tiles, tokens, self.heads * self.head_dim))
 
 
 class VisionMLP(nn.Module):
