@@ -138,8 +138,10 @@ class ServerArgs:
             raise ValueError(f"watchdog_timeout must be positive, got {self.watchdog_timeout}")
         if not self.graceful_shutdown_timeout >= 0:
             raise ValueError(f"graceful_shutdown_timeout must be >= 0, got {self.graceful_shutdown_timeout}")
-        if self.tp_size != 1:
-            raise ValueError(f"--tp-size {self.tp_size}: tensor parallelism is not available in this build; use 1")
+        if self.tp_size < 1:
+            raise ValueError(f"--tp-size must be >= 1, got {self.tp_size}")
+        if self.base_gpu_id < 0:
+            raise ValueError(f"--base-gpu-id must be >= 0, got {self.base_gpu_id}")
 
     # ----- CLI -----
     @staticmethod
@@ -206,6 +208,8 @@ class PortArgs:
     scheduler_ipc: str  # tokenizer manager -> scheduler
     detokenizer_ipc: str  # scheduler -> detokenizer
     ipc_dir: Optional[str] = None
+    # Tensor parallelism: where the ranks' process group meets (tcp://127.0.0.1:<free port>).
+    tp_init_method: Optional[str] = None
 
     @staticmethod
     def new(tmp_dir: Optional[str] = None) -> "PortArgs":

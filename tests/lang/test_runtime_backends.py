@@ -239,7 +239,7 @@ def test_server_cli_args_validation():
 def test_runtime_startup_failure_shows_the_log(model_path):
     # A value only the server rejects (fast: it fails while parsing its arguments).
     with pytest.raises(RuntimeError, match="exited with code") as info:
-        Runtime(model_path=model_path, device="cpu", tp_size=2)
+        Runtime(model_path=model_path, device="cpu", tp_size=0)
     message = str(info.value)
     assert "log tail" in message and "tp-size" in message
     log_path = re.search(r"log tail \((.+?\.log)\)", message).group(1)

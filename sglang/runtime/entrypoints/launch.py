@@ -18,9 +18,10 @@ import logging
 import multiprocessing as mp
 import os
 import signal
+import socket
 import time
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 from sglang.runtime.checkpoint_path import use_local_checkpoint
 from sglang.runtime.managers.child_process import Heartbeat
@@ -67,23 +68,38 @@ def _child_failure(name: str, proc) -> RuntimeError:
     return RuntimeError(f"the {name} process exited during startup (code {proc.exitcode}); see its log above")
 
 
-def _wait_ready(name: str, proc, reader) -> dict:
-    deadline = time.monotonic() + _START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if reader.poll(0.2):
-            try:
-                msg = reader.recv()
-            except EOFError:  # the child exited without a word
-                raise _child_failure(name, proc) from None
-            if isinstance(msg, dict) and msg.get("status") == "ready":
-                return msg
-            if isinstance(msg, str) and msg == "ready":
-                return {"status": "ready"}
-            detail = msg.get("message") if isinstance(msg, dict) else msg
-            raise RuntimeError(f"the {name} process failed to start: {detail}")
+def _read_status(name: str, proc, reader) -> Optional[dict]:
+    """The child's startup report if one arrived (None if not yet); raises on a failure."""
+    if not reader.poll(0):
         if not proc.is_alive():
             raise _child_failure(name, proc)
-    raise RuntimeError(f"the {name} process did not become ready within {_START_TIMEOUT_S:.0f} s")
+        return None
+    try:
+        msg = reader.recv()
+    except EOFError:  # the child exited without a word
+        raise _child_failure(name, proc) from None
+    if isinstance(msg, dict) and msg.get("status") == "ready":
+        return msg
+    if isinstance(msg, str) and msg == "ready":
+        return {"status": "ready"}
+    detail = msg.get("message") if isinstance(msg, dict) else msg
+    raise RuntimeError(f"the {name} process failed to start: {detail}")
+
+
+def _wait_all_ready(procs: List[tuple], readers: list) -> List[dict]:
+    """Every child's readiness report, in order. Watched together: tensor-parallel ranks wait
+    for each other while they start, so one rank's failure must be seen at once."""
+    infos: List[Optional[dict]] = [None] * len(procs)
+    deadline = time.monotonic() + _START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        for i, ((name, proc), reader) in enumerate(zip(procs, readers)):
+            if infos[i] is None:
+                infos[i] = _read_status(name, proc, reader)
+        if all(info is not None for info in infos):
+            return infos
+        time.sleep(0.05)
+    late = [name for (name, _), info in zip(procs, infos) if info is None]
+    raise RuntimeError(f"the {', '.join(late)} process(es) did not become ready within {_START_TIMEOUT_S:.0f} s")
 
 
 def launch_runtime(server_args: ServerArgs) -> Tuple[TokenizerManager, RuntimeProcesses]:
@@ -94,7 +110,7 @@ def launch_runtime(server_args: ServerArgs) -> Tuple[TokenizerManager, RuntimePr
     runtime = RuntimeProcesses([], PortArgs.new())
     try:
         readers = _start_children(ctx, server_args, runtime, heartbeat)
-        infos = [_wait_ready(name, proc, reader) for (name, proc), reader in zip(runtime.procs, readers)]
+        infos = _wait_all_ready(runtime.procs, readers)
         tokenizer_manager = TokenizerManager(server_args, runtime.port_args, infos[0], runtime.procs,
                                              heartbeat=heartbeat)
     except BaseException:  # a startup error, or a signal while the model loads
@@ -104,19 +120,33 @@ def launch_runtime(server_args: ServerArgs) -> Tuple[TokenizerManager, RuntimePr
 
 
 def _start_children(ctx, server_args: ServerArgs, runtime: RuntimeProcesses, heartbeat: Heartbeat) -> list:
+    """One scheduler process per tensor-parallel rank (rank 0 first: the tokenizer manager reads
+    its readiness report), then the detokenizer."""
+    if server_args.tp_size > 1:
+        runtime.port_args.tp_init_method = free_tcp_init_method()
+    targets = [("scheduler", run_scheduler_process, {"heartbeat": heartbeat})]
+    targets += [(f"scheduler TP{rank}", run_scheduler_process, {"tp_rank": rank})
+                for rank in range(1, server_args.tp_size)]
+    targets.append(("detokenizer", run_detokenizer_process, {}))
     readers = []
-    targets = (("scheduler", run_scheduler_process, {"heartbeat": heartbeat}),
-               ("detokenizer", run_detokenizer_process, {}))
     for name, target, kwargs in targets:
         reader, writer = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=target, args=(server_args, runtime.port_args, writer), kwargs=kwargs,
-                           daemon=True, name=f"sglang-{name}")
+                           daemon=True, name="sglang-" + name.replace(" ", "-"))
         proc.start()
         writer.close()
         runtime.procs.append((name, proc))
         readers.append(reader)
     logger.info("started %s", ", ".join(f"the {name} process (pid {proc.pid})" for name, proc in runtime.procs))
     return readers
+
+
+def free_tcp_init_method(host: str = "127.0.0.1") -> str:
+    """Where the tensor-parallel ranks' process group meets: a port free right now (rank 0
+    listens on it once it starts)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return f"tcp://{host}:{s.getsockname()[1]}"
 
 
 def shutdown_processes(procs: List[tuple], timeout: float = 5.0) -> None:

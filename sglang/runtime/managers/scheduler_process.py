@@ -41,25 +41,72 @@ def run_scheduler_process(server_args: ServerArgs, port_args: PortArgs, pipe_wri
     parent = ParentWatch()
     exit_when_parent_dies("scheduler", port_args, parent)
     try:
-        from sglang.runtime.managers.scheduler import Scheduler
-
-        scheduler = Scheduler(server_args, tokenizer=load_server_tokenizer(server_args))
-        runner = scheduler.runner
-        pipe_writer.send({
-            "status": "ready",
-            "max_total_num_tokens": runner.max_total_num_tokens,
-            "max_running_requests": runner.max_running_requests,
-            "context_len": runner.context_len,
-            "vocab_size": runner.vocab_size(),
-            "eos_token_ids": sorted(runner.eos_token_ids()),
-            "architecture": runner.model_config.architecture,
-        })
+        runner, group = _build_runner(server_args, port_args, tp_rank)
+        if tp_rank > 0:
+            pipe_writer.send({"status": "ready"})
+        else:
+            scheduler = _build_scheduler(server_args, runner, group)
+            pipe_writer.send({
+                "status": "ready",
+                "max_total_num_tokens": runner.max_total_num_tokens,
+                "max_running_requests": runner.max_running_requests,
+                "context_len": runner.context_len,
+                "vocab_size": runner.vocab_size(),
+                "eos_token_ids": sorted(runner.eos_token_ids()),
+                "architecture": runner.model_config.architecture,
+            })
     except Exception as exc:
         logger.error("scheduler failed to start: %s", traceback.format_exc())
         pipe_writer.send({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
         return
+    if tp_rank > 0:
+        _follow(runner, group)
+        return
     SchedulerLoop(scheduler, port_args, parent, heartbeat).run()
     exit_orphaned("scheduler", port_args)  # run() returns only once the parent is gone
+
+
+def _build_runner(server_args: ServerArgs, port_args: PortArgs, tp_rank: int):
+    """This rank's ModelRunner and, with tensor parallelism, the control group (capacities
+    agreed over it: the minimum of all ranks)."""
+    from sglang.runtime.model_executor.model_runner import ModelRunner
+
+    if server_args.tp_size == 1:
+        return ModelRunner(server_args), None
+    from sglang.runtime.managers.tp_group import agree_on_capacity, new_control_group
+
+    runner = ModelRunner(server_args, tp_rank, dist_init_method=port_args.tp_init_method)
+    group = new_control_group()
+    agree_on_capacity(runner, group)
+    return runner, group
+
+
+def _build_scheduler(server_args: ServerArgs, runner, group):
+    from sglang.runtime.managers.scheduler import Scheduler
+
+    mirror = None
+    if group is not None:
+        from sglang.runtime.managers.tp_group import broadcaster
+        from sglang.runtime.managers.tp_mirror import TPLeader
+
+        mirror = TPLeader(runner, broadcaster(group))
+    return Scheduler(server_args, tokenizer=load_server_tokenizer(server_args), runner=runner, mirror=mirror)
+
+
+def _follow(runner, group) -> None:
+    """A follower rank mirrors rank 0 until rank 0 is gone; then it exits non-zero (the
+    launcher, which takes the server down when any rank dies, may already be ending it)."""
+    import os
+
+    from sglang.runtime.managers.tp_group import run_follower
+
+    try:
+        run_follower(runner, group)
+    except Exception as exc:
+        logger.error("tensor-parallel follower TP%d stops: rank 0 is gone or failed (%s: %s)",
+                     runner.tp_rank, type(exc).__name__, exc)
+        logging.shutdown()
+        os._exit(1)
 
 
 class SchedulerLoop:
