@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 from sglang.runtime.layers.attention.registry import ATTENTION_BACKEND_NAMES
 from sglang.runtime.layers.quantization import QUANTIZATION_METHODS
+from sglang.runtime.managers.dp_router import LOAD_BALANCE_METHODS
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,8 @@ class ServerArgs:
     disable_overlap_schedule: bool = _f(False, "Do not overlap CPU scheduling with GPU execution: process each batch's sampled tokens before building the next batch (overlap is on by default, also on CPU).")
     tp_size: int = _f(1, "Tensor-parallel size (processes, one per device).")
     base_gpu_id: int = _f(0, "First GPU index to use.")
+    dp_size: int = _f(1, "Data-parallel size: independent replicas (each with --tp-size processes and its own KV cache) behind one server; on CUDA replica r uses GPUs --base-gpu-id + r * tp_size onwards.")
+    load_balance_method: str = _f("cache_aware", "How a request's data-parallel replica is chosen: 'cache_aware' (the replica already holding the longest prefix of its prompt, else the least loaded), 'shortest_queue' (fewest requests in flight), 'round_robin'.", LOAD_BALANCE_METHODS)
 
     # Structured generation
     grammar_backend: str = _f("xgrammar", "Backend for regex/JSON-schema/EBNF constraints.", ("xgrammar", "fsm", "none"))
@@ -140,6 +143,11 @@ class ServerArgs:
             raise ValueError(f"graceful_shutdown_timeout must be >= 0, got {self.graceful_shutdown_timeout}")
         if self.tp_size < 1:
             raise ValueError(f"--tp-size must be >= 1, got {self.tp_size}")
+        if self.dp_size < 1:
+            raise ValueError(f"--dp-size must be >= 1, got {self.dp_size}")
+        if self.load_balance_method not in LOAD_BALANCE_METHODS:
+            raise ValueError(f"--load-balance-method must be one of {LOAD_BALANCE_METHODS}, "
+                             f"got {self.load_balance_method!r}")
         if self.base_gpu_id < 0:
             raise ValueError(f"--base-gpu-id must be >= 0, got {self.base_gpu_id}")
 
@@ -210,6 +218,13 @@ class PortArgs:
     ipc_dir: Optional[str] = None
     # Tensor parallelism: where the ranks' process group meets (tcp://127.0.0.1:<free port>).
     tp_init_method: Optional[str] = None
+
+    def for_replica(self, replica: int) -> "PortArgs":
+        """The endpoints of data-parallel replica `replica`: its own scheduler socket (replica 0
+        keeps the plain one), the shared detokenizer and tokenizer sockets."""
+        if replica == 0:
+            return self
+        return dataclasses.replace(self, scheduler_ipc=f"{self.scheduler_ipc}-dp{replica}", tp_init_method=None)
 
     @staticmethod
     def new(tmp_dir: Optional[str] = None) -> "PortArgs":

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sglang.runtime.managers.dp_router import PrefixRecord, ReplicaRouter
+from sglang.runtime.managers.dp_router import PrefixRecord, ReplicaRouter, merge_replica_states
 
 
 def _prompt(rng: random.Random, prefix, suffix_len: int = 16):
@@ -134,3 +134,14 @@ def test_loads_track_in_flight_requests(method, replicas, ops):
             router.finish(in_flight.pop(0))
         assert sum(router.loads) == len(in_flight)
         assert all(len(record) <= 8 for record in router.records)
+
+
+def test_merge_replica_states():
+    a = {"num_running_reqs": 2, "token_usage": 0.5, "context_length": 64, "free_kv_tokens": 10, "x": "a"}
+    b = {"num_running_reqs": 1, "token_usage": 0.1, "context_length": 64, "free_kv_tokens": 30, "x": "b"}
+    assert merge_replica_states([a]) is a
+    merged = merge_replica_states([a, b])
+    assert merged["num_running_reqs"] == 3 and merged["free_kv_tokens"] == 40
+    assert merged["token_usage"] == pytest.approx(0.3) and merged["context_length"] == 64
+    assert [r["replica"] for r in merged["replicas"]] == [0, 1]
+    assert merged["replicas"][1]["x"] == "b"

@@ -14,6 +14,7 @@ Shared by the offline Engine and the HTTP server so that both run the same sched
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing as mp
 import os
@@ -106,39 +107,55 @@ def launch_runtime(server_args: ServerArgs) -> Tuple[TokenizerManager, RuntimePr
     exit_if_spawn_bootstrap()
     use_local_checkpoint(server_args)
     ctx = mp.get_context("spawn")
-    heartbeat = Heartbeat(ctx)
+    heartbeats = [Heartbeat(ctx) for _ in range(server_args.dp_size)]
     runtime = RuntimeProcesses([], PortArgs.new())
     try:
-        readers = _start_children(ctx, server_args, runtime, heartbeat)
+        readers, leaders = _start_children(ctx, server_args, runtime, heartbeats)
         infos = _wait_all_ready(runtime.procs, readers)
-        tokenizer_manager = TokenizerManager(server_args, runtime.port_args, infos[0], runtime.procs,
-                                             heartbeat=heartbeat)
+        tokenizer_manager = TokenizerManager(server_args, runtime.port_args, [infos[i] for i in leaders],
+                                             runtime.procs, heartbeats=heartbeats)
     except BaseException:  # a startup error, or a signal while the model loads
         runtime.stop()
         raise
     return tokenizer_manager, runtime
 
 
-def _start_children(ctx, server_args: ServerArgs, runtime: RuntimeProcesses, heartbeat: Heartbeat) -> list:
-    """One scheduler process per tensor-parallel rank (rank 0 first: the tokenizer manager reads
-    its readiness report), then the detokenizer."""
-    if server_args.tp_size > 1:
-        runtime.port_args.tp_init_method = free_tcp_init_method()
-    targets = [("scheduler", run_scheduler_process, {"heartbeat": heartbeat})]
-    targets += [(f"scheduler TP{rank}", run_scheduler_process, {"tp_rank": rank})
-                for rank in range(1, server_args.tp_size)]
-    targets.append(("detokenizer", run_detokenizer_process, {}))
+def _replica_targets(server_args: ServerArgs, port_args: PortArgs, replica: int, heartbeat: Heartbeat) -> list:
+    """(name, server args, port args, kwargs) of one data-parallel replica's scheduler processes:
+    one per tensor-parallel rank, rank 0 first, on its own GPUs and scheduler socket."""
+    tp = server_args.tp_size
+    if server_args.dp_size > 1:
+        server_args = dataclasses.replace(server_args, base_gpu_id=server_args.base_gpu_id + replica * tp)
+    port_args = port_args.for_replica(replica)
+    if tp > 1:
+        port_args = dataclasses.replace(port_args, tp_init_method=free_tcp_init_method())
+    name = "scheduler" if replica == 0 else f"scheduler DP{replica}"
+    targets = [(name, server_args, port_args, {"heartbeat": heartbeat})]
+    targets += [(f"{name} TP{rank}", server_args, port_args, {"tp_rank": rank}) for rank in range(1, tp)]
+    return targets
+
+
+def _start_children(ctx, server_args: ServerArgs, runtime: RuntimeProcesses, heartbeats: List[Heartbeat]):
+    """Each data-parallel replica's scheduler processes (see _replica_targets), then the one
+    detokenizer all replicas send to. Returns the readiness pipes and the index of each
+    replica's rank 0 among them (the tokenizer manager reads their reports)."""
+    targets, leaders = [], []
+    for replica in range(server_args.dp_size):
+        leaders.append(len(targets))
+        targets += [(name, run_scheduler_process, sargs, pargs, kwargs) for name, sargs, pargs, kwargs
+                    in _replica_targets(server_args, runtime.port_args, replica, heartbeats[replica])]
+    targets.append(("detokenizer", run_detokenizer_process, server_args, runtime.port_args, {}))
     readers = []
-    for name, target, kwargs in targets:
+    for name, target, sargs, pargs, kwargs in targets:
         reader, writer = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=target, args=(server_args, runtime.port_args, writer), kwargs=kwargs,
+        proc = ctx.Process(target=target, args=(sargs, pargs, writer), kwargs=kwargs,
                            daemon=True, name="sglang-" + name.replace(" ", "-"))
         proc.start()
         writer.close()
         runtime.procs.append((name, proc))
         readers.append(reader)
     logger.info("started %s", ", ".join(f"the {name} process (pid {proc.pid})" for name, proc in runtime.procs))
-    return readers
+    return readers, leaders
 
 
 def free_tcp_init_method(host: str = "127.0.0.1") -> str:

@@ -128,3 +128,25 @@ class ReplicaRouter:
         replica = best if long_enough and not_overloaded else self._least_loaded()
         self.records[replica].insert(keys)
         return Dispatch(replica, matches[replica])
+
+
+# State keys that are the same on every replica or a ratio: not summed.
+_SHARED_STATE_KEYS = ("context_length",)
+_MEAN_STATE_KEYS = ("token_usage",)
+
+
+def merge_replica_states(states: List[dict]) -> dict:
+    """One server state from the replicas' (`Scheduler.server_state`): counts and capacities
+    summed, ratios averaged, anything else from replica 0; each replica's own state under
+    "replicas" when there are several."""
+    if len(states) == 1:
+        return states[0]
+    merged = dict(states[0])
+    for key, value in states[0].items():
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not numeric or key in _SHARED_STATE_KEYS:
+            continue
+        values = [state.get(key, 0) for state in states]
+        merged[key] = sum(values) / len(values) if key in _MEAN_STATE_KEYS else sum(values)
+    merged["replicas"] = [dict(state, replica=i) for i, state in enumerate(states)]
+    return merged

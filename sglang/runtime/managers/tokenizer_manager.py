@@ -16,7 +16,7 @@ import logging
 import os
 import time
 import uuid
-from typing import Any, AsyncIterator, Dict, List, Optional, Union
+from typing import Any, AsyncIterator, Dict, List, Optional, Sequence, Union
 
 import zmq
 import zmq.asyncio
@@ -38,6 +38,7 @@ from sglang.runtime.managers.io_struct import (
     TokenizedGenerateReq,
 )
 from sglang.runtime.managers.child_process import Heartbeat
+from sglang.runtime.managers.dp_router import ReplicaRouter, merge_replica_states
 from sglang.runtime.managers.request_state import ReqState
 from sglang.runtime.managers.scheduler_watchdog import SchedulerHangWatch
 from sglang.runtime.multimodal.registry import load_multimodal_processor
@@ -60,12 +61,16 @@ class EngineDeadError(RuntimeError):
 
 
 class TokenizerManager:
-    def __init__(self, server_args: ServerArgs, port_args: PortArgs, scheduler_info: dict, procs: list,
-                 heartbeat: Optional[Heartbeat] = None):
+    def __init__(self, server_args: ServerArgs, port_args: PortArgs, scheduler_infos: List[dict], procs: list,
+                 heartbeats: Sequence[Heartbeat] = ()):
+        """`scheduler_infos` and `heartbeats`: one per data-parallel replica (its rank 0)."""
         self.server_args = server_args
         self.port_args = port_args
         self.procs = procs
-        self.hang_watch = SchedulerHangWatch(heartbeat, server_args.watchdog_timeout) if heartbeat else None
+        self.hang_watches = [SchedulerHangWatch(hb, server_args.watchdog_timeout) for hb in heartbeats]
+        self.router = ReplicaRouter(len(scheduler_infos), server_args.load_balance_method)
+        self.replica_of: Dict[str, int] = {}  # rid -> the replica it was sent to
+        scheduler_info = scheduler_infos[0]  # replicas are alike; capacities are per replica
         self.tokenizer = load_server_tokenizer(server_args)
         self.context_len: int = scheduler_info["context_len"]
         self.vocab_size: int = scheduler_info["vocab_size"]
@@ -83,6 +88,8 @@ class TokenizerManager:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._control_lock: Optional[asyncio.Lock] = None
         self._control_future: Optional[asyncio.Future] = None
+        self._control_replies: list = []
+        self._control_expected = 0
 
     def _load_mm_processor(self) -> Optional[Any]:
         if self.tokenizer is None:
@@ -114,8 +121,11 @@ class TokenizerManager:
             raise RuntimeError("TokenizerManager is bound to another event loop")
         self._loop = loop
         self._ctx = zmq.asyncio.Context(1)
-        self._send = self._ctx.socket(zmq.PUSH)
-        self._send.connect(self.port_args.scheduler_ipc)
+        self._sends = []  # one per data-parallel replica
+        for replica in range(self.router.num_replicas):
+            sock = self._ctx.socket(zmq.PUSH)
+            sock.connect(self.port_args.for_replica(replica).scheduler_ipc)
+            self._sends.append(sock)
         self._recv = self._ctx.socket(zmq.PULL)
         self._recv.bind(self.port_args.tokenizer_ipc)
         self._control_lock = asyncio.Lock()
@@ -145,15 +155,20 @@ class TokenizerManager:
             self._check_progress()
 
     def _check_progress(self) -> None:
-        if self.hang_watch is None:
-            return
-        pending = len(self.states) + (self._control_future is not None)
-        stalled = self.hang_watch.stalled_for(pending > 0)
-        if stalled is not None:
-            pid = dict(self.procs)["scheduler"].pid
-            self._stop_engine(f"the scheduler process (pid {pid}) made no progress for {stalled:.0f} s with "
-                              f"{pending} request(s) pending (--watchdog-timeout "
-                              f"{self.server_args.watchdog_timeout:g}); it is hung, the engine is stopped — restart it")
+        control = self._control_future is not None
+        for replica, watch in enumerate(self.hang_watches):
+            pending = self.router.loads[replica] + control
+            stalled = watch.stalled_for(pending > 0)
+            if stalled is not None:
+                self._report_hang(replica, stalled, pending)
+                return
+
+    def _report_hang(self, replica: int, stalled: float, pending: int) -> None:
+        name = "scheduler" if replica == 0 else f"scheduler DP{replica}"
+        pid = dict(self.procs)[name].pid
+        self._stop_engine(f"the {name} process (pid {pid}) made no progress for {stalled:.0f} s with "
+                          f"{pending} request(s) pending (--watchdog-timeout "
+                          f"{self.server_args.watchdog_timeout:g}); it is hung, the engine is stopped — restart it")
 
     def _on_child_death(self, name: str, proc) -> None:
         self._stop_engine(f"the {name} process (pid {proc.pid}) exited unexpectedly with code {proc.exitcode}; "
@@ -253,15 +268,23 @@ class TokenizerManager:
             for task in tasks:
                 task.cancel()
 
-    async def _run_one(self, item: Optional[SingleGenerateInput], req: TokenizedGenerateReq):
+    async def _run_one(self, item: Optional[SingleGenerateInput], req: TokenizedGenerateReq,
+                       replica: Optional[int] = None):
+        """`replica`: the data-parallel replica to use; by default the router chooses."""
         self._check_alive()
         if req.rid in self.states:
             raise ValueError(f"a request with rid {req.rid!r} is already running")
         text_logprobs = bool(item and item.return_text_in_logprobs)
         state = ReqState(req, self.tokenizer if text_logprobs else None)
+        outgoing = await self._outgoing(req)
+        if replica is None:
+            replica = self.router.choose(req.input_ids).replica
+        else:
+            self.router.loads[replica] += 1
         self.states[req.rid] = state
-        self._send.send_pyobj(await self._outgoing(req))
+        self.replica_of[req.rid] = replica
         try:
+            self._sends[replica].send_pyobj(outgoing)
             while True:
                 await state.event.wait()
                 state.event.clear()
@@ -281,11 +304,15 @@ class TokenizerManager:
                     if on_abort is not None:
                         on_abort(state)
             self.states.pop(req.rid, None)
+            self.router.finish(self.replica_of.pop(req.rid))
 
     def abort_request(self, rid: str = "", message: str = "aborted by request") -> None:
+        """Abort `rid` on its replica; an unknown rid (or "", all requests) goes to every replica."""
         if self._ctx is None:
             return
-        self._send.send_pyobj(AbortReq(rid, message))
+        replica = self.replica_of.get(rid)
+        for sock in self._sends if replica is None else [self._sends[replica]]:
+            sock.send_pyobj(AbortReq(rid, message))
 
     # ---------------------------------------------------------------- info
     def model_info(self) -> dict:
@@ -316,23 +343,36 @@ class TokenizerManager:
         }
 
     # ---------------------------------------------------------------- control
-    async def _control(self, msg, reply_type):
+    async def _control(self, msg, reply_type, replicas: Optional[List[int]] = None) -> list:
+        """Send `msg` to the given replicas (default: all) and return their replies (in the
+        order they arrive: control replies carry no replica, and callers only aggregate)."""
         self._ensure_started()
         self._check_alive()
+        replicas = list(range(self.router.num_replicas)) if replicas is None else replicas
         async with self._control_lock:
             self._control_future = asyncio.get_running_loop().create_future()
-            self._send.send_pyobj(msg)
-            reply = await self._control_future
-            self._control_future = None
-        assert isinstance(reply, reply_type)
-        return reply
+            self._control_replies, self._control_expected = [], len(replicas)
+            try:
+                for replica in replicas:
+                    self._sends[replica].send_pyobj(msg)
+                replies = await self._control_future
+            finally:
+                self._control_future = None
+        assert all(isinstance(reply, reply_type) for reply in replies)
+        return replies
 
     async def flush_cache(self) -> FlushCacheReply:
-        return await self._control(FlushCacheReq(), FlushCacheReply)
+        replies = await self._control(FlushCacheReq(), FlushCacheReply)
+        if all(reply.success for reply in replies):
+            self.router.clear_cache()
+        messages = sorted({reply.message for reply in replies if reply.message})
+        return FlushCacheReply(all(reply.success for reply in replies), "; ".join(messages))
 
     async def get_server_state(self) -> dict:
-        reply = await self._control(ServerStateReq(), ServerStateReply)
-        return reply.state
+        """The scheduler's state; with data parallelism, the replicas' states summed (request
+        counts) or averaged (token usage), and each replica's own under "replicas"."""
+        replies = await self._control(ServerStateReq(), ServerStateReply)
+        return merge_replica_states([reply.state for reply in replies])
 
     async def concat_and_append(self, parent: PromptLike, children: List[PromptLike],
                                 prefill_children: bool = True) -> dict:
@@ -344,9 +384,10 @@ class TokenizerManager:
         self._ensure_started()
         self._check_alive()
         parent_ids, children_ids = await self._concat_inputs(parent, children)
+        # One replica's cache holds the children's KV: the prefills and the copy all go to replica 0.
         if prefill_children:
             await asyncio.gather(*[self._prefill_ids(ids) for ids in [parent_ids, *children_ids]])
-        reply = await self._control(ConcatAppendReq(parent_ids, children_ids), ConcatAppendReply)
+        (reply,) = await self._control(ConcatAppendReq(parent_ids, children_ids), ConcatAppendReply, [0])
         if not reply.success:
             raise ValueError(reply.message)
         return reply.to_dict()
@@ -370,7 +411,7 @@ class TokenizerManager:
                                    sampling_params=SamplingParams.from_dict({"max_new_tokens": 0}),
                                    created_time=time.time())
         req.sampling_params.normalize(self.tokenizer)
-        async for _ in self._run_one(None, req):
+        async for _ in self._run_one(None, req, replica=0):
             pass
 
     # ---------------------------------------------------------------- receiving
@@ -382,7 +423,9 @@ class TokenizerManager:
                     self._dispatch(out)
             elif isinstance(msg, CONTROL_REPLIES):
                 if self._control_future is not None and not self._control_future.done():
-                    self._control_future.set_result(msg)
+                    self._control_replies.append(msg)
+                    if len(self._control_replies) == self._control_expected:
+                        self._control_future.set_result(self._control_replies)
             else:
                 logger.error("tokenizer manager got an unexpected message %r", type(msg).__name__)
 
