@@ -17,7 +17,7 @@ from sglang.runtime.distributed import (
     tensor_parallel,
 )
 from sglang.runtime.layers.linear import RowParallelLinear
-from tests.distributed.tp_worker import free_port
+from tests.distributed.tp_worker import rendezvous
 
 
 def _collectives_rank(rank: int, world: int, init_method: str, out_dir: str) -> None:
@@ -43,7 +43,7 @@ def _collectives_rank(rank: int, world: int, init_method: str, out_dir: str) -> 
 
 
 def test_collectives_over_gloo(tmp_path):
-    mp.spawn(_collectives_rank, args=(2, f"tcp://127.0.0.1:{free_port()}", str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_collectives_rank, args=(2, rendezvous(), str(tmp_path)), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     ones = torch.ones(2, 3)
     gathered = torch.cat([ones, ones * 12], dim=-1)

@@ -65,20 +65,19 @@ def _rank_main(rank: int, world: int, init_method: str, model_path: str, out_dir
         dist.destroy_process_group()
 
 
-def free_port() -> int:
-    import socket
+def rendezvous() -> str:
+    """A file:// init method in a fresh directory: unlike a probed free TCP port, no other process
+    can take it between the probe and the ranks' connect (a loaded CI box did exactly that)."""
+    import tempfile
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return f"file://{tempfile.mkdtemp(prefix='sglang-tp-')}/rendezvous"
 
 
 def run_sharded(model_path: str, out_dir: str, world: int = 4) -> Dict[str, Dict[str, torch.Tensor]]:
     """Spawn `world` ranks; returns {'tp4': ..., 'tp2_group0': ..., ...} as saved by the ranks."""
     import torch.multiprocessing as mp
 
-    init_method = f"tcp://127.0.0.1:{free_port()}"
-    mp.spawn(_rank_main, args=(world, init_method, model_path, out_dir), nprocs=world, join=True)
+    mp.spawn(_rank_main, args=(world, rendezvous(), model_path, out_dir), nprocs=world, join=True)
     return {name[:-3]: torch.load(os.path.join(out_dir, name)) for name in sorted(os.listdir(out_dir))}
 
 
