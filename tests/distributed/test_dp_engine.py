@@ -82,7 +82,11 @@ def test_server_info_reports_each_replica(runs):
 def test_killing_a_replica_fails_the_engine_quickly():
     engine = _engine(2, "round_robin")
     try:
-        assert engine.generate("Hello", {"max_new_tokens": 2})["meta_info"]["completion_tokens"] == 2  # replica 0
+        # n > 1 on replica 0: the samples go where their prompt was prefilled, though round robin alternates.
+        prompt = "A prompt long enough to be worth sharing between the samples of one request"
+        samples = engine.generate(prompt, {"max_new_tokens": 2, "n": 3, "temperature": 1.0})
+        assert all(s["meta_info"]["cached_tokens"] > 0 for s in samples)
+        assert engine.tokenizer_manager.router.loads == [0, 0] and not engine.tokenizer_manager._pinned
         os.kill(dict(engine._procs)["scheduler DP1"].pid, signal.SIGKILL)
         start = time.monotonic()
         with pytest.raises(RuntimeError, match="scheduler DP1"):

@@ -130,8 +130,9 @@ def _replica_targets(server_args: ServerArgs, port_args: PortArgs, replica: int,
     if tp > 1:
         port_args = dataclasses.replace(port_args, tp_init_method=free_tcp_init_method())
     name = "scheduler" if replica == 0 else f"scheduler DP{replica}"
-    targets = [(name, server_args, port_args, {"heartbeat": heartbeat})]
-    targets += [(f"{name} TP{rank}", server_args, port_args, {"tp_rank": rank}) for rank in range(1, tp)]
+    targets = [(name, server_args, port_args, {"heartbeat": heartbeat, "dp_rank": replica})]
+    targets += [(f"{name} TP{rank}", server_args, port_args, {"tp_rank": rank, "dp_rank": replica})
+                for rank in range(1, tp)]
     return targets
 
 

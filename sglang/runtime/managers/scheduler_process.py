@@ -29,8 +29,9 @@ _IDLE_POLL_MS = 100
 
 
 def run_scheduler_process(server_args: ServerArgs, port_args: PortArgs, pipe_writer, tp_rank: int = 0,
-                          heartbeat: Optional[Heartbeat] = None) -> None:
-    configure_logging(server_args.log_level, prefix=f"scheduler TP{tp_rank}")
+                          heartbeat: Optional[Heartbeat] = None, dp_rank: int = 0) -> None:
+    replica = f"DP{dp_rank} " if server_args.dp_size > 1 else ""
+    configure_logging(server_args.log_level, prefix=f"scheduler {replica}TP{tp_rank}")
     # tqdm's default lock is a multiprocessing semaphore that leaks (with a warning at exit) when
     # this process is terminated; a thread lock is all one process needs.
     import threading

@@ -70,6 +70,7 @@ class TokenizerManager:
         self.hang_watches = [SchedulerHangWatch(hb, server_args.watchdog_timeout) for hb in heartbeats]
         self.router = ReplicaRouter(len(scheduler_infos), server_args.load_balance_method)
         self.replica_of: Dict[str, int] = {}  # rid -> the replica it was sent to
+        self._pinned: Dict[str, int] = {}  # rid -> replica, for n > 1 samples of a prefilled prompt
         scheduler_info = scheduler_infos[0]  # replicas are alike; capacities are per replica
         self.tokenizer = load_server_tokenizer(server_args)
         self.context_len: int = scheduler_info["context_len"]
@@ -221,19 +222,26 @@ class TokenizerManager:
             if n == 1:
                 out.append((item, req))
                 continue
+            replica = None
             if not self.server_args.disable_radix_cache:
-                await self._prefill_only(req)  # children then share the prompt's KV via the radix cache
+                replica = await self._prefill_only(req)  # children then share the prompt's KV via the radix cache
             for j in range(n):
                 child = _clone_for_sample(req, j)
+                if replica is not None:
+                    self._pinned[child.rid] = replica  # where the prompt's KV is
                 out.append((item, child))
         return out
 
-    async def _prefill_only(self, req: TokenizedGenerateReq) -> None:
+    async def _prefill_only(self, req: TokenizedGenerateReq) -> int:
+        """Prefill the prompt alone; returns the data-parallel replica that cached it."""
         warm = _clone_for_sample(req, 0, suffix="prefill")
         warm.sampling_params = warm.sampling_params.copy_with(max_new_tokens=0, n=1)
         warm.return_logprob = False
-        async for _ in self._run_one(None, warm):
+        replica = self.router.choose(warm.input_ids).replica
+        self.router.finish(replica)  # _run_one counts it in flight
+        async for _ in self._run_one(None, warm, replica=replica):
             pass
+        return replica
 
     async def _collect(self, item, req) -> dict:
         last = None
@@ -277,6 +285,8 @@ class TokenizerManager:
         text_logprobs = bool(item and item.return_text_in_logprobs)
         state = ReqState(req, self.tokenizer if text_logprobs else None)
         outgoing = await self._outgoing(req)
+        if replica is None:
+            replica = self._pinned.pop(req.rid, None)
         if replica is None:
             replica = self.router.choose(req.input_ids).replica
         else:
