@@ -62,6 +62,16 @@ def test_dp2_equals_dp1(runs):
         assert [o["text"] for o in runs[key]["outs"]] == [o["text"] for o in ref]
 
 
+def test_dp2_of_tp2_equals_dp1(runs):
+    """Two replicas of two tensor-parallel ranks each (4 scheduler processes, one rendezvous per
+    replica) give the single process's greedy outputs."""
+    with sglang.Engine(model_path=tiny_model_dir("llama"), device="cpu", dp_size=2, tp_size=2) as engine:
+        outs = engine.generate(PROMPTS, GREEDY)
+        replicas = engine.get_server_info()["replicas"]
+    assert [o["output_ids"] for o in outs] == [o["output_ids"] for o in runs[(1, "cache_aware")]["outs"]]
+    assert len(replicas) == 2
+
+
 def test_cache_aware_reuses_prefixes_more_than_round_robin(runs):
     aware, rr = runs[(2, "cache_aware")]["cached"], runs[(2, "round_robin")]["cached"]
     single = runs[(1, "cache_aware")]["cached"]
