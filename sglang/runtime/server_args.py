@@ -216,7 +216,7 @@ class PortArgs:
     scheduler_ipc: str  # tokenizer manager -> scheduler
     detokenizer_ipc: str  # scheduler -> detokenizer
     ipc_dir: Optional[str] = None
-    # Tensor parallelism: where the ranks' process group meets (tcp://127.0.0.1:<free port>).
+    # Tensor parallelism: where the ranks' process group meets (a file:// in ipc_dir).
     tp_init_method: Optional[str] = None
 
     def for_replica(self, replica: int) -> "PortArgs":

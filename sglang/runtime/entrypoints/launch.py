@@ -19,7 +19,6 @@ import logging
 import multiprocessing as mp
 import os
 import signal
-import socket
 import time
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
@@ -128,7 +127,7 @@ def _replica_targets(server_args: ServerArgs, port_args: PortArgs, replica: int,
         server_args = dataclasses.replace(server_args, base_gpu_id=server_args.base_gpu_id + replica * tp)
     port_args = port_args.for_replica(replica)
     if tp > 1:
-        port_args = dataclasses.replace(port_args, tp_init_method=free_tcp_init_method())
+        port_args = dataclasses.replace(port_args, tp_init_method=rendezvous_init_method(port_args, replica))
     name = "scheduler" if replica == 0 else f"scheduler DP{replica}"
     targets = [(name, server_args, port_args, {"heartbeat": heartbeat, "dp_rank": replica})]
     targets += [(f"{name} TP{rank}", server_args, port_args, {"tp_rank": rank, "dp_rank": replica})
@@ -159,12 +158,10 @@ def _start_children(ctx, server_args: ServerArgs, runtime: RuntimeProcesses, hea
     return readers, leaders
 
 
-def free_tcp_init_method(host: str = "127.0.0.1") -> str:
-    """Where the tensor-parallel ranks' process group meets: a port free right now (rank 0
-    listens on it once it starts)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return f"tcp://{host}:{s.getsockname()[1]}"
+def rendezvous_init_method(port_args: PortArgs, replica: int) -> str:
+    """Where a replica's tensor-parallel ranks meet: a file in the runtime's private ipc directory
+    (removed with it). Unlike a probed free TCP port, nothing else can take it before rank 0 binds."""
+    return f"file://{os.path.join(port_args.ipc_dir, f'tp-rendezvous-{replica}')}"
 
 
 def shutdown_processes(procs: List[tuple], timeout: float = 5.0) -> None:
