@@ -209,3 +209,14 @@ def test_mm_inputs_survive_the_trip_and_keep_the_sender_copy() -> None:
     assert torch.equal(sent.items[0].features["pixel_values"], mm.items[0].features["pixel_values"])
     assert sent.items[0].content_hash == mm.items[0].content_hash and sent.mrope_delta == -1
     assert isinstance(mm.items[0].features["pixel_values"], torch.Tensor)  # the original is intact
+
+
+def test_encoder_cache_stats_count_hits_and_misses() -> None:
+    from sglang.runtime.multimodal.encoder_cache import encoder_cache_stats
+
+    cache = EncoderCache()
+    cache.get_or_compute([1, 2], lambda idx: [torch.zeros(2, 4) for _ in idx])
+    cache.get_or_compute([1, 3], lambda idx: [torch.zeros(2, 4) for _ in idx])
+    assert encoder_cache_stats(cache) == {"encoder_cache_items": 3, "encoder_cache_bytes": 3 * 32,
+                                          "encoder_cache_hits": 1, "encoder_cache_misses": 3}
+    assert encoder_cache_stats(None) == {}

@@ -55,6 +55,7 @@ from sglang.runtime.managers.schedule_policy import SchedulePolicy
 from sglang.runtime.managers.tp_mirror import TPLeader
 from sglang.runtime.model_executor.forward_batch import ForwardMode
 from sglang.runtime.model_executor.model_runner import ModelRunner
+from sglang.runtime.multimodal.encoder_cache import encoder_cache_stats
 from sglang.runtime.sampling.penalties import PendingTokens
 from sglang.runtime.sampling.sampling_batch_info import SamplingBatchInfo
 from sglang.runtime.server_args import ServerArgs
@@ -188,15 +189,8 @@ class Scheduler:
             "context_length": self.runner.context_len,
             **self.stats,
             **self.grammar.manager_stats(),
-            **self._encoder_cache_stats(),
+            **encoder_cache_stats(getattr(self.runner.model, "encoder_cache", None)),
         }
-
-    def _encoder_cache_stats(self) -> dict:
-        cache = getattr(self.runner.model, "encoder_cache", None)  # vision-language models
-        if cache is None:
-            return {}
-        return {"encoder_cache_items": len(cache), "encoder_cache_bytes": cache.nbytes,
-                "encoder_cache_hits": cache.hits, "encoder_cache_misses": cache.misses}
 
     # ---------------------------------------------------------------- stepping
     def has_work(self) -> bool:

@@ -69,5 +69,13 @@ class EncoderCache:
         self._bytes = 0
 
 
+def encoder_cache_stats(cache: Optional[EncoderCache]) -> Dict[str, int]:
+    """The server-state fields of a vision-language model's cache (none for text-only models)."""
+    if cache is None:
+        return {}
+    return {"encoder_cache_items": len(cache), "encoder_cache_bytes": cache.nbytes,
+            "encoder_cache_hits": cache.hits, "encoder_cache_misses": cache.misses}
+
+
 def _size(t: torch.Tensor) -> int:
     return t.numel() * t.element_size()
