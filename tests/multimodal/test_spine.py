@@ -149,7 +149,7 @@ def test_chunks_cutting_an_image_assemble_its_rows_exactly(offset: int, length: 
     for end in ends:
         fb = _extend_batch([(None, 0, 3), (mm, start, end - start)])
         embeds = torch.zeros(3 + end - start, 4)
-        scatter_multimodal(embeds, fb, _encode, cache)
+        scatter_multimodal(embeds, overlapping_pieces(fb), _encode, cache)
         assert not embeds[:3].any()  # the other request's rows are untouched
         rows[start:end] = embeds[3:]
         start = end
@@ -168,7 +168,7 @@ def test_same_image_in_two_requests_is_encoded_once() -> None:
 
     item = _item(0, 2, seed=3)
     fb = _extend_batch([(MultimodalInputs([item]), 0, 3), (MultimodalInputs([_item(0, 2, seed=3)]), 0, 3)])
-    embeds = scatter_multimodal(torch.zeros(6, 4), fb, encode, EncoderCache())
+    embeds = scatter_multimodal(torch.zeros(6, 4), overlapping_pieces(fb), encode, EncoderCache())
     assert calls == [1]
     assert torch.equal(embeds[0:2], embeds[3:5])
     assert not overlapping_pieces(SimpleNamespace(forward_mode=ForwardMode.DECODE, mm_inputs=None))
@@ -177,7 +177,8 @@ def test_same_image_in_two_requests_is_encoded_once() -> None:
 def test_encoder_output_with_the_wrong_row_count_is_an_error() -> None:
     fb = _extend_batch([(MultimodalInputs([_item(0, 3)]), 0, 3)])
     with pytest.raises(RuntimeError, match="3 placeholder tokens"):
-        scatter_multimodal(torch.zeros(3, 4), fb, lambda items: [torch.zeros(2, 4)], EncoderCache())
+        scatter_multimodal(torch.zeros(3, 4), overlapping_pieces(fb), lambda items: [torch.zeros(2, 4)],
+                           EncoderCache())
 
 
 def test_encoder_cache_evicts_least_recently_used_within_capacity() -> None:

@@ -60,10 +60,11 @@ class VisionLanguageModel(nn.Module):
 
     def input_embeddings(self, input_ids: torch.Tensor, forward_batch: ForwardBatch) -> Optional[torch.Tensor]:
         """Embeddings of an extend pass that covers image/video rows; None when there is none."""
-        if not overlapping_pieces(forward_batch):
+        pieces = overlapping_pieces(forward_batch)
+        if not pieces:
             return None
         embeds = self.language_model.model.embed(input_ids)
-        return scatter_multimodal(embeds, forward_batch, self.encode_multimodal, self.encoder_cache)
+        return scatter_multimodal(embeds, pieces, self.encode_multimodal, self.encoder_cache)
 
     @torch.no_grad()
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor,

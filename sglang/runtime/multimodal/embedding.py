@@ -51,9 +51,9 @@ def encode_items(items: List[MultimodalItem], encode: EncodeFn, cache: EncoderCa
     return outputs
 
 
-def scatter_multimodal(embeds: torch.Tensor, forward_batch, encode: EncodeFn, cache: EncoderCache) -> torch.Tensor:
-    """`embeds` (the text embeddings of the pass) with encoder rows written over placeholders."""
-    pieces = overlapping_pieces(forward_batch)
+def scatter_multimodal(embeds: torch.Tensor, pieces: List[Piece], encode: EncodeFn, cache: EncoderCache) -> torch.Tensor:
+    """`embeds` (the text embeddings of the pass) with the encoder rows of `pieces` (from
+    `overlapping_pieces`) written over their placeholders."""
     if not pieces:
         return embeds
     outputs = encode_items([p[1] for p in pieces], encode, cache)
