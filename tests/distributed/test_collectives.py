@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from sglang.runtime.distributed import (
@@ -17,7 +16,7 @@ from sglang.runtime.distributed import (
     tensor_parallel,
 )
 from sglang.runtime.layers.linear import RowParallelLinear
-from tests.distributed.tp_worker import rendezvous
+from tests.distributed.tp_worker import rendezvous, shutdown
 
 
 def _collectives_rank(rank: int, world: int, init_method: str, out_dir: str) -> None:
@@ -39,7 +38,7 @@ def _collectives_rank(rank: int, world: int, init_method: str, out_dir: str) -> 
         results["row_parallel"] = layer(inputs[:, 2 * rank : 2 * rank + 2])
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
-        dist.destroy_process_group()
+        shutdown()
 
 
 def test_collectives_over_gloo(tmp_path):

@@ -62,7 +62,14 @@ def _rank_main(rank: int, world: int, init_method: str, model_path: str, out_dir
         if rank % 2 == 0:
             torch.save(half, os.path.join(out_dir, f"tp2_group{pair}.pt"))
     finally:
-        dist.destroy_process_group()
+        shutdown()
+
+
+def shutdown() -> None:
+    """Meet every rank before tearing gloo down: a rank that destroys its groups while a peer still
+    holds pairs open with it can abort the peer ("terminate called without an active exception")."""
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 def rendezvous() -> str:

@@ -167,29 +167,26 @@ def test_run_batch_prefills_shared_prefix_once(runtime) -> None:
 @sgl.function
 def fork_heavy(s, q):
     # Short shared text (under the scheduler's 32-token dedupe block), many children: without a
-    # hint each child computes it again; with the compiler's hint it is prefilled once.
+    # hint the children race to compute it; with the compiler's hint it is prefilled once first.
     s += "Q: " + q + "\n"
     forks = s.fork(8)
     forks += lambda i: f"Think step by step. Try {i}:" + sgl.gen("attempt", max_tokens=2)
     forks.join()
 
 
-def test_fork_heavy_prefills_less_compiled(runtime) -> None:
-    def prefilled(run) -> int:
-        sgl.flush_cache(runtime)
-        before = runtime.get_server_info()["prefill_tokens"]
-        for state in run():  # every state, not only the last: others may still be running
-            state.sync()
-        return runtime.get_server_info()["prefill_tokens"] - before
-
-    batch = [{"q": q} for q in ("Why is the sky blue?", "Why is grass green?", "Why do cats purr?",
-                                "Why is snow white?", "Why is the sea salty?", "Why do dogs bark?")]
-    sgl.global_config.enable_fork_prefix_hint = False
-    try:
-        interpreted = prefilled(lambda: fork_heavy.run_batch(batch, backend=runtime, temperature=0))
-    finally:
-        sgl.global_config.enable_fork_prefix_hint = True
-    compiled_prog = fork_heavy.compile(backend=runtime)
-    compiled = prefilled(lambda: compiled_prog.run_batch(batch, temperature=0))
-    print(f"fork-heavy prefill tokens: compiled {compiled}, interpreted without hints {interpreted}")
-    assert compiled < interpreted
+def test_fork_heavy_children_find_the_prefix_cached_when_compiled(runtime) -> None:
+    """Whether unhinted children share the prefix depends on how their requests happen to land in
+    batches, so the total prefill is a race; what the hint guarantees is deterministic: every
+    child finds the whole shared prefix in the cache, the first one included (co-batched unhinted
+    children find ~6 of these ~24 tokens)."""
+    tokenizer = runtime.get_tokenizer()
+    batch = [{"q": q} for q in ("Why is the sky blue?", "Why is grass green?", "Why do cats purr?")]
+    sgl.flush_cache(runtime)
+    states = fork_heavy.compile(backend=runtime).run_batch(batch, temperature=0)
+    for args, state in zip(batch, states):
+        state.sync()
+        # The hint covers the parent's text and the constant start the children share.
+        prefix = len(tokenizer.encode("Q: " + args["q"] + "\nThink step by step. Try"))
+        children = state.executor.children  # the fork's child streams, in order
+        cached = [child.store.meta_info["attempt"]["cached_tokens"] for child in children]
+        assert len(cached) == 8 and min(cached) >= prefix - 1, (args, prefix, cached)
