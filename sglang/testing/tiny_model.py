@@ -63,6 +63,10 @@ class ArchSpec:
     tie_word_embeddings: bool
     extra: Mapping[str, Any]  # family-specific config fields
     init: InitScales = InitScales()
+    tokenizer: Optional[str] = None  # tokenizer_factory family when not the arch's own name
+
+    def tokenizer_family(self, arch: str) -> str:
+        return self.tokenizer or arch
 
 
 ARCHES: Mapping[str, ArchSpec] = MappingProxyType({
@@ -78,6 +82,17 @@ ARCHES: Mapping[str, ArchSpec] = MappingProxyType({
         "final_logit_softcapping": 30.0,
         "hidden_activation": "gelu_pytorch_tanh",
     }), GEMMA2_INIT),
+    # Mixture-of-experts families: 8 experts, 2 per token (config field names are each family's).
+    "mixtral": ArchSpec("mixtral", "MixtralForCausalLM", False, MappingProxyType({
+        "num_local_experts": 8, "num_experts_per_tok": 2, "sliding_window": None,
+    }), tokenizer="mistral"),
+    "qwen2_moe": ArchSpec("qwen2_moe", "Qwen2MoeForCausalLM", False, MappingProxyType({
+        "num_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 32,
+        "shared_expert_intermediate_size": 96, "norm_topk_prob": False,
+    }), tokenizer="qwen2"),
+    "qwen3_moe": ArchSpec("qwen3_moe", "Qwen3MoeForCausalLM", False, MappingProxyType({
+        "num_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 32, "norm_topk_prob": True,
+    }), tokenizer="qwen2"),
 })
 
 TINY_DIMS: Mapping[str, Any] = MappingProxyType({
@@ -172,8 +187,19 @@ def build_model(config: transformers.PretrainedConfig, seed: int,
     return model.float().eval()
 
 
+def _hub_layout(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The state dict as hub checkpoints store it: transformers 5 keeps some families' tensors
+    fused in memory (MoE experts as one [E, ...] tensor) and splits them again on save."""
+    try:
+        from transformers.core_model_loading import revert_weight_conversion
+    except ImportError:  # transformers 4 holds hub names in memory
+        return state
+    return revert_weight_conversion(model, state)
+
+
 def _state_dict_to_save(model: torch.nn.Module, tied: bool) -> dict[str, torch.Tensor]:
-    tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    state = _hub_layout(model, dict(model.state_dict()))
+    tensors = {k: v.detach().contiguous().clone() for k, v in state.items()}
     if tied:
         tensors.pop("lm_head.weight", None)  # HF omits the tied copy; loaders re-tie it
     return tensors
@@ -241,7 +267,7 @@ def make_tiny_checkpoint(arch: str, out_dir: str, seed: int = 0, shards: int = 1
     spec = arch_spec(arch)  # fail on a bad name before writing anything
     os.makedirs(out_dir, exist_ok=True)
     max_len = int(config_overrides.get("max_position_embeddings", TINY_DIMS["max_position_embeddings"]))
-    ids = write_tokenizer(arch, out_dir, model_max_length=max_len)
+    ids = write_tokenizer(spec.tokenizer_family(arch), out_dir, model_max_length=max_len)
     config = tiny_config(arch, ids, **config_overrides)
     model = build_model(config, seed, spec.init, ids.stop_ids)
     save_weights(_state_dict_to_save(model, config.tie_word_embeddings), out_dir, shards)

@@ -29,8 +29,16 @@ from sglang.testing.tiny_model import ARCHES, main
 
 EXPECTED_CLASS = {
     "llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
-    "qwen3": "Qwen3ForCausalLM", "gemma2": "Gemma2ForCausalLM",
+    "qwen3": "Qwen3ForCausalLM", "gemma2": "Gemma2ForCausalLM", "mixtral": "MixtralForCausalLM",
+    "qwen2_moe": "Qwen2MoeForCausalLM", "qwen3_moe": "Qwen3MoeForCausalLM",
 }
+# Families with a tokenizer of their own; the others borrow one (ArchSpec.tokenizer).
+QWEN_ATTENTION_BIAS = ("qwen2", "qwen2_moe")
+QK_NORM = ("qwen3", "qwen3_moe")
+
+
+def _tok_family(arch: str) -> str:
+    return ARCHES[arch].tokenizer_family(arch)
 CHAT = [
     {"role": "system", "content": "Be brief."},
     {"role": "user", "content": "Hi"},
@@ -111,10 +119,11 @@ def test_config_dims_and_family_specifics(arch_path: tuple[str, str]) -> None:
     tied = arch in ("qwen2", "gemma2")
     assert cfg.tie_word_embeddings is tied
     assert ("lm_head.weight" in names) is not tied
-    assert ("model.layers.0.self_attn.q_proj.bias" in names) is (arch == "qwen2")
-    assert ("model.layers.0.self_attn.q_norm.weight" in names) is (arch == "qwen3")
+    assert ("model.layers.0.self_attn.q_proj.bias" in names) is (arch in QWEN_ATTENTION_BIAS)
+    assert ("model.layers.0.self_attn.q_norm.weight" in names) is (arch in QK_NORM)
     raw = json.loads(Path(path, "config.json").read_text())
-    assert raw["rope_theta"] == 10000.0 and raw["torch_dtype"] == "float32"
+    assert raw["rope_theta"] == (1e6 if arch == "mixtral" else 10000.0)  # each family's default
+    assert raw["torch_dtype"] == "float32"
     if arch == "gemma2":
         assert cfg.sliding_window == 8 and cfg.query_pre_attn_scalar == 16
         assert cfg.layer_types == ["sliding_attention", "full_attention"]
@@ -174,7 +183,7 @@ def test_tokenizer_round_trips(arch_path: tuple[str, str], text: str) -> None:
     arch, path = arch_path
     tok = AutoTokenizer.from_pretrained(path)
     ids = tok(text)["input_ids"]
-    has_bos = arch not in ("qwen2", "qwen3")
+    has_bos = _tok_family(arch) not in ("qwen2", "qwen3")
     assert (ids[0] == tok.bos_token_id) is has_bos
     assert ids.count(tok.bos_token_id) == int(has_bos)  # BOS once, never doubled
     assert all(0 <= i < len(tok) for i in ids)
@@ -193,13 +202,13 @@ def test_chat_template_and_stop_tokens(arch_path: tuple[str, str]) -> None:
     arch, path = arch_path
     tok = AutoTokenizer.from_pretrained(path)
     text = tok.apply_chat_template(CHAT, tokenize=False, add_generation_prompt=True)
-    assert text == EXPECTED_CHAT[arch]
+    assert text == EXPECTED_CHAT[_tok_family(arch)]
     without = tok.apply_chat_template(CHAT[1:2], tokenize=False, add_generation_prompt=False)
     assert "Hi" in without and "Be brief." not in without
     ids = tok.apply_chat_template(CHAT, add_generation_prompt=True, return_dict=False)
     assert tok.decode(ids) == text  # special tokens are atomic, no BOS added twice
     gen = json.loads(Path(path, "generation_config.json").read_text())
-    stops = STOP_TOKENS[arch]
+    stops = STOP_TOKENS[_tok_family(arch)]
     expected_eos = tok.convert_tokens_to_ids(stops)
     assert gen["eos_token_id"] == (expected_eos if len(stops) > 1 else expected_eos[0])
     assert tok.eos_token == ("<eos>" if arch == "gemma2" else stops[0])

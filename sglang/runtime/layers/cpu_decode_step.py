@@ -77,7 +77,8 @@ class CpuDecodeStep:
         norms = (getattr(layer, "input_layernorm", None), getattr(layer, "post_attention_layernorm", None))
         if not all(type(n) is RMSNorm and n.cpu_ops is not None for n in norms):
             return None
-        if type(mlp.act_fn) is not SiluAndMul or mlp.act_fn.cpu_ops is None:
+        act_fn = getattr(mlp, "act_fn", None)  # mixture-of-experts blocks have none
+        if type(act_fn) is not SiluAndMul or act_fn.cpu_ops is None:
             return None
         if type(attn.rotary_emb) not in PLAIN_ROTARY or attn.rotary_emb.cpu_ops is None:
             return None

@@ -127,8 +127,7 @@ class LlamaDecoderLayer(nn.Module):
         super().__init__()
         self.self_attn = self.attention_class(config, layer_id, rotary_emb,
                                               **self.attention_options(config, layer_id))
-        self.mlp = LlamaMLP(config.hidden_size, config.intermediate_size, config.hidden_act,
-                            bias=bool(getattr(config, "mlp_bias", False)))
+        self.mlp = self.build_mlp(config, layer_id)
         self.input_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
 
@@ -136,6 +135,11 @@ class LlamaDecoderLayer(nn.Module):
     def attention_options(config: PretrainedConfig, layer_id: int) -> Dict[str, Any]:
         bias = bool(getattr(config, "attention_bias", False))
         return {"qkv_bias": bias, "o_bias": bias}
+
+    def build_mlp(self, config: PretrainedConfig, layer_id: int) -> nn.Module:
+        """The feed-forward block of layer `layer_id` (mixture-of-experts families override)."""
+        return LlamaMLP(config.hidden_size, config.intermediate_size, config.hidden_act,
+                        bias=bool(getattr(config, "mlp_bias", False)))
 
     def forward(self, positions: torch.Tensor, hidden_states: torch.Tensor, forward_batch: ForwardBatch,
                 residual: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:

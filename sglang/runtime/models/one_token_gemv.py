@@ -43,8 +43,9 @@ def one_token_gemv_blockers(model: nn.Module) -> List[str]:
     for layer in inner.layers:
         if not isinstance(layer, LlamaDecoderLayer) or type(layer).forward is not LlamaDecoderLayer.forward:
             return [f"layer {type(layer).__name__} has its own forward"]
-        if not isinstance(layer.mlp.act_fn, SiluAndMul):
-            return [f"activation {type(layer.mlp.act_fn).__name__} is not SiLU"]
+        act_fn = getattr(layer.mlp, "act_fn", None)  # mixture-of-experts blocks have none
+        if not isinstance(act_fn, SiluAndMul):
+            return [f"feed-forward {type(layer.mlp).__name__} is not a SiLU-gated MLP"]
         if any(type(norm) is not RMSNorm for norm in (layer.input_layernorm, layer.post_attention_layernorm)):
             return ["norms are not Llama-style RMSNorm"]
     weight = inner.layers[0].self_attn.qkv_proj.weight if len(inner.layers) else None

@@ -1,0 +1,46 @@
+"""A mixture-of-experts feed-forward block: router, routed experts, optional shared expert.
+
+    out = sum_j w_j * expert_{e_j}(x)  [+ sigmoid(shared_gate(x)) * shared_expert(x)]
+
+The router (`gate`, replicated on every rank) scores the experts; `select_experts` picks each
+token's k; `FusedMoE` runs them. The shared expert is any module the model file builds (a Llama
+MLP for Qwen2-MoE and DeepSeek), and is gated only where the family has a shared-expert gate.
+Parameter names follow the checkpoints: `gate`, `experts`, `shared_expert(s)`, `shared_expert_gate`.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from sglang.runtime.layers.linear import ReplicatedLinear
+from sglang.runtime.layers.moe.fused_moe import FusedMoE
+from sglang.runtime.layers.moe.router import RouterConfig, select_experts
+
+
+class MoEBlock(nn.Module):
+    def __init__(self, hidden_size: int, num_experts: int, intermediate_size: int, router: RouterConfig,
+                 hidden_act: str = "silu", shared_expert: Optional[nn.Module] = None,
+                 shared_expert_gate: bool = False):
+        super().__init__()
+        self.router = router
+        self.gate = ReplicatedLinear(hidden_size, num_experts, bias=False)
+        self.experts = FusedMoE(num_experts, hidden_size, intermediate_size, hidden_act)
+        self.shared_expert = shared_expert
+        self.shared_expert_gate = ReplicatedLinear(hidden_size, 1, bias=False) if shared_expert_gate else None
+
+    def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weights [T, k], expert ids [T, k]) for hidden states x [T, H]."""
+        return select_experts(self.gate(x), self.router)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights, ids = self.route(x)
+        out = self.experts(x, weights, ids)
+        if self.shared_expert is not None:
+            shared = self.shared_expert(x)
+            if self.shared_expert_gate is not None:
+                shared = torch.sigmoid(self.shared_expert_gate(x)) * shared
+            out = out + shared
+        return out
