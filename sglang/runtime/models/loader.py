@@ -19,7 +19,7 @@ from sglang.runtime.distributed.tensor_parallel import (
     check_tensor_parallel_config,
     tensor_parallel,
 )
-from sglang.runtime.layers.quantization import get_quantization_config
+from sglang.runtime.layers.quantization import resolve_quantization
 from sglang.runtime.layers.rotary_embedding import RotaryEmbedding
 from sglang.runtime.models.model_config import ModelConfig
 from sglang.runtime.models.registry import get_model_class
@@ -79,9 +79,9 @@ def load_model(model_config: ModelConfig, load_format: str = "auto", device: str
     parallel layers holding `tp.rank`'s shard."""
     if load_format not in LOAD_FORMATS:
         raise ValueError(f"load_format must be one of {LOAD_FORMATS}, got {load_format!r}")
-    check_tensor_parallel_support(model_config, tp, quantization)
+    quant = resolve_quantization(quantization, model_config.hf_config)  # flag or config.json
+    check_tensor_parallel_support(model_config, tp, quant.name if quant is not None else None)
     model_cls = get_model_class(model_config.architecture)
-    quant = get_quantization_config(quantization) if quantization else None
     with _default_dtype(model_config.dtype), torch.device(device), tensor_parallel(tp):
         model = model_cls(model_config.hf_config)
         if quant is not None:
@@ -98,5 +98,7 @@ def load_model(model_config: ModelConfig, load_format: str = "auto", device: str
         files, kind = find_weight_files(model_config.model_path, load_format)
         logger.info("loading %d %s file(s) from %s", len(files), kind, model_config.model_path)
         model.load_weights(iterate_weights(files, kind, lazy=True))
+    if quant is not None:
+        quant.finish(model)  # repack / quantize what loaded
     _fit_rope_to_context(model, model_config.context_len)
     return model.eval()
