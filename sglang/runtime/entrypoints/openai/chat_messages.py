@@ -126,7 +126,8 @@ def _part_text(part: ContentPart, index: int) -> str:
 
 
 def render_prompt(tokenizer: Any, messages: List[Dict[str, Any]], template: Optional[str],
-                  continue_final_message: bool, template_kwargs: Optional[Dict[str, Any]]) -> str:
+                  continue_final_message: bool, template_kwargs: Optional[Dict[str, Any]],
+                  tools: Optional[List[Dict[str, Any]]] = None) -> str:
     if continue_final_message and messages[-1]["role"] != "assistant":
         raise bad_request("continue_final_message needs the last message to be from the assistant",
                           param="continue_final_message")
@@ -139,7 +140,7 @@ def render_prompt(tokenizer: Any, messages: List[Dict[str, Any]], template: Opti
     try:
         return tokenizer.apply_chat_template(
             messages, chat_template=template, tokenize=False, add_generation_prompt=not continue_final_message,
-            continue_final_message=continue_final_message, **kwargs)
+            continue_final_message=continue_final_message, tools=tools, **kwargs)
     except Exception as exc:  # template errors (raise_exception, bad roles, jinja errors) are the request's
         raise bad_request(f"the chat template could not render these messages: {exc}") from None
 

@@ -98,6 +98,7 @@ class ChatMessage(BaseModel):
     name: Optional[str] = None
     tool_call_id: Optional[str] = None
     tool_calls: Optional[List[Dict[str, Any]]] = None
+    reasoning_content: Optional[str] = None  # accepted in history, not shown to the model
 
 
 class ChatCompletionRequest(SamplingFields):
@@ -109,6 +110,8 @@ class ChatCompletionRequest(SamplingFields):
     chat_template_kwargs: Optional[Dict[str, Any]] = None
     tools: Optional[List[Dict[str, Any]]] = None
     tool_choice: Optional[Union[str, Dict[str, Any]]] = None
+    parallel_tool_calls: Optional[bool] = None
+    separate_reasoning: Optional[bool] = None  # with --reasoning-parser; default true
 
 
 class EmbeddingRequest(BaseModel):
@@ -167,9 +170,23 @@ class ChoiceLogprobs(BaseModel):
     content: Optional[List[TokenLogprob]] = None
 
 
+class FunctionCallOut(BaseModel):
+    name: Optional[str] = None
+    arguments: Optional[str] = None
+
+
+class ToolCallOut(BaseModel):
+    id: Optional[str] = None
+    index: Optional[int] = None  # in stream deltas only
+    type: Optional[str] = None
+    function: FunctionCallOut
+
+
 class ChatMessageOut(BaseModel):
     role: str = "assistant"
     content: Optional[str] = None
+    reasoning_content: Optional[str] = None
+    tool_calls: Optional[List[ToolCallOut]] = None
 
 
 class ChatCompletionChoice(BaseModel):
@@ -192,6 +209,8 @@ class ChatCompletionResponse(BaseModel):
 class DeltaMessage(BaseModel):
     role: Optional[str] = None
     content: Optional[str] = None
+    reasoning_content: Optional[str] = None
+    tool_calls: Optional[List[ToolCallOut]] = None
 
 
 class ChatStreamChoice(BaseModel):

@@ -1,0 +1,89 @@
+"""Grammars that make the model write well-formed calls: the family's call layout around each
+tool's JSON-schema arguments, as xgrammar EBNF (our default grammar backend).
+
+- `required` / a named function: the whole reply is one call (or, with parallel calls, one or
+  more), so the arguments always parse and validate against the tool's schema.
+- `auto`: free text, until the family's opening marker (the trigger) appears; from there the
+  call is constrained (xgrammar's TagDispatch, the mechanism of its structural tags).
+Argument JSON is compact (", " and ": " separators, no other whitespace), as our JSON
+constraints are by default: a sampled model cannot wander off into whitespace.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Dict, List, Optional, Sequence
+
+from sglang.runtime.function_call.types import CallLayout
+
+# Most calls in one constrained reply: a sampled model may otherwise keep choosing "one more call"
+# until it runs out of tokens, leaving a cut-off call.
+MAX_PARALLEL_CALLS = 4
+_ROOT_RULE = re.compile(r"^root ::= ", re.MULTILINE)
+_ROOT_REF = re.compile(r"\broot\b")
+# xgrammar prints a bounded JSON string character as [^\"\\\r\n], which lets raw control
+# characters through; the xgrammar backend narrows it the same way for json_schema constraints.
+_LOOSE_STRING_CHAR = r'[^\"\\\r\n]'
+_STRICT_STRING_CHAR = r'[^\"\\\0-\x1f]'
+
+
+def ebnf_literal(text: str) -> str:
+    """`text` as an EBNF string literal (JSON string escapes are valid xgrammar escapes)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def calls_ebnf(layout: CallLayout, tools: Sequence[Dict[str, Any]], parallel: bool) -> str:
+    """A reply that is nothing but calls to `tools` (function dicts: name, parameters)."""
+    body = _rename_root(_calls_union(layout, tools, ""), "tool_call")
+    more = f"({ebnf_literal(layout.separator)} tool_call){{0, {MAX_PARALLEL_CALLS - 1}}}" if parallel else ""
+    return (body + f"\nroot ::= {ebnf_literal(layout.begin)} tool_call {more} {ebnf_literal(layout.end)}\n")
+
+
+def triggered_ebnf(layout: CallLayout, tools: Sequence[Dict[str, Any]], parallel: bool) -> Optional[str]:
+    """Free text in which call markup, once its opening marker (the trigger) appears, is
+    well-formed to its end; None for families without a fixed opening marker."""
+    trigger = layout.trigger
+    if not trigger:
+        return None
+    more = f"({ebnf_literal(layout.separator)} tool_call)*" if parallel else ""
+    if layout.begin:  # one marker opens a whole list of calls (mistral, deepseekv3)
+        if not layout.begin.startswith(trigger):
+            return None
+        body = _rename_root(_calls_union(layout, tools, ""), "tool_call")
+        body += (f"\ntool_call_rest ::= {ebnf_literal(layout.begin[len(trigger):])} tool_call {more} "
+                 f"{ebnf_literal(layout.end)}")
+    else:  # the marker opens each call (hermes)
+        body = _rename_root(_calls_union(layout, tools, trigger), "tool_call_rest")
+    return (body + f"\nroot ::= TagDispatch(({ebnf_literal(trigger)}, tool_call_rest), "
+                   f"loop_after_dispatch={'true' if parallel else 'false'}, excludes=())\n")
+
+
+def _calls_union(layout: CallLayout, tools: Sequence[Dict[str, Any]], consumed: str) -> str:
+    """One call to any of `tools`, less `consumed` (the trigger) at its start."""
+    import xgrammar as xgr
+
+    alternatives = []
+    for tool in tools:
+        prefix = layout.call_prefix(tool["name"])
+        assert prefix.startswith(consumed)
+        prefix = prefix[len(consumed):]
+        schema = tool.get("parameters") or {"type": "object"}
+        args = xgr.Grammar.from_json_schema(json.dumps(schema), any_whitespace=False,
+                                            strict_mode=bool(tool.get("strict", True)))
+        alternatives.append(xgr.Grammar.concat(_literal_grammar(xgr, prefix), args,
+                                               _literal_grammar(xgr, layout.call_suffix)))
+    grammar = alternatives[0] if len(alternatives) == 1 else xgr.Grammar.union(*alternatives)
+    return str(grammar).replace(_LOOSE_STRING_CHAR, _STRICT_STRING_CHAR)
+
+
+def _literal_grammar(xgr: Any, text: str) -> Any:
+    return xgr.Grammar.from_ebnf(f"root ::= {ebnf_literal(text)}" if text else 'root ::= ""')
+
+
+def _rename_root(ebnf: str, name: str) -> str:
+    """xgrammar's print names its start rule `root`; give it `name` so a new root can wrap it."""
+    lines: List[str] = ebnf.strip().splitlines()
+    if any(_ROOT_REF.search(line) for line in lines if not line.startswith("root ::= ")):
+        raise ValueError("tool schemas refer back to the grammar root; cannot wrap them")
+    return _ROOT_RULE.sub(f"{name} ::= ", "\n".join(lines))
