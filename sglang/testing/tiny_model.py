@@ -82,6 +82,9 @@ ARCHES: Mapping[str, ArchSpec] = MappingProxyType({
         "final_logit_softcapping": 30.0,
         "hidden_activation": "gelu_pytorch_tanh",
     }), GEMMA2_INIT),
+    # Phi-3 stores fused qkv_proj / gate_up_proj tensors; a Llama-2-style tokenizer.
+    "phi3": ArchSpec("phi3", "Phi3ForCausalLM", False, MappingProxyType({"sliding_window": None}),
+                     tokenizer="mistral"),
     # Mixture-of-experts families: 8 experts, 2 per token (config field names are each family's).
     "mixtral": ArchSpec("mixtral", "MixtralForCausalLM", False, MappingProxyType({
         "num_local_experts": 8, "num_experts_per_tok": 2, "sliding_window": None,

@@ -1,5 +1,6 @@
 """Mixture-of-experts families at TP=2 and TP=4 over gloo on CPU give the TP=1 logits: every rank
-holds every expert with its slice of the intermediate dim, and the partial sums are all-reduced."""
+holds every expert with its slice of the intermediate dim, and the partial sums are all-reduced.
+Phi-3 rides along: its fused qkv / gate_up checkpoint tensors are cut lazily before sharding."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sglang.testing.fixtures import tiny_model_dir
 from tests.distributed.tp_worker import assert_same, run_script, run_sharded
 
 
-@pytest.mark.parametrize("arch", ["mixtral", "qwen2_moe", "qwen3_moe"])
+@pytest.mark.parametrize("arch", ["mixtral", "qwen2_moe", "qwen3_moe", "phi3"])
 def test_moe_tensor_parallel_matches_single_rank(arch, tmp_path):
     path = tiny_model_dir(arch)
     reference = run_script(path, SINGLE_RANK)

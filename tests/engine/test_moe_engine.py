@@ -1,4 +1,4 @@
-"""Mixture-of-experts families through the whole Engine against transformers (CPU, float32):
+"""Mixture-of-experts families (and Phi-3) through the whole Engine against transformers (CPU, float32):
 prompt log-probs, and greedy tokens of 8 prompts submitted together == transformers one at a time
 (so a token's routing does not depend on which requests share its batch)."""
 
@@ -14,7 +14,7 @@ from tests.engine.prompts import prompt_ids
 NEW_TOKENS = 12
 
 
-@pytest.mark.parametrize("arch", ["mixtral", "qwen2_moe", "qwen3_moe"])
+@pytest.mark.parametrize("arch", ["mixtral", "qwen2_moe", "qwen3_moe", "phi3"])
 def test_moe_engine_matches_transformers(arch):
     path = tiny_model_dir(arch)
     with sglang.Engine(model_path=path, device="cpu", dtype="float32") as engine:

@@ -30,7 +30,7 @@ from sglang.testing.tiny_model import ARCHES, main
 EXPECTED_CLASS = {
     "llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
     "qwen3": "Qwen3ForCausalLM", "gemma2": "Gemma2ForCausalLM", "mixtral": "MixtralForCausalLM",
-    "qwen2_moe": "Qwen2MoeForCausalLM", "qwen3_moe": "Qwen3MoeForCausalLM",
+    "qwen2_moe": "Qwen2MoeForCausalLM", "qwen3_moe": "Qwen3MoeForCausalLM", "phi3": "Phi3ForCausalLM",
 }
 # Families with a tokenizer of their own; the others borrow one (ArchSpec.tokenizer).
 QWEN_ATTENTION_BIAS = ("qwen2", "qwen2_moe")
