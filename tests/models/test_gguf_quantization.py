@@ -134,10 +134,10 @@ def test_unusable_setups_fail_naming_the_flag():
     mc = ModelConfig(tiny_gguf_path("llama", "Q8_0"))
     with pytest.raises(ValueError, match="computes on the CPU"):
         get_quantization_config("gguf").prepare(load_model(mc), mc, "cuda")
-    with pytest.raises(ValueError, match="unknown --quantization 'awq'"):
-        get_quantization_config("awq")
+    with pytest.raises(ValueError, match="unknown --quantization 'bitsandbytes'"):
+        get_quantization_config("bitsandbytes")
     with pytest.raises(ValueError, match="quantization must be one of"):
-        ServerArgs(model_path=tiny_model_dir("llama"), device="cpu", quantization="awq")
+        ServerArgs(model_path=tiny_model_dir("llama"), device="cpu", quantization="bitsandbytes")
 
 
 def test_without_kernels_every_weight_is_dequantized(monkeypatch, caplog):

@@ -26,6 +26,8 @@ _CONFIGS: Dict[str, str] = {
     "gguf": "sglang.runtime.layers.quantization.gguf:GGUFConfig",
     "fp8": "sglang.runtime.layers.quantization.fp8:Fp8Config",
     "compressed-tensors": "sglang.runtime.layers.quantization.compressed_tensors:CompressedTensorsConfig",
+    "awq": "sglang.runtime.layers.quantization.int4:AWQConfig",
+    "gptq": "sglang.runtime.layers.quantization.int4:GPTQConfig",
 }
 QUANTIZATION_METHODS = tuple(_CONFIGS)
 
