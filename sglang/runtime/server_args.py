@@ -14,11 +14,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from sglang.runtime.function_call.registry import TOOL_CALL_PARSER_NAMES
 from sglang.runtime.layers.attention.registry import ATTENTION_BACKEND_NAMES
 from sglang.runtime.layers.quantization import QUANTIZATION_METHODS
 from sglang.runtime.managers.dp_router import LOAD_BALANCE_METHODS
-from sglang.runtime.reasoning.registry import REASONING_PARSER_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -90,12 +88,13 @@ class ServerArgs:
     tp_size: int = _f(1, "Tensor-parallel size (processes, one per device).")
     base_gpu_id: int = _f(0, "First GPU index to use.")
     dp_size: int = _f(1, "Data-parallel size: independent replicas (each with --tp-size processes and its own KV cache) behind one server; on CUDA replica r uses GPUs --base-gpu-id + r * tp_size onwards.")
+    nnodes: int = _f(1, "Number of machines the --tp-size ranks span (tp_size must be a multiple of it; each node runs tp_size / nnodes ranks). Launch the same command on every node with its own --node-rank; node 0 serves HTTP, the others only run their ranks.")
+    node_rank: int = _f(0, "This machine's index among the --nnodes nodes (0 serves requests and holds TP rank 0).")
+    dist_init_addr: Optional[str] = _f(None, "host:port where the tensor-parallel ranks meet (node 0's address and a free TCP port; the same on every node). Required with --nnodes > 1; without it a single node's ranks meet through a file in the runtime's private directory. Set GLOO_SOCKET_IFNAME / NCCL_SOCKET_IFNAME if the nodes should talk over a particular interface.")
     load_balance_method: str = _f("cache_aware", "How a request's data-parallel replica is chosen: 'cache_aware' (the replica already holding the longest prefix of its prompt, else the least loaded), 'shortest_queue' (fewest requests in flight), 'round_robin'.", LOAD_BALANCE_METHODS)
 
     # Structured generation
     grammar_backend: str = _f("xgrammar", "Backend for regex/JSON-schema/EBNF constraints.", ("xgrammar", "fsm", "none"))
-    tool_call_parser: Optional[str] = _f(None, "Format of tool calls in model output, for `tools` in chat requests. Default: detected from the chat template; naming one makes tool calling work with any template (tools are then described in the family's system-prompt format when the template ignores them).", TOOL_CALL_PARSER_NAMES)
-    reasoning_parser: Optional[str] = _f(None, "Split `<think>...</think>` reasoning from chat answers into message.reasoning_content (deepseek-r1 / qwen3-thinking: output starts inside the block; qwen3: when the output opens one).", REASONING_PARSER_NAMES)
     disable_jump_forward: bool = _f(False, "Turn off jump-forward decoding of forced text in constrained generation.")
     constrained_json_whitespace_pattern: Optional[str] = _f(None, "Regex for whitespace allowed between JSON tokens. The fsm backend defaults to '[ ]?'; setting it makes xgrammar allow any JSON whitespace.")
 
@@ -154,6 +153,34 @@ class ServerArgs:
                              f"got {self.load_balance_method!r}")
         if self.base_gpu_id < 0:
             raise ValueError(f"--base-gpu-id must be >= 0, got {self.base_gpu_id}")
+        self._validate_nodes()
+
+    def _validate_nodes(self) -> None:
+        if self.nnodes < 1:
+            raise ValueError(f"--nnodes must be >= 1, got {self.nnodes}")
+        if not 0 <= self.node_rank < self.nnodes:
+            raise ValueError(f"--node-rank must be in [0, --nnodes={self.nnodes}), got {self.node_rank}")
+        if self.dist_init_addr is not None:
+            split_host_port(self.dist_init_addr)
+        if self.nnodes == 1:
+            return
+        if self.tp_size % self.nnodes:
+            raise ValueError(f"--tp-size {self.tp_size} must be a multiple of --nnodes {self.nnodes} "
+                             f"(every node runs the same number of ranks)")
+        if self.dist_init_addr is None:
+            raise ValueError("--nnodes > 1 needs --dist-init-addr HOST:PORT (node 0's address and a free "
+                             "port, the same on every node)")
+        if self.dp_size > 1:
+            raise ValueError("--dp-size > 1 with --nnodes > 1 is not supported: run one multi-node "
+                             "tensor-parallel server per replica behind a load balancer")
+
+    @property
+    def ranks_per_node(self) -> int:
+        return self.tp_size // self.nnodes
+
+    def local_gpu(self, tp_rank: int) -> int:
+        """The CUDA device index TP rank `tp_rank` uses on its node."""
+        return self.base_gpu_id + tp_rank % self.ranks_per_node
 
     # ----- CLI -----
     @staticmethod
@@ -190,6 +217,15 @@ def _cli_type(type_name: Any):
     if "float" in text:
         return float
     return str
+
+
+def split_host_port(addr: str) -> tuple:
+    """'host:port' (IPv6 as '[::1]:port') -> (host, port); ValueError naming the problem."""
+    host, sep, port = addr.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--dist-init-addr must be HOST:PORT (e.g. 10.0.0.1:29500), got {addr!r}")
+    return host, int(port)
 
 
 def resolve_device(device: str) -> str:

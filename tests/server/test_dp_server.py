@@ -33,6 +33,9 @@ def test_dp2_server_reports_replicas_and_exits_when_one_dies(tmp_path):
         assert info["max_total_num_tokens"] == sum(r["max_total_num_tokens"] for r in info["replicas"])
         metrics = httpx.get(server.base_url + "/metrics", timeout=10, trust_env=False)
         assert metrics.status_code == 200 and b"num_running" in metrics.content
+        for rank, replica in enumerate(info["replicas"]):  # each replica's own gauges
+            line = f'sglang:replica_max_total_num_tokens{{dp_rank="{rank}",model_name='
+            assert line in metrics.text and f'{float(replica["max_total_num_tokens"])}' in metrics.text
 
         replica = server.child_pid("scheduler DP1")
         os.kill(replica, signal.SIGKILL)

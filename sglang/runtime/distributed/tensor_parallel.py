@@ -69,6 +69,15 @@ class TensorParallel:
         dist.gather(x, parts, dst=dist.get_global_rank(self.group, 0), group=self.group)
         return torch.cat(parts, dim=dim) if parts is not None else None
 
+    def first_ranks_value(self, value: Any) -> Any:
+        """Rank 0's `value` on every rank (a picklable object), e.g. a seed each node drew itself."""
+        if self.size == 1:
+            return value
+        self._require_group("first_ranks_value")
+        box = [value]
+        dist.broadcast_object_list(box, src=dist.get_global_rank(self.group, 0), group=self.group)
+        return box[0]
+
 
 SINGLE_RANK = TensorParallel()
 

@@ -32,12 +32,26 @@ class Engine:
         exit_if_spawn_bootstrap()  # an unguarded script re-run by a spawned child: see launch.py
         self.server_args = server_args or ServerArgs(**kwargs)
         self._closed = False
+        self._closed_reason = "the engine has been shut down"
+        if self.server_args.node_rank > 0:
+            self._serve_as_worker_node()
+            return
         self.tokenizer_manager, self._runtime = launch_runtime(self.server_args)
         self._procs = self._runtime.procs
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="sglang-engine-loop", daemon=True)
         self._thread.start()
         atexit.register(self.shutdown)
+
+    def _serve_as_worker_node(self) -> None:
+        """Node K > 0 of a multi-node launch runs its tensor-parallel ranks until node 0 stops
+        (blocking, as upstream); requests go to node 0's Engine or server."""
+        from sglang.runtime.entrypoints.worker_node import run_worker_node
+
+        self._closed = True
+        self.exit_code = run_worker_node(self.server_args)
+        self._closed_reason = (f"this Engine was node {self.server_args.node_rank} of a multi-node launch "
+                               f"(--nnodes {self.server_args.nnodes}), which has ended; requests go to node 0")
 
     # ---------------------------------------------------------------- public API
     def generate(
@@ -161,7 +175,7 @@ class Engine:
     def _submit(self, coro):
         if self._closed and not coro.__qualname__.endswith("_close_tm"):
             coro.close()
-            raise RuntimeError("the engine has been shut down")
+            raise RuntimeError(self._closed_reason)
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     async def _generate_all(self, obj: GenerateReqInput):

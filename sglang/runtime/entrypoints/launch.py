@@ -28,7 +28,7 @@ from sglang.runtime.managers.child_process import Heartbeat
 from sglang.runtime.managers.detokenizer_manager import run_detokenizer_process
 from sglang.runtime.managers.scheduler_process import run_scheduler_process
 from sglang.runtime.managers.tokenizer_manager import TokenizerManager
-from sglang.runtime.server_args import PortArgs, ServerArgs
+from sglang.runtime.server_args import PortArgs, ServerArgs, split_host_port
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def _read_status(name: str, proc, reader) -> Optional[dict]:
     raise RuntimeError(f"the {name} process failed to start: {detail}")
 
 
-def _wait_all_ready(procs: List[tuple], readers: list) -> List[dict]:
+def wait_all_ready(procs: List[tuple], readers: list) -> List[dict]:
     """Every child's readiness report, in order. Watched together: tensor-parallel ranks wait
     for each other while they start, so one rank's failure must be seen at once."""
     infos: List[Optional[dict]] = [None] * len(procs)
@@ -110,7 +110,7 @@ def launch_runtime(server_args: ServerArgs) -> Tuple[TokenizerManager, RuntimePr
     runtime = RuntimeProcesses([], PortArgs.new())
     try:
         readers, leaders = _start_children(ctx, server_args, runtime, heartbeats)
-        infos = _wait_all_ready(runtime.procs, readers)
+        infos = wait_all_ready(runtime.procs, readers)
         tokenizer_manager = TokenizerManager(server_args, runtime.port_args, [infos[i] for i in leaders],
                                              runtime.procs, heartbeats=heartbeats)
     except BaseException:  # a startup error, or a signal while the model loads
@@ -120,18 +120,19 @@ def launch_runtime(server_args: ServerArgs) -> Tuple[TokenizerManager, RuntimePr
 
 
 def _replica_targets(server_args: ServerArgs, port_args: PortArgs, replica: int, heartbeat: Heartbeat) -> list:
-    """(name, server args, port args, kwargs) of one data-parallel replica's scheduler processes:
-    one per tensor-parallel rank, rank 0 first, on its own GPUs and scheduler socket."""
+    """(name, server args, port args, kwargs) of one data-parallel replica's scheduler processes
+    on this node: one per local tensor-parallel rank, rank 0 first, on its own GPUs and
+    scheduler socket (a multi-node launch's other ranks run on the other nodes)."""
     tp = server_args.tp_size
     if server_args.dp_size > 1:
         server_args = dataclasses.replace(server_args, base_gpu_id=server_args.base_gpu_id + replica * tp)
     port_args = port_args.for_replica(replica)
     if tp > 1:
-        port_args = dataclasses.replace(port_args, tp_init_method=rendezvous_init_method(port_args, replica))
+        port_args = dataclasses.replace(port_args, tp_init_method=tp_init_method(server_args, port_args, replica))
     name = "scheduler" if replica == 0 else f"scheduler DP{replica}"
     targets = [(name, server_args, port_args, {"heartbeat": heartbeat, "dp_rank": replica})]
     targets += [(f"{name} TP{rank}", server_args, port_args, {"tp_rank": rank, "dp_rank": replica})
-                for rank in range(1, tp)]
+                for rank in local_ranks(server_args) if rank > 0]
     return targets
 
 
@@ -145,6 +146,12 @@ def _start_children(ctx, server_args: ServerArgs, runtime: RuntimeProcesses, hea
         targets += [(name, run_scheduler_process, sargs, pargs, kwargs) for name, sargs, pargs, kwargs
                     in _replica_targets(server_args, runtime.port_args, replica, heartbeats[replica])]
     targets.append(("detokenizer", run_detokenizer_process, server_args, runtime.port_args, {}))
+    return spawn_children(ctx, targets, runtime), leaders
+
+
+def spawn_children(ctx, targets: list, runtime: RuntimeProcesses) -> list:
+    """Start each (name, function, server args, port args, kwargs) as a daemon child that reports
+    readiness through a pipe; returns the pipes' read ends in order."""
     readers = []
     for name, target, sargs, pargs, kwargs in targets:
         reader, writer = ctx.Pipe(duplex=False)
@@ -155,21 +162,40 @@ def _start_children(ctx, server_args: ServerArgs, runtime: RuntimeProcesses, hea
         runtime.procs.append((name, proc))
         readers.append(reader)
     logger.info("started %s", ", ".join(f"the {name} process (pid {proc.pid})" for name, proc in runtime.procs))
-    return readers, leaders
+    return readers
 
 
-def rendezvous_init_method(port_args: PortArgs, replica: int) -> str:
-    """Where a replica's tensor-parallel ranks meet: a file in the runtime's private ipc directory
-    (removed with it). Unlike a probed free TCP port, nothing else can take it before rank 0 binds."""
+def tp_init_method(server_args: ServerArgs, port_args: PortArgs, replica: int) -> str:
+    """Where a replica's tensor-parallel ranks meet: --dist-init-addr when given (the only way
+    across nodes), else a file in the runtime's private ipc directory (removed with it; unlike a
+    probed free TCP port, nothing else can take it before rank 0 binds)."""
+    if server_args.dist_init_addr is not None:
+        host, port = split_host_port(server_args.dist_init_addr)
+        return f"tcp://{'[' + host + ']' if ':' in host else host}:{port}"
     return f"file://{os.path.join(port_args.ipc_dir, f'tp-rendezvous-{replica}')}"
 
 
+def local_ranks(server_args: ServerArgs) -> range:
+    """The tensor-parallel ranks this node runs (all of them on a single node)."""
+    per_node = server_args.ranks_per_node
+    return range(server_args.node_rank * per_node, (server_args.node_rank + 1) * per_node)
+
+
 def shutdown_processes(procs: List[tuple], timeout: float = 5.0) -> None:
+    """Stop children: tensor-parallel followers (" TP<k>" in their names) last, so each rank 0 can
+    tell its followers (on every node) to stop before any of them is signalled."""
+    deadline = time.monotonic() + timeout
+    leaders = [p for p in procs if " TP" not in p[0]]
+    followers = [p for p in procs if " TP" in p[0]]
+    _stop(leaders, deadline)
+    _stop(followers, deadline)
+
+
+def _stop(procs: List[tuple], deadline: float) -> None:
     for _, proc in procs:
         if proc.is_alive():
             proc.terminate()
             _continue(proc.pid)  # a stopped (SIGSTOP) process acts on SIGTERM only once continued
-    deadline = time.monotonic() + timeout
     for _, proc in procs:
         proc.join(max(deadline - time.monotonic(), 0.1))
         if proc.is_alive():

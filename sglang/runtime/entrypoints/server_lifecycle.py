@@ -53,6 +53,10 @@ def _on_signal(signum: int, frame) -> None:
 
 def serve(server_args: ServerArgs) -> int:
     """Run the server until a signal or a fatal error; returns the process exit code."""
+    if server_args.node_rank > 0:  # a multi-node launch's other nodes run ranks, not HTTP
+        from sglang.runtime.entrypoints.worker_node import run_worker_node
+
+        return run_worker_node(server_args)
     # Fail in milliseconds, not after the model has loaded.
     resolve_chat_template(server_args.chat_template)
     check_port_free(server_args.host, server_args.port)

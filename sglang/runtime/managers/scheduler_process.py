@@ -8,6 +8,7 @@ within a poll interval when its parent process is gone, busy or not (see child_p
 from __future__ import annotations
 
 import logging
+import os
 import traceback
 from typing import Optional
 
@@ -63,8 +64,33 @@ def run_scheduler_process(server_args: ServerArgs, port_args: PortArgs, pipe_wri
     if tp_rank > 0:
         _follow(runner, group)
         return
-    SchedulerLoop(scheduler, port_args, parent, heartbeat).run()
+    loop = SchedulerLoop(scheduler, port_args, parent, heartbeat)
+    if group is not None:
+        _stop_on_sigterm(loop)
+    loop.run()
+    if loop.stop_requested:
+        _stop_followers(scheduler)
+        logging.shutdown()
+        os._exit(0)  # the launcher removes the ipc directory; skip process-group teardown
     exit_orphaned("scheduler", port_args)  # run() returns only once the parent is gone
+
+
+def _stop_on_sigterm(loop: "SchedulerLoop") -> None:
+    """Tensor-parallel rank 0 ends its loop on SIGTERM (the launcher's normal stop) so it can tell
+    the followers, which then exit 0 instead of failing on a vanished peer."""
+    import signal
+
+    def request_stop(signum, frame) -> None:
+        loop.stop_requested = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+
+
+def _stop_followers(scheduler) -> None:
+    try:
+        scheduler.mirror.stop_followers()
+    except Exception as exc:  # a follower already gone: nothing left to tell
+        logger.info("could not tell the tensor-parallel followers to stop (%s)", exc)
 
 
 def _build_runner(server_args: ServerArgs, port_args: PortArgs, tp_rank: int):
@@ -95,10 +121,8 @@ def _build_scheduler(server_args: ServerArgs, runner, group):
 
 
 def _follow(runner, group) -> None:
-    """A follower rank mirrors rank 0 until rank 0 is gone; then it exits non-zero (the
+    """A follower rank mirrors rank 0 until rank 0 says stop (exit 0) or is gone (exit 1; the
     launcher, which takes the server down when any rank dies, may already be ending it)."""
-    import os
-
     from sglang.runtime.managers.tp_group import run_follower
 
     try:
@@ -108,12 +132,15 @@ def _follow(runner, group) -> None:
                      runner.tp_rank, type(exc).__name__, exc)
         logging.shutdown()
         os._exit(1)
+    logging.shutdown()
+    os._exit(0)  # without process-group teardown, which can abort while peers close theirs
 
 
 class SchedulerLoop:
     def __init__(self, scheduler, port_args: PortArgs, parent: ParentWatch, heartbeat: Optional[Heartbeat] = None):
         self.scheduler = scheduler
         self.parent = parent
+        self.stop_requested = False  # set by SIGTERM at tensor-parallel rank 0 (see _stop_on_sigterm)
         self.heartbeat = heartbeat
         self.ctx = new_zmq_context()
         self.recv = self.ctx.socket(zmq.PULL)
@@ -135,7 +162,7 @@ class SchedulerLoop:
         """Serve until the parent process is gone, then close the sockets and return."""
         sched = self.scheduler
         try:
-            while self.parent.alive():
+            while self.parent.alive() and not self.stop_requested:
                 if self.heartbeat is not None:
                     self.heartbeat.beat()
                 busy = sched.has_work()

@@ -17,7 +17,7 @@ from typing import Any, List
 import torch
 import torch.distributed as dist
 
-from sglang.runtime.managers.tp_mirror import TPFollower
+from sglang.runtime.managers.tp_mirror import LeaderStopped, TPFollower
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +55,13 @@ def broadcaster(group: Any):
 
 
 def run_follower(runner: Any, group: Any) -> None:
-    """A follower's whole life after startup: apply rank 0's ops until rank 0 is gone (the
-    broadcast then fails, or the launcher ends this process)."""
+    """A follower's whole life after startup: apply rank 0's ops until rank 0 says stop (returns)
+    or is gone (the broadcast raises), or the launcher ends this process."""
     follower = TPFollower(runner)
     box: List[Any] = [None]
-    while True:
-        dist.broadcast_object_list(box, src=0, group=group)
-        follower.apply(box[0])
+    try:
+        while True:
+            dist.broadcast_object_list(box, src=0, group=group)
+            follower.apply(box[0])
+    except LeaderStopped:
+        logger.info("tensor-parallel follower TP%d: rank 0 shut down; exiting", runner.tp_rank)

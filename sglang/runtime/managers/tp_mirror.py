@@ -14,6 +14,8 @@ matters (a forward pass or a sampling step):
   penalties, grammar masks); followers sample the same logits (identical on every rank, the
   model all-gathers them) with the same counter-based seeds, so they draw the same tokens.
 - `clear_encoder_cache`: a cache flush (vision-language models keep per-rank encoder caches).
+- `stop`: rank 0 is shutting down on purpose (SIGTERM from its launcher); followers exit 0, so
+  the other nodes of a multi-node launch end cleanly too.
 
 Followers never see requests, ZMQ or the radix tree; they replay these ops in order.
 """
@@ -155,6 +157,15 @@ class TPLeader:
             ops, self._ops = self._ops, []
             self._send(ops)
 
+    def stop_followers(self) -> None:
+        """Rank 0 is shutting down on purpose: followers leave with exit code 0."""
+        self._ops.append(("stop",))
+        self.flush()
+
+
+class LeaderStopped(Exception):
+    """Raised in a follower by rank 0's `stop` op: a clean shutdown, not a failure."""
+
 
 class TPFollower:
     """A follower rank: replays rank 0's ops on its own ModelRunner."""
@@ -189,6 +200,9 @@ class TPFollower:
         if rows is not None:
             logits = logits[torch.tensor(rows, dtype=torch.int64, device=logits.device)]
         self.last_ids = self.runner.sample(logits, sampling_info_on(logits.device, info))
+
+    def _op_stop(self) -> None:
+        raise LeaderStopped()
 
     def _op_clear_encoder_cache(self) -> None:
         cache = getattr(self.runner.model, "encoder_cache", None)

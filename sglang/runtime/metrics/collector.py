@@ -18,6 +18,7 @@ from typing import Any, Deque, Dict, Optional, Tuple
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from sglang.runtime.metrics.grammar_metrics import GrammarMetrics
+from sglang.runtime.metrics.replica_metrics import ReplicaMetrics
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 PREFIX = "sglang:"
@@ -46,6 +47,8 @@ class MetricsCollector:
         self._build_gauges()
         self.grammar = GrammarMetrics(model_name)
         self.registry.register(self.grammar)
+        self.replicas = ReplicaMetrics(model_name)
+        self.registry.register(self.replicas)
 
     # ---------------------------------------------------------------- series
     def _counter(self, name: str, doc: str):
@@ -114,6 +117,7 @@ class MetricsCollector:
     # ---------------------------------------------------------------- scrape
     def update_server_state(self, state: Dict[str, Any]) -> None:
         self.grammar.update(state)
+        self.replicas.update(state)
         self.num_running.set(state.get("num_running_reqs", 0))
         self.num_queue.set(state.get("num_queue_reqs", 0))
         self.token_usage.set(state.get("token_usage", 0.0))

@@ -48,9 +48,11 @@ class ModelRunner:
         self.tp_rank = tp_rank
         self.device = server_args.device
         if self.device == "cuda":
-            torch.cuda.set_device(server_args.base_gpu_id + tp_rank)
+            torch.cuda.set_device(server_args.local_gpu(tp_rank))
         self.tp = init_tensor_parallel(tp_rank, server_args.tp_size, dist_init_method, device=self.device)
-        torch.manual_seed(server_args.random_seed)
+        # Nodes of a multi-node launch draw their own default seeds; dummy weights must agree.
+        self.seed = self.tp.first_ranks_value(server_args.random_seed)
+        torch.manual_seed(self.seed)
         self.model_config = ModelConfig(
             server_args.model_path,
             context_length=server_args.context_length,
@@ -60,7 +62,7 @@ class ModelRunner:
             load_format=server_args.load_format,
         )
         self.dtype = self.model_config.dtype
-        self.model = load_model(self.model_config, server_args.load_format, self.device, server_args.random_seed,
+        self.model = load_model(self.model_config, server_args.load_format, self.device, self.seed,
                                 server_args.quantization, tp=self.tp)
         if server_args.enable_fused_gemv and self.device == "cuda" and triton_available():
             apply_one_token_gemv(self.model)
