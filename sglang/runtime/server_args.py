@@ -45,7 +45,7 @@ class ServerArgs:
     trust_remote_code: bool = _f(False, "Allow custom code from the checkpoint when reading its config/tokenizer.")
     dtype: str = _f("auto", "Weight and activation dtype. 'auto' takes the checkpoint's torch_dtype on GPU and float32 on CPU.", DTYPES)
     quantization: Optional[str] = _f(None, "Weight quantization method. 'gguf' (CPU, a GGUF checkpoint): Q4_0/Q4_1/Q8_0 weights stay in their blocks and C++ kernels compute on them as llama.cpp does (the file's own values, activations rounded to int8 per 32-value block; about a sixth of float32's bytes per decode step); layers of other types are dequantized as without the flag. Default: weights dequantized into --dtype at load.", QUANTIZATION_METHODS)
-    kv_cache_dtype: str = _f("auto", "KV cache dtype; 'auto' follows --dtype.", ("auto", "float32", "bfloat16", "float16"))
+    kv_cache_dtype: str = _f("auto", "KV cache dtype; 'auto' follows --dtype. fp8_e4m3 / fp8_e5m2 store K and V in one byte (twice the tokens of bfloat16 in the same memory), value / per-layer scale (1.0) rounded to FP8 and dequantized on read; attention backends torch_native and triton (flashinfer needs the model dtype).", ("auto", "float32", "bfloat16", "float16", "fp8_e4m3", "fp8_e5m2"))
     context_length: Optional[int] = _f(None, "Maximum sequence length (prompt + output). Defaults to the model's max_position_embeddings.")
     device: str = _f("auto", "Device to run on: 'cuda', 'cpu', or 'auto' (cuda when available).", ("auto", "cuda", "cpu"))
     served_model_name: Optional[str] = _f(None, "Model name reported by the API; defaults to --model-path.")

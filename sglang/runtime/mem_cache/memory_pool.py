@@ -4,7 +4,8 @@ Three pieces, as in docs/architecture.md:
 - ReqToTokenPool: int32 table [max_requests, context_len] mapping (request slot, position) -> KV slot.
 - TokenSlotAllocator: a free list over KV slots 1..size (slot 0 is reserved as the write target
   for padded tokens, e.g. CUDA-graph padding, and is never handed out).
-- KVPool: per-layer K and V tensors [size + 1, kv_heads, head_dim].
+- KVPool: per-layer K and V tensors [size + 1, kv_heads, head_dim]; with an FP8 dtype they hold
+  value / scale in one byte (`kv_quant.py`), and readers dequantize with `read_kv`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import List, Optional, Tuple, Union
 import torch
 
 from sglang.runtime.host_device import host_to_device
+from sglang.runtime.mem_cache.kv_quant import dequantize_kv, is_fp8, quantize_kv
 
 
 class ReqToTokenPool:
@@ -137,6 +139,10 @@ class KVPool:
         shape_v = (size + 1, num_kv_heads, self.v_head_dim)
         self.k_buffer = [torch.zeros(shape_k, dtype=dtype, device=device) for _ in range(num_layers)]
         self.v_buffer = [torch.zeros(shape_v, dtype=dtype, device=device) for _ in range(num_layers)]
+        self.is_fp8 = is_fp8(dtype)
+        # Per-layer FP8 scales (stored value = value / scale); 1.0 unless calibrated ones are set.
+        self.k_scale = [1.0] * num_layers
+        self.v_scale = [1.0] * num_layers
 
     @staticmethod
     def bytes_per_token(num_kv_heads: int, head_dim: int, num_layers: int, dtype: torch.dtype) -> int:
@@ -148,8 +154,21 @@ class KVPool:
     def get_value_buffer(self, layer_id: int) -> torch.Tensor:
         return self.v_buffer[layer_id]
 
+    def set_kv_scales(self, layer_id: int, k_scale: float, v_scale: float) -> None:
+        if not (k_scale > 0 and v_scale > 0):
+            raise ValueError(f"KV cache scales must be positive, got k_scale={k_scale}, v_scale={v_scale}")
+        self.k_scale[layer_id], self.v_scale[layer_id] = float(k_scale), float(v_scale)
+
+    def read_kv(self, layer_id: int, k: torch.Tensor, v: torch.Tensor, dtype: torch.dtype
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Values read from this layer's buffers (any gather of them) -> `dtype` (FP8 dequantized)."""
+        return (dequantize_kv(k, self.k_scale[layer_id], dtype), dequantize_kv(v, self.v_scale[layer_id], dtype))
+
     def set_kv_buffer(self, layer_id: int, loc: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
-        if k.dtype != self.dtype:
+        if self.is_fp8:
+            k = quantize_kv(k, self.k_scale[layer_id], self.dtype)
+            v = quantize_kv(v, self.v_scale[layer_id], self.dtype)
+        elif k.dtype != self.dtype:
             k, v = k.to(self.dtype), v.to(self.dtype)
         self.k_buffer[layer_id][loc] = k.view(-1, self.num_kv_heads, self.head_dim)
         self.v_buffer[layer_id][loc] = v.view(-1, self.num_kv_heads, self.v_head_dim)

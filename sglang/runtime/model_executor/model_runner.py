@@ -80,8 +80,9 @@ class ModelRunner:
 
     # ---------------------------------------------------------------- memory
     def kv_dtype(self) -> torch.dtype:
-        name = self.server_args.kv_cache_dtype
-        return self.dtype if name == "auto" else getattr(torch, name)
+        from sglang.runtime.mem_cache.kv_quant import resolve_kv_cache_dtype
+
+        return resolve_kv_cache_dtype(self.server_args.kv_cache_dtype, self.dtype)
 
     def _wants_cuda_graph(self) -> bool:
         if self.device != "cuda" or self.server_args.disable_cuda_graph:
@@ -198,4 +199,3 @@ class ModelRunner:
 
     def eos_token_ids(self) -> set:
         return set(self.model_config.hf_eos_token_ids or ())
-

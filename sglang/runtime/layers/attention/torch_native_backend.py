@@ -182,8 +182,8 @@ class TorchNativeAttnBackend(AttentionBackend):
             if seg.q_len == 0:
                 continue
             qi = q[seg.q_start : seg.q_start + seg.q_len].view(seg.q_len, h, d).transpose(0, 1)
-            ki = k_buf[seg.kv_slots].to(q.dtype).transpose(0, 1)  # [KVH, Lk, D]
-            vi = v_buf[seg.kv_slots].to(q.dtype).transpose(0, 1)
+            ki, vi = forward_batch.kv_pool.read_kv(layer.layer_id, k_buf[seg.kv_slots], v_buf[seg.kv_slots], q.dtype)
+            ki, vi = ki.transpose(0, 1), vi.transpose(0, 1)  # [KVH, Lk, D]
             # Soft-capping is not expressible in SDPA: that path needs the explicit mask.
             mask = self._segment_mask(seg, layer.sliding_window_size, explicit=bool(layer.logit_cap),
                                       limits=forward_batch.extend_visible_until)
@@ -213,8 +213,10 @@ class TorchNativeAttnBackend(AttentionBackend):
         bs = q.shape[0]
         h, d, dv = layer.tp_q_head_num, layer.qk_head_dim, layer.v_head_dim
         # [bs, max_len, KVH, D] -> [bs, KVH, max_len, D]
-        kb = _gather(forward_batch.kv_pool.get_key_buffer(layer.layer_id), meta.kv_slots).to(q.dtype).transpose(1, 2)
-        vb = _gather(forward_batch.kv_pool.get_value_buffer(layer.layer_id), meta.kv_slots).to(q.dtype).transpose(1, 2)
+        pool = forward_batch.kv_pool
+        kb, vb = pool.read_kv(layer.layer_id, _gather(pool.get_key_buffer(layer.layer_id), meta.kv_slots),
+                              _gather(pool.get_value_buffer(layer.layer_id), meta.kv_slots), q.dtype)
+        kb, vb = kb.transpose(1, 2), vb.transpose(1, 2)
         mask = meta.masks[window][:, None, :]  # [bs, 1 (query), max_len]
         if layer.logit_cap:  # soft-capping is not expressible in SDPA
             out = grouped_attention(q.view(bs, h, 1, d), kb, vb, mask, layer.scaling, layer.logit_cap)
