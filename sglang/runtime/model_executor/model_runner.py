@@ -199,3 +199,4 @@ class ModelRunner:
 
     def eos_token_ids(self) -> set:
         return set(self.model_config.hf_eos_token_ids or ())
+
