@@ -69,6 +69,12 @@ class ArchSpec:
         return self.tokenizer or arch
 
 
+_MLA_DIMS: Mapping[str, Any] = MappingProxyType({
+    "num_key_value_heads": 4, "kv_lora_rank": 32, "qk_nope_head_dim": 16, "qk_rope_head_dim": 8,
+    "v_head_dim": 16, "n_routed_experts": 8, "num_experts_per_tok": 2, "n_group": 4, "topk_group": 2,
+    "moe_intermediate_size": 32, "first_k_dense_replace": 1,
+})
+
 ARCHES: Mapping[str, ArchSpec] = MappingProxyType({
     "llama": ArchSpec("llama", "LlamaForCausalLM", False, MappingProxyType({})),
     "mistral": ArchSpec("mistral", "MistralForCausalLM", False,
@@ -96,6 +102,16 @@ ARCHES: Mapping[str, ArchSpec] = MappingProxyType({
     "qwen3_moe": ArchSpec("qwen3_moe", "Qwen3MoeForCausalLM", False, MappingProxyType({
         "num_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 32, "norm_topk_prob": True,
     }), tokenizer="qwen2"),
+    # Multi-head latent attention (every head sees all kv: num_key_value_heads = heads) and
+    # mixture-of-experts from layer 1 on, with shared experts. V2 as V2-Lite: no q latent.
+    "deepseek_v2": ArchSpec("deepseek_v2", "DeepseekV2ForCausalLM", False, MappingProxyType({
+        **_MLA_DIMS, "q_lora_rank": None, "topk_method": "group_limited_greedy", "n_shared_experts": 2,
+        "norm_topk_prob": False, "routed_scaling_factor": 1.0,
+    }), tokenizer="llama"),
+    "deepseek_v3": ArchSpec("deepseek_v3", "DeepseekV3ForCausalLM", False, MappingProxyType({
+        **_MLA_DIMS, "q_lora_rank": 48, "n_shared_experts": 1, "norm_topk_prob": True,
+        "routed_scaling_factor": 2.5,
+    }), tokenizer="llama"),
 })
 
 TINY_DIMS: Mapping[str, Any] = MappingProxyType({
@@ -121,6 +137,8 @@ def _derived_fields(arch: str, fields: dict[str, Any]) -> dict[str, Any]:
     """Fields that depend on others (so overriding hidden size or layer count stays consistent)."""
     out: dict[str, Any] = {}
     head_dim = fields.get("head_dim") or fields["hidden_size"] // fields["num_attention_heads"]
+    if "qk_rope_head_dim" in fields:  # latent attention: transformers' head_dim is the rope part
+        head_dim = fields["qk_rope_head_dim"]
     out["head_dim"] = head_dim
     if arch == "gemma2":
         out["query_pre_attn_scalar"] = fields.get("query_pre_attn_scalar", head_dim)
@@ -174,6 +192,9 @@ def _reinit_(model: torch.nn.Module, seed: int, scales: InitScales, stop_ids: Se
                 param.copy_(noise * scales.embed_std)
             else:
                 param.copy_(noise * scales.linear_std)
+        for name, buf in model.named_buffers():  # DeepSeek-V3's routing bias: zeros would test nothing
+            if name.endswith("e_score_correction_bias"):
+                buf.copy_(torch.randn(buf.shape, generator=gen) * BIAS_STD)
         out_rows = model.get_output_embeddings().weight
         out_rows[list(stop_ids)] *= STOP_ROW_SCALE
 

@@ -1,6 +1,7 @@
-"""Mixture-of-experts families (and Phi-3) through the whole Engine against transformers (CPU, float32):
-prompt log-probs, and greedy tokens of 8 prompts submitted together == transformers one at a time
-(so a token's routing does not depend on which requests share its batch)."""
+"""Mixture-of-experts families (Mixtral, Qwen-MoE, DeepSeek with latent attention) and Phi-3
+through the whole Engine against transformers (CPU, float32): prompt log-probs, and greedy tokens
+of 8 prompts submitted together == transformers one at a time (so a token's routing does not
+depend on which requests share its batch)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from tests.engine.prompts import prompt_ids
 NEW_TOKENS = 12
 
 
-@pytest.mark.parametrize("arch", ["mixtral", "qwen2_moe", "qwen3_moe", "phi3"])
+@pytest.mark.parametrize("arch", ["mixtral", "qwen2_moe", "qwen3_moe", "phi3", "deepseek_v2", "deepseek_v3"])
 def test_moe_engine_matches_transformers(arch):
     path = tiny_model_dir(arch)
     with sglang.Engine(model_path=path, device="cpu", dtype="float32") as engine:

@@ -153,3 +153,24 @@ def test_block_loads_checkpoint_names_and_reports_a_missing_expert():
     del ckpt["mlp.experts.1.up_proj.weight"]
     with pytest.raises(ValueError, match=r"missing 1 tensor\(s\).*mlp\.experts\.1\.up_proj\.weight"):
         load_named_weights(block, ckpt.items(), mapping)
+
+
+def test_group_limited_greedy_routing_matches_transformers_deepseek_v2_router():
+    cfg = transformers.DeepseekV2Config(hidden_size=16, num_attention_heads=4, n_routed_experts=16,
+                                        num_experts_per_tok=3, n_group=4,
+                                        topk_group=2, topk_method="group_limited_greedy", routed_scaling_factor=1.5)
+    router = transformers.models.deepseek_v2.modeling_deepseek_v2.DeepseekV2TopkRouter(cfg)
+    gen = torch.Generator().manual_seed(4)
+    router.weight.data = torch.randn(16, 16, generator=gen)
+    logits, ref_w, ref_ids = router(torch.randn(20, 16, generator=gen))
+    ours = RouterConfig(3, renormalize=False, num_expert_group=4, topk_group=2, group_score="max",
+                        routed_scaling_factor=1.5)
+    w, ids = select_experts(logits, ours)
+    ref_order, our_order = ref_ids.sort(-1), ids.sort(-1)
+    assert torch.equal(our_order.values, ref_order.values)
+    torch.testing.assert_close(w.gather(1, our_order.indices), ref_w.gather(1, ref_order.indices))
+    # The group score matters: by its best expert group 0 wins, by its two best group 1 does.
+    probs = torch.tensor([[0.5, 1e-4, 0.3, 0.3]]).log()
+    by_max = RouterConfig(1, num_expert_group=2, topk_group=1, group_score="max")
+    assert select_experts(probs, by_max)[1].item() == 0
+    assert select_experts(probs, RouterConfig(1, num_expert_group=2, topk_group=1))[1].item() in (2, 3)

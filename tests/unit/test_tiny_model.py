@@ -31,6 +31,7 @@ EXPECTED_CLASS = {
     "llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
     "qwen3": "Qwen3ForCausalLM", "gemma2": "Gemma2ForCausalLM", "mixtral": "MixtralForCausalLM",
     "qwen2_moe": "Qwen2MoeForCausalLM", "qwen3_moe": "Qwen3MoeForCausalLM", "phi3": "Phi3ForCausalLM",
+    "deepseek_v2": "DeepseekV2ForCausalLM", "deepseek_v3": "DeepseekV3ForCausalLM",
 }
 # Families with a tokenizer of their own; the others borrow one (ArchSpec.tokenizer).
 QWEN_ATTENTION_BIAS = ("qwen2", "qwen2_moe")
@@ -113,7 +114,10 @@ def test_config_dims_and_family_specifics(arch_path: tuple[str, str]) -> None:
     cfg = AutoConfig.from_pretrained(path)
     assert cfg.architectures == [EXPECTED_CLASS[arch]]
     assert (cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers) == (64, 128, 2)
-    assert (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim) == (4, 2, 16)
+    if arch.startswith("deepseek"):  # latent attention: every head sees all kv, head_dim = rope part
+        assert (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim) == (4, 4, 8)
+    else:
+        assert (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim) == (4, 2, 16)
     assert cfg.max_position_embeddings == 1024
     names = _tensor_names(path)
     tied = arch in ("qwen2", "gemma2")

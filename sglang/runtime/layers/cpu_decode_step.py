@@ -72,7 +72,8 @@ class CpuDecodeStep:
         from sglang.runtime.models.llama import LlamaAttention
 
         attn, mlp = getattr(layer, "self_attn", None), getattr(layer, "mlp", None)
-        if attn is None or mlp is None or type(attn).transform_qk is not LlamaAttention.transform_qk:
+        if (attn is None or mlp is None  # latent attention (DeepSeek) has no transform_qk: module path
+                or getattr(type(attn), "transform_qk", None) is not LlamaAttention.transform_qk):
             return None
         norms = (getattr(layer, "input_layernorm", None), getattr(layer, "post_attention_layernorm", None))
         if not all(type(n) is RMSNorm and n.cpu_ops is not None for n in norms):

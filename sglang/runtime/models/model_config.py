@@ -110,6 +110,12 @@ class ModelConfig:
         self.hidden_size: int = cfg.hidden_size
         self.head_dim: int = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.vocab_size: int = cfg.vocab_size
+        # Latent attention (DeepSeek) caches one vector per token and layer: [kv latent | rope key],
+        # read as a single kv head by the attention backends (`layers/mla_attention.py`).
+        self.kv_lora_rank: Optional[int] = getattr(cfg, "kv_lora_rank", None)
+        if self.kv_lora_rank:
+            self.num_key_value_heads = 1
+            self.head_dim = self.kv_lora_rank + cfg.qk_rope_head_dim
         self.dtype: torch.dtype = resolve_dtype(dtype, cfg, device)
         self.hf_eos_token_ids: Set[int] = read_eos_token_ids(model_path, self.hf_config) | _as_id_set(
             getattr(cfg, "eos_token_id", None))

@@ -27,7 +27,7 @@ from torch import nn
 
 from sglang.runtime.layers.activation import SiluAndMul
 from sglang.runtime.layers.layernorm import RMSNorm
-from sglang.runtime.models.llama import LlamaDecoderLayer, LlamaModel
+from sglang.runtime.models.llama import LlamaAttention, LlamaDecoderLayer, LlamaModel
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,8 @@ def one_token_gemv_blockers(model: nn.Module) -> List[str]:
     for layer in inner.layers:
         if not isinstance(layer, LlamaDecoderLayer) or type(layer).forward is not LlamaDecoderLayer.forward:
             return [f"layer {type(layer).__name__} has its own forward"]
+        if not isinstance(layer.self_attn, LlamaAttention):
+            return [f"attention {type(layer.self_attn).__name__} is not Llama-style q/k/v"]
         act_fn = getattr(layer.mlp, "act_fn", None)  # mixture-of-experts blocks have none
         if not isinstance(act_fn, SiluAndMul):
             return [f"feed-forward {type(layer.mlp).__name__} is not a SiLU-gated MLP"]

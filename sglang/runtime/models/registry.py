@@ -13,6 +13,8 @@ _MODELS = MappingProxyType({
     "Qwen2ForCausalLM": f"{_PKG}.qwen2:Qwen2ForCausalLM",
     "Qwen3ForCausalLM": f"{_PKG}.qwen3:Qwen3ForCausalLM",
     "Phi3ForCausalLM": f"{_PKG}.phi3:Phi3ForCausalLM",
+    "DeepseekV2ForCausalLM": f"{_PKG}.deepseek_v2:DeepseekV2ForCausalLM",
+    "DeepseekV3ForCausalLM": f"{_PKG}.deepseek_v2:DeepseekV3ForCausalLM",
     "MixtralForCausalLM": f"{_PKG}.mixtral:MixtralForCausalLM",
     "Qwen2MoeForCausalLM": f"{_PKG}.qwen2_moe:Qwen2MoeForCausalLM",
     "Qwen3MoeForCausalLM": f"{_PKG}.qwen3_moe:Qwen3MoeForCausalLM",

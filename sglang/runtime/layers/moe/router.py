@@ -5,9 +5,10 @@ ids [tokens, k] int64). The variants the served families use:
 
 - softmax over all experts, then top-k (Mixtral, Qwen-MoE); `renormalize` rescales the k
   weights to sum to 1 (Mixtral always, Qwen when the config's `norm_topk_prob` says so);
-- sigmoid scores with grouped top-k (DeepSeek-V3): experts form `num_expert_group` groups, a
-  group's score is the sum of its two best (bias-corrected) experts, only the `topk_group` best
-  groups compete; `correction_bias` moves the choice but not the weights;
+- grouped top-k (DeepSeek): experts form `num_expert_group` groups and only the `topk_group`
+  best groups compete; a group's score is the sum of its two best (bias-corrected) experts
+  (V3, sigmoid scores) or its best expert (V2's group-limited greedy, softmax scores);
+  `correction_bias` moves the choice but not the weights;
 - `routed_scaling_factor` multiplies the final weights (DeepSeek).
 """
 
@@ -19,6 +20,7 @@ from typing import Optional, Tuple
 import torch
 
 SCORING_FUNCS = ("softmax", "sigmoid")
+GROUP_SCORES = ("top2_sum", "max")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class RouterConfig:
     scoring_func: str = "softmax"
     num_expert_group: Optional[int] = None  # grouped top-k when set (with topk_group)
     topk_group: Optional[int] = None
+    group_score: str = "top2_sum"
     routed_scaling_factor: float = 1.0
 
     def __post_init__(self) -> None:
@@ -35,6 +38,8 @@ class RouterConfig:
             raise ValueError(f"scoring_func must be one of {SCORING_FUNCS}, got {self.scoring_func!r}")
         if self.top_k < 1:
             raise ValueError(f"num_experts_per_tok must be >= 1, got {self.top_k}")
+        if self.group_score not in GROUP_SCORES:
+            raise ValueError(f"group_score must be one of {GROUP_SCORES}, got {self.group_score!r}")
         if (self.num_expert_group is None) != (self.topk_group is None):
             raise ValueError("grouped routing needs both n_group and topk_group (or neither)")
 
@@ -44,13 +49,16 @@ def _scores(logits: torch.Tensor, scoring_func: str) -> torch.Tensor:
     return torch.softmax(logits, dim=-1) if scoring_func == "softmax" else torch.sigmoid(logits)
 
 
-def _group_mask(choice: torch.Tensor, num_groups: int, topk_group: int) -> torch.Tensor:
+def _group_mask(choice: torch.Tensor, num_groups: int, topk_group: int, group_score: str) -> torch.Tensor:
     """[tokens, experts] bool: experts in each token's `topk_group` best groups."""
     tokens, experts = choice.shape
     if experts % num_groups:
         raise ValueError(f"n_routed_experts={experts} is not divisible by n_group={num_groups}")
     grouped = choice.view(tokens, num_groups, experts // num_groups)
-    group_scores = grouped.topk(min(2, grouped.shape[-1]), dim=-1).values.sum(dim=-1)
+    if group_score == "max":
+        group_scores = grouped.max(dim=-1).values
+    else:
+        group_scores = grouped.topk(min(2, grouped.shape[-1]), dim=-1).values.sum(dim=-1)
     best = group_scores.topk(topk_group, dim=-1).indices
     keep = torch.zeros(tokens, num_groups, dtype=torch.bool, device=choice.device)
     keep.scatter_(1, best, True)
@@ -65,7 +73,7 @@ def select_experts(router_logits: torch.Tensor, cfg: RouterConfig,
     scores = _scores(router_logits, cfg.scoring_func)
     choice = scores if correction_bias is None else scores + correction_bias.float()
     if cfg.num_expert_group is not None:
-        mask = _group_mask(choice, cfg.num_expert_group, cfg.topk_group)
+        mask = _group_mask(choice, cfg.num_expert_group, cfg.topk_group, cfg.group_score)
         choice = choice.masked_fill(~mask, float("-inf"))
     ids = choice.topk(cfg.top_k, dim=-1).indices
     weights = scores.gather(1, ids)  # the bias and the group mask choose; weights stay unbiased

@@ -1,0 +1,30 @@
+"""KV cache of latent attention (DeepSeek): one vector per token and layer, `[kv latent | rope key]`.
+
+`MLAAttention` reads that vector as the key of a single kv head and as its value (the output's
+rope columns are dropped), so the value buffer of each layer *is* its key buffer: the pool holds
+kv_lora_rank + qk_rope_head_dim numbers per token and layer (576 for DeepSeek-V2/V3, against
+heads * (192 + 128) = 40,960 for their 128 heads expanded). Writes of k and v land in the same
+storage with the same values; backends read it through the usual get_key/get_value_buffer.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from sglang.runtime.mem_cache.memory_pool import KVPool
+
+
+class MLAKVPool(KVPool):
+    def __init__(self, size: int, dtype: torch.dtype, latent_dim: int, num_layers: int, device: str):
+        super().__init__(size, dtype, 1, latent_dim, 0, device)  # buffers are made below, once
+        self.num_layers = num_layers
+        self.k_buffer = [torch.zeros((size + 1, 1, latent_dim), dtype=dtype, device=device)
+                         for _ in range(num_layers)]
+        self.v_buffer = self.k_buffer
+        if hasattr(self, "k_scale"):  # FP8 caches: one scale serves the aliased key and value
+            self.k_scale = [1.0] * num_layers
+            self.v_scale = self.k_scale
+
+    @staticmethod
+    def latent_bytes_per_token(latent_dim: int, num_layers: int, dtype: torch.dtype) -> int:
+        return latent_dim * num_layers * torch.tensor([], dtype=dtype).element_size()
