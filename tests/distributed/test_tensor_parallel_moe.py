@@ -11,7 +11,7 @@ from sglang.testing.fixtures import tiny_model_dir
 from tests.distributed.tp_worker import assert_same, run_script, run_sharded
 
 
-@pytest.mark.parametrize("arch", ["mixtral", "qwen2_moe", "qwen3_moe", "phi3"])
+@pytest.mark.parametrize("arch", ["mixtral", "qwen2_moe", "qwen3_moe", "phi3", "deepseek_v2", "deepseek_v3"])
 def test_moe_tensor_parallel_matches_single_rank(arch, tmp_path):
     path = tiny_model_dir(arch)
     reference = run_script(path, SINGLE_RANK)

@@ -75,3 +75,15 @@ def test_latent_cache_is_a_small_fraction_of_expanded_heads():
 
 def test_deinterleave_pairs():
     assert deinterleave(torch.arange(6.0)).tolist() == [0.0, 2.0, 4.0, 1.0, 3.0, 5.0]
+
+
+def test_runner_pool_for_latent_attention_holds_one_vector_per_token(tiny_ckpt):
+    from sglang.runtime.mem_cache.memory_pool import KVPool
+    from sglang.runtime.mem_cache.mla_pool import kv_bytes_per_token, make_kv_pool
+
+    mla, dense = ModelConfig(tiny_ckpt("deepseek_v3")), ModelConfig(tiny_ckpt("llama"))
+    pool = make_kv_pool(mla, 64, torch.float32, 1, "cpu")
+    assert type(pool) is MLAKVPool and pool.get_key_buffer(1).shape == (65, 1, 40)
+    assert kv_bytes_per_token(mla, 1, torch.float32) == 40 * 2 * 4  # dims x layers x bytes, no value copy
+    assert type(make_kv_pool(dense, 64, torch.float32, 2, "cpu")) is KVPool
+    assert kv_bytes_per_token(dense, 2, torch.float32) == KVPool.bytes_per_token(2, 16, 2, torch.float32)

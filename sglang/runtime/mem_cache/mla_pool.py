@@ -9,6 +9,8 @@ storage with the same values; backends read it through the usual get_key/get_val
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from sglang.runtime.mem_cache.memory_pool import KVPool
@@ -28,3 +30,18 @@ class MLAKVPool(KVPool):
     @staticmethod
     def latent_bytes_per_token(latent_dim: int, num_layers: int, dtype: torch.dtype) -> int:
         return latent_dim * num_layers * torch.tensor([], dtype=dtype).element_size()
+
+
+def kv_bytes_per_token(model_config: Any, kv_heads: int, dtype: torch.dtype) -> int:
+    """Cache bytes one token takes on this rank: the latent vector for latent attention, else
+    k and v of this rank's kv heads."""
+    if getattr(model_config, "kv_lora_rank", None):
+        return MLAKVPool.latent_bytes_per_token(model_config.head_dim, model_config.num_hidden_layers, dtype)
+    return KVPool.bytes_per_token(kv_heads, model_config.head_dim, model_config.num_hidden_layers, dtype)
+
+
+def make_kv_pool(model_config: Any, size: int, dtype: torch.dtype, kv_heads: int, device: str) -> KVPool:
+    """The KV pool the model's attention reads: `MLAKVPool` for latent attention, else `KVPool`."""
+    if getattr(model_config, "kv_lora_rank", None):
+        return MLAKVPool(size, dtype, model_config.head_dim, model_config.num_hidden_layers, device)
+    return KVPool(size, dtype, kv_heads, model_config.head_dim, model_config.num_hidden_layers, device)

@@ -21,7 +21,8 @@ from sglang.runtime.distributed.tensor_parallel import init_tensor_parallel, kv_
 from sglang.runtime.layers.attention.registry import create_attention_backend, get_attention_backend_class
 from sglang.runtime.layers.cpu_kernels import apply_cpu_kernels
 from sglang.runtime.layers.logits_processor import LogitsProcessorOutput
-from sglang.runtime.mem_cache.memory_pool import KVPool, ReqToTokenPool, TokenSlotAllocator
+from sglang.runtime.mem_cache.memory_pool import ReqToTokenPool, TokenSlotAllocator
+from sglang.runtime.mem_cache.mla_pool import kv_bytes_per_token, make_kv_pool
 from sglang.runtime.model_executor.cuda_graph_runner import CudaGraphRunner, capture_batch_sizes, default_max_bs
 from sglang.runtime.model_executor.forward_batch import ForwardBatch
 from sglang.runtime.models.loader import load_model
@@ -139,21 +140,15 @@ class ModelRunner:
         cfg = self.model_config
         # This rank's kv heads (its share, or one replicated head when ranks outnumber them).
         kv_heads = kv_heads_per_rank(cfg.num_key_value_heads, self.tp.size)
-        per_token = KVPool.bytes_per_token(kv_heads, cfg.head_dim, cfg.num_hidden_layers, self.kv_dtype())
+        per_token = kv_bytes_per_token(cfg, kv_heads, self.kv_dtype())
         self.max_total_num_tokens, self.max_running_requests = self._plan_memory(per_token)
         self.req_to_token_pool = ReqToTokenPool(self._table_rows(self.max_running_requests), self.context_len + 4,
                                                 self.device)
         # Taken from the free list so no request ever writes it: it stays all zeros (slot 0).
         self.padding_req_row: Optional[int] = self.req_to_token_pool.alloc(1)[0] if self.use_cuda_graph else None
         self.allocator = TokenSlotAllocator(self.max_total_num_tokens, self.device)
-        self.kv_pool = KVPool(
-            self.max_total_num_tokens,
-            self.kv_dtype(),
-            kv_heads,
-            cfg.head_dim,
-            cfg.num_hidden_layers,
-            self.device,
-        )
+        # Latent attention (DeepSeek) gets a pool whose value buffers alias its key buffers.
+        self.kv_pool = make_kv_pool(cfg, self.max_total_num_tokens, self.kv_dtype(), kv_heads, self.device)
         logger.info(
             "KV cache: token capacity %d (%.1f MiB at %d bytes/token), max running requests %d, "
             "context length %d",
