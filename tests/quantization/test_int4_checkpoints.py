@@ -121,3 +121,23 @@ def test_bad_int4_tensors_are_refused(tmp_path):
 def test_int4_flags_need_a_checkpoint():
     with pytest.raises(ValueError, match="--quantization awq needs a checkpoint whose config.json has a awq"):
         load_model(ModelConfig(tiny_model_dir("llama")), quantization="awq")
+
+
+def test_rtn_int4_of_a_loaded_model():
+    from sglang.runtime.layers.quantization.int4_math import dequantize_int4
+    from sglang.runtime.layers.quantization.rtn import quantize_model_int4_rtn
+
+    mc = ModelConfig(tiny_model_dir("llama", **WIDE))
+    model, dense = load_model(mc), load_model(mc)
+    float_weights = {id(m): m.weight.detach().clone() for m in model.modules() if isinstance(m, LinearBase)}
+    layers = quantize_model_int4_rtn(model, group_size=64)
+    assert len(layers) == 4 * mc.num_hidden_layers and all(m.weight is None for m in layers)
+    by_name = dict(dense.named_modules())
+    for name, layer in model.named_modules():
+        if layer in layers:
+            w = dequantize_int4(layer.qweight, layer.scales, layer.qzeros, layer.g_idx, layer.in_features)
+            # Round to nearest: within half a step of its group (a step is that group's scale).
+            step = layer.scales.repeat_interleave(64, dim=1)
+            assert ((w - float_weights[id(layer)]).abs() <= step / 2 + 1e-6).all()
+            by_name[name].weight.data.copy_(w)
+    torch.testing.assert_close(logits(model, mc), logits(dense, mc), atol=1e-4, rtol=1e-4)

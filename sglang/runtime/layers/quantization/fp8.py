@@ -125,11 +125,9 @@ class Fp8LinearMethod(LinearMethod):
             if self.scheme.activations == "static" and not float(layer.input_scale) > 0:
                 raise ValueError("a static FP8 input_scale must be positive")
             return
-        weight, scale = quantize_rows(layer.weight.data)
-        layer.weight = new_param(weight.shape, FP8_DTYPE)
-        layer.weight.data.copy_(weight)
-        setattr(layer, self.scheme.scale_name, new_param(scale.shape, torch.float32))
-        getattr(layer, self.scheme.scale_name).data.copy_(scale)
+        weight, scale = quantize_rows(layer.weight.data)  # on the weight's device
+        layer.weight = nn.Parameter(weight, requires_grad=False)
+        setattr(layer, self.scheme.scale_name, nn.Parameter(scale, requires_grad=False))
 
     # ---------------------------------------------------------------- compute
     def apply(self, layer: nn.Module, x: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
