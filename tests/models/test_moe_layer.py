@@ -174,3 +174,26 @@ def test_group_limited_greedy_routing_matches_transformers_deepseek_v2_router():
     by_max = RouterConfig(1, num_expert_group=2, topk_group=1, group_score="max")
     assert select_experts(probs, by_max)[1].item() == 0
     assert select_experts(probs, RouterConfig(1, num_expert_group=2, topk_group=1))[1].item() in (2, 3)
+
+
+@settings(max_examples=30, deadline=None)
+@given(tokens=st.integers(1, 40), experts=st.integers(1, 9), k=st.integers(1, 3), block=st.sampled_from([1, 4, 16]),
+       seed=st.integers(0, 99))
+def test_triton_row_alignment_gives_each_block_one_expert(tokens, experts, k, block, seed):
+    align_rows = pytest.importorskip("sglang.kernels.fused_moe").align_rows
+    k = min(k, experts)
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.stack([torch.randperm(experts, generator=gen)[:k] for _ in range(tokens)])
+    rows, block_expert = align_rows(ids, experts, block)
+    n = tokens * k
+    assert rows.numel() % block == 0 and rows.numel() <= n + experts * (block - 1) + block - 1
+    real = rows[rows < n]
+    assert sorted(real.tolist()) == list(range(n))  # every (token, slot) row exactly once
+    per_block = rows.view(-1, block)
+    for b, expert in enumerate(block_expert.tolist()):
+        inside = per_block[b][per_block[b] < n]
+        if expert < 0:
+            assert inside.numel() == 0
+        else:
+            assert (ids.reshape(-1)[inside] == expert).all()
+    assert (block_expert >= 0).sum() == ((torch.bincount(ids.reshape(-1), minlength=experts) + block - 1) // block).sum()
