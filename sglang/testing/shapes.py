@@ -80,6 +80,33 @@ SHAPES: Mapping[str, ShapeSpec] = MappingProxyType({
         "tie_word_embeddings": True,
         "use_sliding_window": False,
     })),
+    # Mixture-of-experts shapes (published config.json dimensions).
+    "mixtral-8x7b": ShapeSpec("mixtral", MappingProxyType({
+        "hidden_act": "silu", "rms_norm_eps": 1e-5, "hidden_size": 4096, "intermediate_size": 14336,
+        "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 32000,
+        "num_local_experts": 8, "num_experts_per_tok": 2, "max_position_embeddings": 32768,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0}, "sliding_window": None,
+        "tie_word_embeddings": False,
+    })),
+    "qwen3-30b-a3b": ShapeSpec("qwen3_moe", MappingProxyType({
+        "hidden_act": "silu", "rms_norm_eps": 1e-6, "hidden_size": 2048, "intermediate_size": 6144,
+        "moe_intermediate_size": 768, "num_hidden_layers": 48, "num_attention_heads": 32,
+        "num_key_value_heads": 4, "head_dim": 128, "vocab_size": 151936, "num_experts": 128,
+        "num_experts_per_tok": 8, "norm_topk_prob": True, "max_position_embeddings": 40960,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0}, "tie_word_embeddings": False,
+    })),
+    "deepseek-v2-lite": ShapeSpec("deepseek_v2", MappingProxyType({
+        "hidden_act": "silu", "rms_norm_eps": 1e-6, "hidden_size": 2048, "intermediate_size": 10944,
+        "moe_intermediate_size": 1408, "num_hidden_layers": 27, "num_attention_heads": 16,
+        "num_key_value_heads": 16, "vocab_size": 102400, "n_routed_experts": 64, "n_shared_experts": 2,
+        "num_experts_per_tok": 6, "first_k_dense_replace": 1, "kv_lora_rank": 512, "q_lora_rank": None,
+        "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128, "topk_method": "greedy",
+        "n_group": 1, "topk_group": 1, "routed_scaling_factor": 1.0, "norm_topk_prob": False,
+        "max_position_embeddings": 163840, "tie_word_embeddings": False,
+        "rope_parameters": {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 40.0,
+                            "original_max_position_embeddings": 4096, "beta_fast": 32.0, "beta_slow": 1.0,
+                            "mscale": 0.707, "mscale_all_dim": 0.707},
+    })),
 })
 
 
@@ -128,7 +155,7 @@ def _shape_config(spec: ShapeSpec, ids: TokenizerIds) -> transformers.Pretrained
 def write_shape_config(name: str, out_dir: str) -> str:
     """Write config.json, generation_config.json and a vocab_size-entry tokenizer; return out_dir."""
     spec = shape_spec(name)
-    family = tokenizer_family(spec.arch)
+    family = tokenizer_family(arch_spec(spec.arch).tokenizer_family(spec.arch))
     vocab_size = int(spec.fields["vocab_size"])
     tok = synthetic_bpe(vocab_size - len(family.specials), family)
     ids = add_family_tokens(tok, family)

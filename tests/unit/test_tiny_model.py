@@ -294,13 +294,19 @@ def test_shape_configs_load_with_full_vocab(name: str, shape_path) -> None:
         "llama-3-8b": (4096, 32, 32, 8, 14336, 128256),
         "llama-3.2-1b": (2048, 16, 32, 8, 8192, 128256),
         "qwen2.5-0.5b": (896, 24, 14, 2, 4864, 151936),
+        "mixtral-8x7b": (4096, 32, 32, 8, 14336, 32000),
+        "qwen3-30b-a3b": (2048, 48, 32, 4, 6144, 151936),
+        "deepseek-v2-lite": (2048, 27, 16, 16, 10944, 102400),
     }[name]
     assert dims == expected
     rope = cfg.rope_parameters
     if name == "llama-3.2-1b":
         assert rope["rope_type"] == "llama3" and rope["factor"] == 32.0 and cfg.tie_word_embeddings
         assert cfg.max_position_embeddings == 131072
-    assert rope["rope_theta"] == (1e6 if name.startswith("qwen") else 500000.0)
+    theta = {"mixtral-8x7b": 1e6, "deepseek-v2-lite": 10000.0}.get(name, 1e6 if name.startswith("qwen") else 500000.0)
+    assert rope["rope_theta"] == theta
+    if name == "deepseek-v2-lite":
+        assert rope["rope_type"] == "yarn" and rope["mscale_all_dim"] == 0.707 and cfg.kv_lora_rank == 512
     assert tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False)
 
 
