@@ -83,8 +83,11 @@ def test_rope_params_from_legacy_and_v5_configs():
 
 
 def test_unsupported_rope_type_is_a_clear_error():
-    with pytest.raises(ValueError, match="unsupported rope scaling type 'longrope'"):
-        get_rope(16, 16, 32, 10000.0, {"rope_type": "longrope", "factor": 2.0})
+    with pytest.raises(ValueError, match="unsupported rope scaling type 'made_up'"):
+        get_rope(16, 16, 32, 10000.0, {"rope_type": "made_up", "factor": 2.0})
+    with pytest.raises(ValueError, match="longrope needs short_factor and long_factor of 8 values"):
+        get_rope(16, 16, 32, 10000.0, {"rope_type": "longrope", "factor": 2.0, "short_factor": [1.0] * 8,
+                                       "original_max_position_embeddings": 16})
 
 
 def _rotate_half_reference(x: torch.Tensor, cos_full: torch.Tensor, sin_full: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,13 @@ uses a base stretched for n. Under incremental decoding every token is therefore
 base of its own position + 1, so our table does exactly that per position; prompts within the
 original context are unaffected, which is where the scaling is a no-op.
 
+LongRoPE (Phi-3 128k, Phi-3.5) is position-dependent the same way: transformers rotates a step
+with the long factors once its sequence exceeds the original context, so under incremental
+decoding position p uses the long factors iff p + 1 > original_max_position_embeddings, and our
+table does exactly that per position. The one divergence: a single prompt longer than the
+original context is rotated by transformers with the long factors at *every* position (its
+sequence is long), here with the short ones up to the boundary.
+
 On CUDA (with Triton) the rotation runs our in-place kernel (`sglang.kernels.rotary`) over a
 float32 [positions, rotary_dim] table (cos | sin) built from the same angles: q and k are then
 rotated where they lie (views into the fused qkv output), not copied.
@@ -24,7 +31,7 @@ from torch import nn
 
 from sglang.kernels import use_triton
 
-SUPPORTED_ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "llama3")
+SUPPORTED_ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "llama3", "longrope")
 
 
 # ---------------------------------------------------------------- config reading
@@ -48,8 +55,12 @@ def rope_params_from_config(config: Any) -> tuple[float, Optional[dict]]:
         sections = scaling.get("mrope_section")
         return theta, ({"rope_type": "default", "mrope_section": list(sections)} if sections else None)
     scaling["rope_type"] = rope_type
-    if rope_type in ("yarn", "llama3"):
-        scaling.setdefault("original_max_position_embeddings", config.max_position_embeddings)
+    if rope_type in ("yarn", "llama3", "longrope"):
+        # Phi-3 keeps the pretraining length beside rope_scaling in older configs.
+        scaling.setdefault("original_max_position_embeddings",
+                           getattr(config, "original_max_position_embeddings", None) or config.max_position_embeddings)
+    if rope_type == "longrope" and scaling.get("factor") is None:
+        scaling["factor"] = config.max_position_embeddings / scaling["original_max_position_embeddings"]
     if rope_type == "yarn" and scaling.get("factor") is None:
         scaling["factor"] = config.max_position_embeddings / scaling["original_max_position_embeddings"]
     return theta, scaling
@@ -119,6 +130,24 @@ def yarn_attention_factor(scaling: dict) -> float:
     return mscale(factor)
 
 
+def longrope_angles(positions: torch.Tensor, rotary_dim: int, base: float, scaling: dict) -> torch.Tensor:
+    """Angles [P, rotary_dim/2]: frequencies divided by the short factors, or by the long ones
+    at positions p with p + 1 > original_max_position_embeddings."""
+    exponents = torch.arange(0, rotary_dim, 2, dtype=torch.int64).float() / rotary_dim
+    short = 1.0 / (torch.tensor(scaling["short_factor"], dtype=torch.float32) * base**exponents)
+    long = 1.0 / (torch.tensor(scaling["long_factor"], dtype=torch.float32) * base**exponents)
+    is_long = (positions + 1 > scaling["original_max_position_embeddings"])[:, None]
+    return positions.float()[:, None] * torch.where(is_long, long[None, :], short[None, :])
+
+
+def longrope_attention_factor(scaling: dict) -> float:
+    if scaling.get("attention_factor") is not None:
+        return float(scaling["attention_factor"])
+    factor = float(scaling["factor"])
+    orig = scaling["original_max_position_embeddings"]
+    return 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(orig))
+
+
 def dynamic_ntk_angles(positions: torch.Tensor, rotary_dim: int, base: float, factor: float,
                        max_position: int) -> torch.Tensor:
     """Angles [P, rotary_dim/2] where position p >= max_position uses the NTK base for p + 1 tokens."""
@@ -164,6 +193,11 @@ class RotaryEmbedding(nn.Module):
             raise ValueError(
                 f"unsupported rope scaling type {self.rope_type!r}; supported: {SUPPORTED_ROPE_TYPES}"
             )
+        if self.rope_type == "longrope":
+            half = rotary_dim // 2
+            if any(len(self.scaling.get(key) or ()) != half for key in ("short_factor", "long_factor")):
+                raise ValueError(f"longrope needs short_factor and long_factor of {half} values (rotary_dim / 2) "
+                                 f"in rope_scaling; the config has {self.scaling}")
         self.max_position = max_position
         self.dtype = dtype
         self.register_buffer("cos_cache", torch.empty(0), persistent=False)
@@ -182,6 +216,8 @@ class RotaryEmbedding(nn.Module):
         return self.max_position
 
     def _angles(self, positions: torch.Tensor) -> torch.Tensor:
+        if self.rope_type == "longrope":
+            return longrope_angles(positions, self.rotary_dim, self.base, self.scaling)
         if self.rope_type == "dynamic":
             return dynamic_ntk_angles(positions, self.rotary_dim, self.base, self.scaling["factor"],
                                       self.max_position)
@@ -210,7 +246,8 @@ class RotaryEmbedding(nn.Module):
     def _float_tables(self, num_positions: int) -> tuple[torch.Tensor, torch.Tensor]:
         """float32 cos and sin [num_positions, rotary_dim / 2], YaRN magnitude included."""
         angles = self._angles(torch.arange(num_positions, dtype=torch.int64))
-        mag = yarn_attention_factor(self.scaling) if self.rope_type == "yarn" else 1.0
+        mag = {"yarn": yarn_attention_factor, "longrope": longrope_attention_factor}.get(
+            self.rope_type, lambda scaling: 1.0)(self.scaling)
         return angles.cos() * mag, angles.sin() * mag
 
     def kernel_cache(self, device: torch.device) -> torch.Tensor:
