@@ -24,13 +24,15 @@ import torch
 import triton
 import triton.language as tl
 
+from sglang.runtime.layers.moe.experts_torch import expert_counts
+
 
 def align_rows(topk_ids: torch.Tensor, num_experts: int, block_m: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(rows [P] flat (token*k + slot) index or T*k for padding, block_expert [P / block_m] or -1)."""
     flat = topk_ids.reshape(-1)
     n = flat.numel()
     order = torch.sort(flat, stable=True).indices
-    counts = torch.bincount(flat, minlength=num_experts)
+    counts = expert_counts(flat, num_experts)  # no host read: CUDA-graph capturable
     padded = (counts + block_m - 1) // block_m * block_m
     seg_start = torch.cumsum(padded, 0) - padded  # padded start of each expert's segment
     raw_start = torch.cumsum(counts, 0) - counts

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from sglang.runtime.distributed.tensor_parallel import TensorParallel, tensor_parallel
 from sglang.runtime.layers.activation import silu_and_mul_ref
 from sglang.runtime.layers.moe import FusedMoE, MoEBlock, RouterConfig, expert_weight_mapping, select_experts
-from sglang.runtime.layers.moe.experts_torch import fused_experts_torch, group_by_expert
+from sglang.runtime.layers.moe.experts_torch import fused_experts_dense, fused_experts_torch, group_by_expert
 from sglang.runtime.models.weight_utils import load_named_weights
 
 
@@ -38,8 +38,11 @@ def test_grouped_experts_equal_per_token_loop(tokens, experts, k, seed):
     w2 = torch.randn(experts, hidden, inter, generator=gen, dtype=torch.float64)
     ids = torch.stack([torch.randperm(experts, generator=gen)[:k] for _ in range(tokens)])
     weights = torch.rand(tokens, k, generator=gen, dtype=torch.float64)
+    expected = _loop_reference(x, w13, w2, weights, ids)
     got = fused_experts_torch(x, w13, w2, weights, ids, silu_and_mul_ref)
-    torch.testing.assert_close(got, _loop_reference(x, w13, w2, weights, ids), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+    dense = fused_experts_dense(x, w13, w2, weights, ids, silu_and_mul_ref)  # the CUDA-graph form
+    torch.testing.assert_close(dense, expected, rtol=1e-10, atol=1e-10)
 
 
 def test_group_by_expert_segments_are_sorted_and_stable():

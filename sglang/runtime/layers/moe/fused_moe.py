@@ -24,7 +24,7 @@ from sglang.runtime.distributed.lazy_weight import WeightLike, materialize, read
 from sglang.runtime.distributed.tensor_parallel import resolve_tensor_parallel
 from sglang.runtime.layers.activation import get_gated_activation
 from sglang.runtime.layers.linear import check_full_shape
-from sglang.runtime.layers.moe.experts_torch import fused_experts_torch
+from sglang.runtime.layers.moe.experts_torch import fused_experts_dense, fused_experts_torch
 
 EXPERT_SLOTS = ("w1", "w2", "w3")  # gate, down, up (Mixtral's names)
 
@@ -84,7 +84,10 @@ class FusedMoE(nn.Module):
             dst.copy_(materialize(src))
 
     def partial_output(self, x: torch.Tensor, topk_weights: torch.Tensor, topk_ids: torch.Tensor) -> torch.Tensor:
-        """This rank's share of the experts' weighted sum (before the all-reduce)."""
+        """This rank's share of the experts' weighted sum (before the all-reduce). While a CUDA
+        graph is captured, the form without host reads (every expert on every token)."""
+        if x.is_cuda and torch.cuda.is_current_stream_capturing():
+            return fused_experts_dense(x, self.w13_weight, self.w2_weight, topk_weights, topk_ids, self.act_fn)
         return fused_experts_torch(x, self.w13_weight, self.w2_weight, topk_weights, topk_ids, self.act_fn)
 
     def forward(self, x: torch.Tensor, topk_weights: torch.Tensor, topk_ids: torch.Tensor) -> torch.Tensor:
