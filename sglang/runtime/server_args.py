@@ -14,9 +14,11 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from sglang.runtime.function_call.registry import TOOL_CALL_PARSER_NAMES
 from sglang.runtime.layers.attention.registry import ATTENTION_BACKEND_NAMES
 from sglang.runtime.layers.quantization import QUANTIZATION_METHODS
 from sglang.runtime.managers.dp_router import LOAD_BALANCE_METHODS
+from sglang.runtime.reasoning.registry import REASONING_PARSER_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +97,8 @@ class ServerArgs:
 
     # Structured generation
     grammar_backend: str = _f("xgrammar", "Backend for regex/JSON-schema/EBNF constraints.", ("xgrammar", "fsm", "none"))
+    tool_call_parser: Optional[str] = _f(None, "Format of tool calls in model output, for `tools` in chat requests. Default: detected from the chat template; naming one makes tool calling work with any template (tools are then described in the family's system-prompt format when the template ignores them).", TOOL_CALL_PARSER_NAMES)
+    reasoning_parser: Optional[str] = _f(None, "Split `<think>...</think>` reasoning from chat answers into message.reasoning_content (deepseek-r1 / qwen3-thinking: output starts inside the block; qwen3: when the output opens one).", REASONING_PARSER_NAMES)
     disable_jump_forward: bool = _f(False, "Turn off jump-forward decoding of forced text in constrained generation.")
     constrained_json_whitespace_pattern: Optional[str] = _f(None, "Regex for whitespace allowed between JSON tokens. The fsm backend defaults to '[ ]?'; setting it makes xgrammar allow any JSON whitespace.")
 
