@@ -27,6 +27,7 @@ from sglang.runtime.layers.linear import check_full_shape
 from sglang.runtime.layers.moe.experts_torch import fused_experts_dense, fused_experts_torch
 
 EXPERT_SLOTS = ("w1", "w2", "w3")  # gate, down, up (Mixtral's names)
+FP8_DTYPES = tuple(getattr(torch, name) for name in ("float8_e4m3fn", "float8_e5m2") if hasattr(torch, name))
 
 
 def expert_weight_mapping(num_experts: int, gate: str = "gate_proj", down: str = "down_proj",
@@ -80,8 +81,12 @@ class FusedMoE(nn.Module):
             check_full_shape(loaded, (full, self.hidden_size), f"expert {expert} {slot} projection")
             offset = 0 if slot == "w1" else rows
             src, dst = loaded.narrow(0, start, rows), param.data[expert, offset:offset + rows]
+        src = materialize(src)
+        if src.dtype in FP8_DTYPES:  # a plain copy would drop the block scales: wrong numbers
+            raise ValueError(f"expert {expert} {slot} is stored as {src.dtype}; FP8 expert weights are not "
+                             f"supported yet: use a bfloat16 checkpoint of this model")
         with torch.no_grad():
-            dst.copy_(materialize(src))
+            dst.copy_(src)
 
     def partial_output(self, x: torch.Tensor, topk_weights: torch.Tensor, topk_ids: torch.Tensor) -> torch.Tensor:
         """This rank's share of the experts' weighted sum (before the all-reduce). While a CUDA
