@@ -104,7 +104,10 @@ def plan_chat(ctx: ServerContext, req: ChatCompletionRequest) -> ChatPlan:
         top_logprobs_num=logprobs.top_logprobs_num, return_text_in_logprobs=True, stream=bool(req.stream),
         mm_inputs=mm_inputs,
     )
-    return ChatPlan(obj, rid, n, logprobs, OutputParsers(tools, _reasoning(ctx, req)))
+    parsers = OutputParsers(tools)
+    # A reply constrained to calls has no thinking before them: nothing to split off.
+    parsers.reasoning = None if parsers.calls_only else _reasoning(ctx, req)
+    return ChatPlan(obj, rid, n, logprobs, parsers)
 
 
 def _constrain(params: Dict[str, Any], tools: ToolPlan, tok: Any) -> None:
