@@ -190,3 +190,25 @@ def test_float_weights_under_an_fp8_config_and_bad_scale_shapes_are_refused(tmp_
         save_file(broken, os.path.join(path, "model.safetensors"))
         with pytest.raises(ValueError, match=f"cannot load checkpoint tensor '{key}'.*{message}"):
             load_model(ModelConfig(path))
+
+
+@pytest.mark.parametrize("block", [(32, 32), (128, 128), (16, 64)])  # transformers refuses ragged grids
+def test_block_weights_match_transformers_dequantization(tmp_path, block):
+    """transformers loads block-wise `fp8` checkpoints on a CPU by dequantizing them: its float
+    weights must be ours (a third reading of the format, beside the builder's)."""
+    from transformers import AutoModelForCausalLM
+
+    from sglang.runtime.layers.quantization.fp8_math import dequantize
+
+    path = _quantized(tmp_path, "fp8-block", block=block)
+    hf = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    ours = load_model(ModelConfig(path))
+    hf_params = dict(hf.named_parameters())
+    for name, layer in ours.named_modules():
+        if not isinstance(layer, LinearBase):
+            continue
+        w = dequantize(layer.weight, layer.weight_scale_inv, block[1])
+        parts = layer_checkpoint_names(ours, name)
+        want = torch.cat([hf_params[p + ".weight"].detach().float() for p in parts])
+        assert hf_params[parts[0] + ".weight"].dtype != torch.float8_e4m3fn
+        torch.testing.assert_close(w, want, atol=0, rtol=2 ** -8)  # transformers may round through bf16
