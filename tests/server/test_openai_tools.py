@@ -116,6 +116,18 @@ def test_reasoning_split_plain_and_streamed(oai):
         assert raw.choices[0].message.content.startswith("<think>")
 
 
+def test_response_format_constrains_the_answer_after_reasoning(oai):
+    schema = {"type": "object", "properties": {"answer": {"type": "integer", "minimum": 0, "maximum": 99}},
+              "required": ["answer"]}
+    fmt = {"type": "json_schema", "json_schema": {"name": "a", "schema": schema}}
+    reply = oai.chat.completions.create(model=MODEL_NAME, messages=ASK, temperature=1.0, max_tokens=200, n=8,
+                                        response_format=fmt)
+    finished = [c for c in reply.choices if c.finish_reason == "stop"]
+    assert finished
+    for choice in finished:
+        validate(json.loads(choice.message.content), schema)
+
+
 @pytest.mark.parametrize("kwargs,needle", [
     ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object",
                                                                                "properties": {"a": {"type": 5}}}}}]},

@@ -40,3 +40,18 @@ def test_names():
     assert {"deepseek-r1", "qwen3"} <= set(REASONING_PARSER_NAMES)
     with pytest.raises(ValueError, match="unknown reasoning parser 'r2'"):
         get_reasoning_parser("r2")
+
+
+@pytest.mark.parametrize("name", ["qwen3", "deepseek-r1"])
+def test_schema_applies_after_the_thinking(name):
+    import xgrammar as xgr
+    from xgrammar.testing import _is_grammar_accept_string as accepts
+
+    from sglang.runtime.reasoning.grammar import schema_after_reasoning_ebnf
+
+    schema = '{"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}'
+    grammar = xgr.Grammar.from_ebnf(schema_after_reasoning_ebnf(get_reasoning_parser(name), schema))
+    assert accepts(grammar, '<think>\nfree text, even {"a": "x"} < here\n</think>\n\n{"a": 1}')
+    assert not accepts(grammar, '<think>ok</think>{"a": "not an integer"}')
+    assert not accepts(grammar, '<think>ok</think>plain text')
+    assert accepts(grammar, '{"a": 1}') == (name == "qwen3")  # R1's template opens the thinking itself

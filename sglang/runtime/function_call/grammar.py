@@ -35,7 +35,7 @@ def ebnf_literal(text: str) -> str:
 
 def calls_ebnf(layout: CallLayout, tools: Sequence[Dict[str, Any]], parallel: bool) -> str:
     """A reply that is nothing but calls to `tools` (function dicts: name, parameters)."""
-    body = _rename_root(_calls_union(layout, tools, ""), "tool_call")
+    body = rename_root(_calls_union(layout, tools, ""), "tool_call")
     more = f"({ebnf_literal(layout.separator)} tool_call){{0, {MAX_PARALLEL_CALLS - 1}}}" if parallel else ""
     return (body + f"\nroot ::= {ebnf_literal(layout.begin)} tool_call {more} {ebnf_literal(layout.end)}\n")
 
@@ -50,11 +50,11 @@ def triggered_ebnf(layout: CallLayout, tools: Sequence[Dict[str, Any]], parallel
     if layout.begin:  # one marker opens a whole list of calls (mistral, deepseekv3)
         if not layout.begin.startswith(trigger):
             return None
-        body = _rename_root(_calls_union(layout, tools, ""), "tool_call")
+        body = rename_root(_calls_union(layout, tools, ""), "tool_call")
         body += (f"\ntool_call_rest ::= {ebnf_literal(layout.begin[len(trigger):])} tool_call {more} "
                  f"{ebnf_literal(layout.end)}")
     else:  # the marker opens each call (hermes)
-        body = _rename_root(_calls_union(layout, tools, trigger), "tool_call_rest")
+        body = rename_root(_calls_union(layout, tools, trigger), "tool_call_rest")
     return (body + f"\nroot ::= TagDispatch(({ebnf_literal(trigger)}, tool_call_rest), "
                    f"loop_after_dispatch={'true' if parallel else 'false'}, excludes=())\n")
 
@@ -81,7 +81,7 @@ def _literal_grammar(xgr: Any, text: str) -> Any:
     return xgr.Grammar.from_ebnf(f"root ::= {ebnf_literal(text)}" if text else 'root ::= ""')
 
 
-def _rename_root(ebnf: str, name: str) -> str:
+def rename_root(ebnf: str, name: str) -> str:
     """xgrammar's print names its start rule `root`; give it `name` so a new root can wrap it."""
     lines: List[str] = ebnf.strip().splitlines()
     if any(_ROOT_REF.search(line) for line in lines if not line.startswith("root ::= ")):

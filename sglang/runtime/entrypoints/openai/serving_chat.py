@@ -45,6 +45,7 @@ from sglang.runtime.entrypoints.request_runner import generate_once, generate_st
 from sglang.runtime.entrypoints.server_context import ServerContext
 from sglang.runtime.entrypoints.streaming import SSE_DONE, SSEResponse, sse_event
 from sglang.runtime.managers.generate_input import GenerateReqInput
+from sglang.runtime.reasoning.grammar import schema_after_reasoning_ebnf
 from sglang.runtime.reasoning.registry import get_reasoning_parser
 
 # OpenAI answers max_tokens / max_completion_tokens 0 on chat with a 400: a reply needs a token.
@@ -98,15 +99,17 @@ def plan_chat(ctx: ServerContext, req: ChatCompletionRequest) -> ChatPlan:
     params = sampling_params(req, max_new, n)
     if tools is not None:
         _constrain(params, tools, tok)
+    parsers = OutputParsers(tools)
+    # A reply constrained to calls has no thinking before them: nothing to split off.
+    parsers.reasoning = None if parsers.calls_only else _reasoning(ctx, req)
+    if parsers.reasoning is not None and "json_schema" in params and args.grammar_backend == "xgrammar":
+        params["ebnf"] = _schema_after_reasoning(parsers.reasoning, params.pop("json_schema"))
     obj = GenerateReqInput(
         input_ids=ids, sampling_params=params, rid=rid,
         return_logprob=logprobs.return_logprob, logprob_start_len=logprobs.logprob_start_len,
         top_logprobs_num=logprobs.top_logprobs_num, return_text_in_logprobs=True, stream=bool(req.stream),
         mm_inputs=mm_inputs,
     )
-    parsers = OutputParsers(tools)
-    # A reply constrained to calls has no thinking before them: nothing to split off.
-    parsers.reasoning = None if parsers.calls_only else _reasoning(ctx, req)
     return ChatPlan(obj, rid, n, logprobs, parsers)
 
 
@@ -120,6 +123,14 @@ def _constrain(params: Dict[str, Any], tools: ToolPlan, tok: Any) -> None:
     specials = set(getattr(tok, "all_special_tokens", ())) | set(getattr(tok, "added_tokens_encoder", {}))
     if any(m in specials for m in tools.fmt.markers) and "skip_special_tokens" not in params:
         params["skip_special_tokens"] = False
+
+
+def _schema_after_reasoning(parser: Any, schema: str) -> str:
+    """response_format constrains the answer, not the thinking before it."""
+    try:
+        return schema_after_reasoning_ebnf(parser, schema)
+    except (ValueError, RuntimeError) as exc:
+        raise bad_request(f"invalid JSON schema in response_format: {exc}", param="response_format") from None
 
 
 def _reasoning(ctx: ServerContext, req: ChatCompletionRequest) -> Any:
