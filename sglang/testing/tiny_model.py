@@ -64,6 +64,9 @@ class ArchSpec:
     extra: Mapping[str, Any]  # family-specific config fields
     init: InitScales = InitScales()
     tokenizer: Optional[str] = None  # tokenizer_factory family when not the arch's own name
+    # transformers 5 fuses some tensors in memory (MoE experts into one [E, ...] tensor) and
+    # splits them again on save: write what hub checkpoints hold (per-expert tensors).
+    hub_layout: bool = False
 
     def tokenizer_family(self, arch: str) -> str:
         return self.tokenizer or arch
@@ -94,24 +97,24 @@ ARCHES: Mapping[str, ArchSpec] = MappingProxyType({
     # Mixture-of-experts families: 8 experts, 2 per token (config field names are each family's).
     "mixtral": ArchSpec("mixtral", "MixtralForCausalLM", False, MappingProxyType({
         "num_local_experts": 8, "num_experts_per_tok": 2, "sliding_window": None,
-    }), tokenizer="mistral"),
+    }), tokenizer="mistral", hub_layout=True),
     "qwen2_moe": ArchSpec("qwen2_moe", "Qwen2MoeForCausalLM", False, MappingProxyType({
         "num_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 32,
         "shared_expert_intermediate_size": 96, "norm_topk_prob": False,
-    }), tokenizer="qwen2"),
+    }), tokenizer="qwen2", hub_layout=True),
     "qwen3_moe": ArchSpec("qwen3_moe", "Qwen3MoeForCausalLM", False, MappingProxyType({
         "num_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 32, "norm_topk_prob": True,
-    }), tokenizer="qwen2"),
+    }), tokenizer="qwen2", hub_layout=True),
     # Multi-head latent attention (every head sees all kv: num_key_value_heads = heads) and
     # mixture-of-experts from layer 1 on, with shared experts. V2 as V2-Lite: no q latent.
     "deepseek_v2": ArchSpec("deepseek_v2", "DeepseekV2ForCausalLM", False, MappingProxyType({
         **_MLA_DIMS, "q_lora_rank": None, "topk_method": "group_limited_greedy", "n_shared_experts": 2,
         "norm_topk_prob": False, "routed_scaling_factor": 1.0,
-    }), tokenizer="llama"),
+    }), tokenizer="llama", hub_layout=True),
     "deepseek_v3": ArchSpec("deepseek_v3", "DeepseekV3ForCausalLM", False, MappingProxyType({
         **_MLA_DIMS, "q_lora_rank": 48, "n_shared_experts": 1, "norm_topk_prob": True,
         "routed_scaling_factor": 2.5,
-    }), tokenizer="llama"),
+    }), tokenizer="llama", hub_layout=True),
 })
 
 TINY_DIMS: Mapping[str, Any] = MappingProxyType({
@@ -221,8 +224,8 @@ def _hub_layout(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> dict[
     return revert_weight_conversion(model, state)
 
 
-def _state_dict_to_save(model: torch.nn.Module, tied: bool) -> dict[str, torch.Tensor]:
-    state = _hub_layout(model, dict(model.state_dict()))
+def _state_dict_to_save(model: torch.nn.Module, tied: bool, hub_layout: bool = False) -> dict[str, torch.Tensor]:
+    state = _hub_layout(model, dict(model.state_dict())) if hub_layout else model.state_dict()
     tensors = {k: v.detach().contiguous().clone() for k, v in state.items()}
     if tied:
         tensors.pop("lm_head.weight", None)  # HF omits the tied copy; loaders re-tie it
@@ -294,7 +297,7 @@ def make_tiny_checkpoint(arch: str, out_dir: str, seed: int = 0, shards: int = 1
     ids = write_tokenizer(spec.tokenizer_family(arch), out_dir, model_max_length=max_len)
     config = tiny_config(arch, ids, **config_overrides)
     model = build_model(config, seed, spec.init, ids.stop_ids)
-    save_weights(_state_dict_to_save(model, config.tie_word_embeddings), out_dir, shards)
+    save_weights(_state_dict_to_save(model, config.tie_word_embeddings, spec.hub_layout), out_dir, shards)
     write_json(os.path.join(out_dir, "config.json"), config_json_dict(config))
     write_generation_config(out_dir, ids)
     return out_dir
