@@ -65,10 +65,12 @@ def check_tensor_parallel_support(model_config: ModelConfig, tp: TensorParallel,
         return
     check_tensor_parallel_config(model_config.num_attention_heads, model_config.num_key_value_heads,
                                  tp.size, repr(model_config.model_path))
-    if quantization or model_config.gguf is not None:
+    # FP8 and INT4 layers shard like float ones (their loaders place scales with the weight rows);
+    # GGUF blocks do not.
+    if quantization == "gguf" or model_config.gguf is not None:
         what = f"--quantization {quantization}" if quantization else "a GGUF checkpoint"
         raise ValueError(f"{what} is not supported with --tp-size {tp.size}; use a safetensors "
-                         f"checkpoint without --quantization, or --tp-size 1")
+                         f"checkpoint, or --tp-size 1")
 
 
 def load_model(model_config: ModelConfig, load_format: str = "auto", device: str = "cpu",

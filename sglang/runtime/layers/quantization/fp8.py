@@ -23,6 +23,7 @@ from sglang.runtime.layers.quantization.base import LinearMethod, QuantizationCo
 from sglang.runtime.layers.quantization.fp8_math import FP8_DTYPE, fp8_linear, quantize_rows
 from sglang.runtime.layers.quantization.loading import (
     check_dtype,
+    input_shard,
     load_rows,
     new_param,
     quantizable_linears,
@@ -93,10 +94,16 @@ class Fp8LinearMethod(LinearMethod):
             loaded = loaded.float()
             if s.weights == "block":
                 bn, bk = s.block
-                grid = (-(-rows // bn), -(-layer.in_features // bk))
+                start, size, full = input_shard(layer)
+                grid = (-(-rows // bn), -(-full // bk))
                 if tuple(loaded.shape) != grid:
-                    raise ValueError(f"block-wise {s.scale_name} of {rows}x{layer.in_features} weight with blocks "
+                    raise ValueError(f"block-wise {s.scale_name} of {rows}x{full} weight with blocks "
                                      f"[{bn}, {bk}] must be {grid}, got {tuple(loaded.shape)}")
+                if size != full:  # a row-parallel rank's inputs must be whole column blocks
+                    if size % bk:
+                        raise ValueError(f"{size} inputs per rank are not whole FP8 blocks of {bk}; choose another "
+                                         "--tp-size")
+                    loaded = loaded[:, start // bk:(start + size) // bk]
                 loaded = loaded.repeat_interleave(bn, dim=0)[:rows]
             elif s.weights == "tensor":
                 if loaded.numel() != 1:

@@ -25,6 +25,7 @@ from sglang.runtime.layers.quantization.int4_math import (
 )
 from sglang.runtime.layers.quantization.loading import (
     check_dtype,
+    input_shard,
     load_rows,
     new_param,
     quantizable_linears,
@@ -54,21 +55,27 @@ class Int4LinearMethod(LinearMethod):
         self.fmt = fmt
 
     def create_weights(self, layer: nn.Module, params_dtype: torch.dtype) -> None:
-        n, k = layer.out_features, layer.in_features
-        g = self.fmt.groups(k)
+        # A row-parallel rank holds its slice of the inputs but every group's scales and zeros, so
+        # any group size and act-order map splits (g_idx says which groups its inputs use).
+        start, k, full = input_shard(layer)
+        if full != k and k % 2:
+            raise ValueError(f"{k} INT4 inputs per rank do not fill whole bytes; choose another --tp-size")
+        n, g = layer.out_features, self.fmt.groups(full)
         layer.register_parameter("weight", None)
         layer.qweight = new_param((n, -(-k // 2)), torch.uint8, self._loader(layer, "qweight"))
         layer.qzeros = new_param((n, g), torch.uint8, self._loader(layer, "qzeros"))
         layer.scales = new_param((n, g), torch.float32, self._loader(layer, "scales"))
-        groups = torch.arange(k, dtype=torch.int32) // (k if self.fmt.group_size == -1 else self.fmt.group_size)
         if self.fmt.kind == "gptq":  # the checkpoint's map (act-order permutes it)
             layer.g_idx = new_param((k,), torch.int32, self._g_idx_loader(layer))
         else:
+            size = full if self.fmt.group_size == -1 else self.fmt.group_size
+            groups = torch.arange(start, start + k, dtype=torch.int32) // size
             layer.register_buffer("g_idx", groups, persistent=False)
 
     # ---------------------------------------------------------------- loading
     def _expected(self, layer: nn.Module, name: str, rows: int) -> tuple:
-        k, g = layer.in_features, self.fmt.groups(layer.in_features)
+        k = input_shard(layer)[2]
+        g = self.fmt.groups(k)
         if name == "scales":
             return (g, rows)
         if name == "qzeros":
@@ -96,21 +103,27 @@ class Int4LinearMethod(LinearMethod):
             if rows % 8:
                 raise ValueError(f"{self.fmt.kind}: {rows} output features do not pack into int32 words of 8")
             expected = self._expected(layer, name, rows)
+            start, k, full = input_shard(layer)
             if tuple(loaded.shape) != expected:
-                raise ValueError(f"shape mismatch for {self.fmt.kind} {name} of a layer with {layer.in_features} inputs, "
+                raise ValueError(f"shape mismatch for {self.fmt.kind} {name} of a layer with {full} inputs, "
                                  f"{rows} outputs and group_size {self.fmt.group_size}: checkpoint has "
                                  f"{tuple(loaded.shape)}, expected {expected}")
-            load_rows(layer, param, self._to_rows(name, loaded, layer.in_features).contiguous(), shard_id, name)
+            ours = self._to_rows(name, loaded, full)
+            if name == "qweight" and k != full:  # this rank's inputs (start is even: whole bytes)
+                ours = ours[:, start // 2:start // 2 + param.shape[1]]
+            load_rows(layer, param, ours.contiguous(), shard_id, name)
         return load
 
     def _g_idx_loader(self, layer: nn.Module):
         def load(param: nn.Parameter, loaded: torch.Tensor, shard_id=None) -> None:
-            g = self.fmt.groups(layer.in_features)
-            if tuple(loaded.shape) != (layer.in_features,):
-                raise ValueError(f"gptq g_idx must have one entry per input ({layer.in_features}), got {tuple(loaded.shape)}")
+            start, k, full = input_shard(layer)
+            g = self.fmt.groups(full)
+            if tuple(loaded.shape) != (full,):
+                raise ValueError(f"gptq g_idx must have one entry per input ({full}), got {tuple(loaded.shape)}")
             if loaded.numel() and not (0 <= int(loaded.min()) and int(loaded.max()) < g):
                 raise ValueError(f"gptq g_idx values must be group indices in [0, {g}), got [{int(loaded.min())}, "
                                  f"{int(loaded.max())}]")
+            loaded = loaded[start:start + k]
             # Fused parts (q|k|v, gate|up) share their input, so GPTQ gives them one act-order map.
             if getattr(param, "filled", False) and not torch.equal(param.data, loaded.to(torch.int32)):
                 raise ValueError("the parts of a fused layer have different gptq g_idx (act-order) maps; "

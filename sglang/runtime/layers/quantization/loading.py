@@ -10,7 +10,7 @@ checkpoint's list of layers left unquantized.
 from __future__ import annotations
 
 import re
-from typing import Iterable, List, Sequence
+from typing import Iterable, List, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -38,6 +38,14 @@ def shard_rows(layer: nn.Module, shard_id: ShardId) -> int:
     if isinstance(layer, MergedColumnParallelLinear) and shard_id is not None:
         return layer.output_sizes[shard_id]
     return getattr(layer, "full_output_size", layer.out_features)
+
+
+def input_shard(layer: nn.Module) -> Tuple[int, int, int]:
+    """(first input, inputs on this rank, inputs in the checkpoint): a row-parallel layer holds a
+    slice of the inputs, every other layer all of them."""
+    full = getattr(layer, "full_input_size", layer.in_features)
+    start = layer.tp_rank * layer.in_features if full != layer.in_features else 0
+    return start, layer.in_features, full
 
 
 def load_rows(layer: nn.Module, param: nn.Parameter, loaded: torch.Tensor, shard_id: ShardId,
