@@ -69,3 +69,22 @@ def test_block_scales_that_do_not_split_are_refused(tmp_path):
     load_model(ModelConfig(path))  # whole on one rank: ragged edge blocks are fine
     with pytest.raises(ValueError, match=r"_proj.weight_scale_inv': \d+ inputs per rank are not whole FP8 blocks of 96"):
         load_model(ModelConfig(path), tp=TensorParallel(1, 2, None))
+
+
+def test_engine_tp2_on_an_int4_checkpoint_equals_tp1(tmp_path):
+    """Two gloo ranks on an AWQ checkpoint (weight-only, so the split changes only float summation
+    order): the same greedy tokens and prompt log-probs as one rank."""
+    import sglang
+
+    path = write_quantized(tiny_model_dir("llama"), str(tmp_path / "awq"), "awq", group_size=32)
+    prompts = ["The capital of France is a city that", "Numbers: one two three four five six"]
+    outs = {}
+    for tp_size in (1, 2):
+        with sglang.Engine(model_path=path, device="cpu", tp_size=tp_size, random_seed=0) as engine:
+            outs[tp_size] = engine.generate(prompts, {"max_new_tokens": 16, "temperature": 0, "ignore_eos": True},
+                                            return_logprob=True, logprob_start_len=0)
+    for a, b in zip(outs[1], outs[2]):
+        assert b["output_ids"] == a["output_ids"]
+        lp_a = torch.tensor([t[0] for t in a["meta_info"]["input_token_logprobs"][1:]])
+        lp_b = torch.tensor([t[0] for t in b["meta_info"]["input_token_logprobs"][1:]])
+        torch.testing.assert_close(lp_b, lp_a, atol=1e-4, rtol=1e-4)
