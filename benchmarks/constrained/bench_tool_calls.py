@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from typing import Dict, List, Tuple
 
@@ -78,7 +79,11 @@ def main() -> None:
             while total < args.samples:
                 n = min(args.batch, args.samples - total)
                 got = replies(client, model, choice, stream, n, args.max_tokens)
-                ok += sum(valid(calls, finish, "get_weather" if choice == "named" else "") for calls, finish in got)
+                for calls, finish in got:
+                    if valid(calls, finish, "get_weather" if choice == "named" else ""):
+                        ok += 1
+                    else:  # what was wrong, for diagnosis
+                        print(json.dumps({"invalid": calls, "finish_reason": finish}), file=sys.stderr)
                 total += n
             print(json.dumps({"tool_choice": choice, "stream": stream, "samples": total, "valid": ok,
                               "seconds": round(time.perf_counter() - start, 1)}), flush=True)
