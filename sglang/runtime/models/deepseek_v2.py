@@ -24,8 +24,8 @@ _LAYER_INDEX = re.compile(r"^model\.layers\.(\d+)\.")
 
 def is_moe_layer(config: PretrainedConfig, layer_id: int) -> bool:
     freq = int(getattr(config, "moe_layer_freq", 1) or 1)
-    return bool(getattr(config, "n_routed_experts", None)) and layer_id >= config.first_k_dense_replace \
-        and layer_id % freq == 0
+    routed = bool(getattr(config, "n_routed_experts", None))
+    return routed and layer_id >= config.first_k_dense_replace and layer_id % freq == 0
 
 
 def v2_router(config: PretrainedConfig) -> RouterConfig:
