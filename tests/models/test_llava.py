@@ -26,7 +26,13 @@ from sglang.runtime.multimodal.registry import load_multimodal_processor
 from sglang.testing.tiny_vlm import make_tiny_vlm
 from tests.models.harness import KVHarness, logprobs
 
-TOL = 1e-4
+TOL = 1e-4  # at log-probs of magnitude <= 10; scaled up with them (see bound())
+
+
+def bound(tol: float, reference: torch.Tensor) -> float:
+    """float32 summation-order error grows with the values' magnitude; the tiny checkpoint's random
+    weights (drawn by transformers' initializers, which change between releases) set that."""
+    return tol * max(1.0, reference.abs().max().item() / 10)
 SIGLIP = {"model_type": "siglip_vision_model", "hidden_act": "gelu_pytorch_tanh"}
 VARIANTS = {
     "llava": ("llava", {}),
@@ -169,7 +175,7 @@ def test_prompt_logprobs_match_transformers(pairs, variant):
         ref = pair.hf_logprobs(PROMPTS[n], images(n, seed=n))
         assert logits.shape[0] == ref.shape[0]
         err = (logprobs(logits) - ref).abs().max().item()
-        assert err < TOL, f"{variant}, {n} image(s): max |ours - transformers| = {err:.2e}"
+        assert err < bound(TOL, ref), f"{variant}, {n} image(s): max |ours - transformers| = {err:.2e}"
 
 
 @pytest.mark.parametrize("variant", ["llava", "llava_next"])
@@ -193,7 +199,7 @@ def test_chunked_prefill_through_images_equals_one_pass(pairs, variant):
         pieces.append(extend(h, pair.model, [row], [ids[lo:hi]], [prompt.mm_inputs]).input_logits)
     assert pair.model.encoder_cache.misses - misses == len(items)  # each image encoded once
     err = (logprobs(torch.cat(pieces)) - logprobs(whole)).abs().max().item()
-    assert err < 1e-5, f"chunked prefill differs from one pass by {err:.2e}"
+    assert err < bound(1e-5, logprobs(whole)), f"chunked prefill differs from one pass by {err:.2e}"
 
 
 @pytest.mark.parametrize("variant", ["llava", "llava_next", "llava_next-siglip"])
