@@ -23,7 +23,8 @@ class HermesFormat(ToolCallFormat):
         return scan_regions(text, final, self.markers, lambda t, pos, _m: _block(t, pos, names))
 
     def layout(self) -> CallLayout:
-        return CallLayout(begin="", end="", separator="\n", prefix_template=OPEN + '\n{{"name": "{name}", "arguments": ',
+        return CallLayout(begin="", end="", separator="\n",
+                          prefix_template=OPEN + '\n{{"name": "{name}", "arguments": ',
                           call_suffix="}\n" + CLOSE, trigger=OPEN)
 
     def system_prompt(self, tools: Sequence[Dict[str, Any]]) -> str:
