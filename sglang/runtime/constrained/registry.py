@@ -14,6 +14,7 @@ from sglang.runtime.constrained.base_grammar import BaseGrammarBackend
 GRAMMAR_BACKENDS: Dict[str, Tuple[str, str]] = {
     "xgrammar": ("sglang.runtime.constrained.xgrammar_backend", "XGrammarBackend"),
     "fsm": ("sglang.runtime.constrained.fsm_backend", "FSMGrammarBackend"),
+    "lark": ("sglang.runtime.constrained.lark_backend", "LarkGrammarBackend"),
     "none": ("sglang.runtime.constrained.disabled_backend", "DisabledGrammarBackend"),
 }
 
