@@ -96,7 +96,7 @@ class ServerArgs:
     load_balance_method: str = _f("cache_aware", "How a request's data-parallel replica is chosen: 'cache_aware' (the replica already holding the longest prefix of its prompt, else the least loaded), 'shortest_queue' (fewest requests in flight), 'round_robin'.", LOAD_BALANCE_METHODS)
 
     # Structured generation
-    grammar_backend: str = _f("xgrammar", "Backend for regex/JSON-schema/EBNF constraints.", ("xgrammar", "fsm", "none"))
+    grammar_backend: str = _f("xgrammar", "Backend for regex/JSON-schema/EBNF constraints. lark: EBNF on a character-level LALR(1) parser built by lark (regex/JSON go to fsm).", ("xgrammar", "fsm", "lark", "none"))
     tool_call_parser: Optional[str] = _f(None, "Format of tool calls in model output, for `tools` in chat requests. Default: detected from the chat template; naming one makes tool calling work with any template (tools are then described in the family's system-prompt format when the template ignores them).", TOOL_CALL_PARSER_NAMES)
     reasoning_parser: Optional[str] = _f(None, "Split `<think>...</think>` reasoning from chat answers into message.reasoning_content (deepseek-r1 / qwen3-thinking: output starts inside the block; qwen3: when the output opens one).", REASONING_PARSER_NAMES)
     disable_jump_forward: bool = _f(False, "Turn off jump-forward decoding of forced text in constrained generation.")
