@@ -132,7 +132,12 @@ class _Emitter:
 
 def _class_part(lo: int, hi: int) -> str:
     def esc(cp: int) -> str:
-        return f"\\U{cp:08x}"
+        # lark turns \U escapes into the character itself, so class-special characters keep a
+        # backslash that re (not lark) interprets
+        ch = chr(cp)
+        if ch in "]\\^-[/":
+            return "\\" + ch
+        return ch if 0x20 < cp < 0x7F else f"\\U{cp:08x}"
 
     return esc(lo) if lo == hi else f"{esc(lo)}-{esc(hi)}"
 
