@@ -119,6 +119,8 @@ def test_jump_forward(lark_backend):
     ('root ::= item\nitem ::= "b" | other', "line 2, column 16"),
     ('root ::= "a\n"', "line 1, column 10"),
     ('item ::= "a"', "no 'root' rule"),
+    ('root ::= "x" loop\nloop ::= "y" loop', "'loop' can never finish"),
+    ('root ::= [a-z]{1,100000}', "over the lark backend's limit"),
 ])
 def test_malformed_grammar_names_line_and_column(lark_backend, grammar, where):
     with pytest.raises(ValueError, match=where):

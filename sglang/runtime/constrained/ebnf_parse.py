@@ -260,7 +260,38 @@ def parse_ebnf(text: str, root: str = "root") -> Dict[str, Node]:
         raise EBNFSyntaxError(f"the grammar has no {root!r} rule (the start symbol)", 1, 1)
     for node in rules.values():
         _check_refs(node, rules)
+    _check_productive(rules)
     return rules
+
+
+def _check_productive(rules: Dict[str, Node]) -> None:
+    """Every rule must derive some finite string; otherwise a parser could walk into it and never
+    be able to finish (e.g. `a ::= "x" a` has no base case)."""
+    productive: set = set()
+    changed = True
+    while changed:
+        changed = False
+        for name, body in rules.items():
+            if name not in productive and _derives(body, productive):
+                productive.add(name)
+                changed = True
+    stuck = [name for name in rules if name not in productive]
+    if stuck:
+        raise ValueError(f"EBNF rule(s) {', '.join(map(repr, stuck))} can never finish (every alternative "
+                         f"recurses without a base case), so the grammar would generate forever; add a "
+                         f"non-recursive alternative")
+
+
+def _derives(node: Node, productive: set) -> bool:
+    if isinstance(node, (Lit, CharClass)):
+        return True
+    if isinstance(node, Ref):
+        return node.name in productive
+    if isinstance(node, Seq):
+        return all(_derives(i, productive) for i in node.items)
+    if isinstance(node, Alt):
+        return any(_derives(o, productive) for o in node.options)
+    return node.low == 0 or _derives(node.item, productive)
 
 
 def _check_refs(node: Node, rules: Dict[str, Node]) -> None:

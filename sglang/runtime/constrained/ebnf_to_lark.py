@@ -87,6 +87,9 @@ def _rule_names(rules: Dict[str, Node], root: str) -> Dict[str, str]:
     return names
 
 
+MAX_GRAMMAR_POSITIONS = 20_000  # LALR construction in pure Python: keep compiles under seconds
+
+
 def terminal(cell: int) -> str:
     return f"C{cell}"
 
@@ -120,14 +123,37 @@ class _Emitter:
             return ""
         if (node.low, node.high) in ((0, None), (1, None), (0, 1)):
             return f"({inner})" + {None: "*" if node.low == 0 else "+", 1: "?"}[node.high]
+        fixed = " ".join([f"({inner})"] * node.low)
         if node.high is None:
-            return f"({inner}) ~ {node.low} ({inner})*"
-        return f"(({inner}) ~ {node.low}..{node.high})" if node.low else f"(({inner}) ~ 1..{node.high})?"
+            return f"{fixed} ({inner})*"
+        # Up to `high - low` more, as a chain of helper rules `_optK: inner _optK-1 |`: linear in
+        # the count (lark's own `~ m..n` expands into quadratically many alternatives).
+        tail = ""
+        for _ in range(node.high - node.low):
+            body = f"({inner}) {tail} |" if tail else f"({inner}) |"
+            tail = self.helpers.setdefault(body, f"_opt{len(self.helpers)}")
+        return f"{fixed} {tail}".strip()
 
     def grammar(self, rules: Dict[str, Node]) -> List[str]:
+        size = sum(_size(body) for body in rules.values())
+        if size > MAX_GRAMMAR_POSITIONS:
+            raise ValueError(f"EBNF grammar expands to {size} positions once repetition counts are "
+                             f"applied, over the lark backend's limit of {MAX_GRAMMAR_POSITIONS}; "
+                             f"lower the {{m,n}} counts or use --grammar-backend xgrammar")
         lines = [f"{self.names[name]}: {self.emit(body)}" for name, body in rules.items()]
         lines += [f"{name}: {body}" for body, name in self.helpers.items()]
         return lines
+
+
+def _size(node: Node) -> int:
+    """Grammar positions after expanding bounded repetition (what lark's table is built from)."""
+    if isinstance(node, Lit):
+        return max(len(node.text), 1)
+    if isinstance(node, (CharClass, Ref)):
+        return 1
+    if isinstance(node, Repeat):
+        return _size(node.item) * max(node.low, node.high or 0, 1)
+    return sum(_size(child) for child in getattr(node, "items", ()) + getattr(node, "options", ()))
 
 
 def _class_part(lo: int, hi: int) -> str:
