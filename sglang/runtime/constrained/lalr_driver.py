@@ -89,7 +89,7 @@ class LALRDriver:
                      and self.feed(stack, t) is not None)
 
     def feed_byte(self, state: State, byte: int, cache: Dict) -> Optional[State]:
-        """State after one more byte (cache: per-walk memo of acceptable cells by stack)."""
+        """State after one more byte (cache: a per-walk memo, of steps and of acceptable cells)."""
         stack, pending = state
         pending += bytes((byte,))
         need = _utf8_length(pending[0])
@@ -101,8 +101,12 @@ class LALRDriver:
             codepoint = ord(pending.decode("utf-8"))
         except UnicodeDecodeError:
             return None
+        key = (stack, codepoint)  # many trie nodes share a stack (e.g. inside a string)
+        if key in cache:
+            return cache[key]
         nxt = self.feed_char(stack, codepoint)
-        return None if nxt is None else (nxt, b"")
+        cache[key] = result = None if nxt is None else (nxt, b"")
+        return result
 
     def _prefix_possible(self, stack: Stack, pending: bytes, need: int, cache: Dict) -> bool:
         rest = need - len(pending)
