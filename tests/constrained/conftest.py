@@ -36,7 +36,7 @@ def vocab(tokenizer, eos_ids) -> Vocab:
 
 @pytest.fixture(scope="session")
 def backends(tokenizer, eos_ids) -> Dict[str, BaseGrammarBackend]:
-    return {name: create_backend(name, tokenizer, MODEL_VOCAB, eos_token_ids=eos_ids) for name in ("fsm", "xgrammar")}
+    return {name: create_backend(name, tokenizer, MODEL_VOCAB, eos_token_ids=eos_ids) for name in ("fsm", "xgrammar", "lark")}
 
 
 @pytest.fixture(scope="session")

@@ -37,7 +37,7 @@ def _regex_spec(name: str, pattern: str) -> Spec:
 
 
 def _ebnf_spec(name: str, grammar: str, check: Callable[[str], None]) -> Spec:
-    return Spec(name, "ebnf", grammar, check, backends=("xgrammar",))
+    return Spec(name, "ebnf", grammar, check, backends=("xgrammar", "lark"))
 
 
 def _check_balanced(text: str) -> None:
