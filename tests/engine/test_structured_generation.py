@@ -56,7 +56,7 @@ def test_suite_is_large_enough():
     assert len(SUITE) >= 20
 
 
-@pytest.fixture(scope="module", params=["xgrammar", "fsm"])
+@pytest.fixture(scope="module", params=["xgrammar", "fsm", "lark"])
 def harness(request):
     return SchedulerHarness(tiny_model_dir("llama"), grammar_backend=request.param, random_seed=3)
 
