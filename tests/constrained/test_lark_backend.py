@@ -136,3 +136,15 @@ def test_regex_and_json_go_to_fsm(lark_backend, vocab):
     grammar = lark_backend.compile("regex", "(ab|cd)[0-9]")
     assert grammar.try_jump_forward() is None
     assert lark_backend.compile("json", '{"type": "boolean"}').copy() is not None
+
+
+def test_mask_cache_is_bounded_and_eviction_keeps_masks_right(tokenizer, eos_ids, vocab):
+    backend = create_backend("lark", tokenizer, MODEL_VOCAB, eos_token_ids=eos_ids)
+    spec = CFG_SPECS[4]  # json_like
+    grammar = backend.compile("ebnf", spec.grammar)
+    grammar.compiled._cache_ids = 50  # a few states' worth
+    for seed in range(4):
+        result = random_walk(grammar.copy(), vocab, random.Random(seed), max_steps=120, explore_steps=30)
+        assert result.terminated
+        spec.check(result.text)
+    assert grammar.compiled._cached_ids <= 50 or len(grammar.compiled._masks) == 1

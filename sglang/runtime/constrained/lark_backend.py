@@ -32,7 +32,7 @@ class LarkGrammarBackend(BaseGrammarBackend):
         self._token_bytes = self.vocab_bytes()
         self._trie = VocabTrie(self._token_bytes)
         self._eos_ids = torch.tensor(self.eos_token_ids, dtype=torch.int64)
-        self._cache_size = int(self.options.get("cache_size", 64))
+        self._cache_size = int(self.options.get("cache_size", 32))
         self._compiled: "OrderedDict[str, CompiledCFG]" = OrderedDict()
         self._fsm: Optional[FSMGrammarBackend] = None
         self._lock = threading.Lock()

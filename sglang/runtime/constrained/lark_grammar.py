@@ -25,14 +25,16 @@ class CompiledCFG:
     """A grammar bound to one vocabulary, shared by every request using it."""
 
     def __init__(self, driver: LALRDriver, trie: VocabTrie, token_bytes: Sequence[Optional[bytes]],
-                 eos_ids: torch.Tensor, cache_size: int = 4096):
+                 eos_ids: torch.Tensor, cache_ids: int = 1 << 22):
         self.driver, self.trie, self.token_bytes, self.eos_ids = driver, trie, token_bytes, eos_ids
         self._masks: "OrderedDict[State, torch.Tensor]" = OrderedDict()
-        self._cache_size = cache_size
+        # Budget in token ids (int32), not states: a string-contents state on a 128k vocabulary
+        # holds ~128k ids, a punctuation state a handful. 4M ids = 16 MB per grammar.
+        self._cache_ids, self._cached_ids = cache_ids, 0
         self._lock = threading.Lock()
 
     def allowed(self, state: State) -> torch.Tensor:
-        """int64 ids of the non-EOS tokens allowed in `state`."""
+        """int32 ids of the non-EOS tokens allowed in `state`."""
         with self._lock:
             found = self._masks.get(state)
             if found is not None:
@@ -40,9 +42,11 @@ class CompiledCFG:
                 return found
         found = self._walk(state)
         with self._lock:
-            self._masks[state] = found
-            while len(self._masks) > self._cache_size:
-                self._masks.popitem(last=False)
+            if state not in self._masks:
+                self._masks[state] = found
+                self._cached_ids += found.numel()
+            while self._cached_ids > self._cache_ids and len(self._masks) > 1:
+                self._cached_ids -= self._masks.popitem(last=False)[1].numel()
         return found
 
     def _walk(self, state: State) -> torch.Tensor:
@@ -59,7 +63,7 @@ class CompiledCFG:
                 allowed.extend(tokens_at[child])
                 if children[child]:
                     stack.append((child, nxt))
-        return torch.tensor(sorted(allowed), dtype=torch.int64)
+        return torch.tensor(sorted(allowed), dtype=torch.int32)
 
     def step_token(self, state: State, token_id: int) -> Optional[State]:
         spelled = self.token_bytes[token_id] if 0 <= token_id < len(self.token_bytes) else None
@@ -113,7 +117,7 @@ class LarkGrammar(BaseGrammarObject):
             eos_only_mask(mask_row, self.compiled.eos_ids)
             return
         mask_row.fill_(False)
-        mask_row.index_fill_(0, self.compiled.allowed(current).to(mask_row.device), True)
+        mask_row.index_fill_(0, self.compiled.allowed(current).to(mask_row.device, torch.int64), True)
         if self.compiled.can_end(current) and self.compiled.eos_ids.numel():
             mask_row.index_fill_(0, self.compiled.eos_ids.to(mask_row.device), True)
 
