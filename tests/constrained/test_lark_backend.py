@@ -148,3 +148,21 @@ def test_mask_cache_is_bounded_and_eviction_keeps_masks_right(tokenizer, eos_ids
         assert result.terminated
         spec.check(result.text)
     assert grammar.compiled._cached_ids <= 50 or len(grammar.compiled._masks) == 1
+
+
+@pytest.mark.parametrize("spec", CFG_SPECS, ids=lambda s: s.name)
+def test_vectorized_masks_equal_the_trie_walk(spec: CFGSpec, lark_backend, vocab):
+    """The numpy token index (loop cells in bulk) and the plain trie walk agree in every state."""
+    grammar = lark_backend.compile("ebnf", spec.grammar)
+    compiled = grammar.compiled
+    rng = random.Random(zlib.crc32(spec.name.encode()) + 1)
+    for _ in range(4):
+        walker = grammar.copy()
+        ids = random_walk(walker, vocab, rng, max_steps=60, explore_steps=30).ids
+        replay = grammar.copy()
+        for tid in ids:
+            state = replay.state
+            if state is None:
+                break
+            assert compiled.allowed(state).tolist() == compiled.walk_ids(state).tolist()
+            assert replay.accept_token(tid)

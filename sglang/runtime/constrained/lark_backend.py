@@ -19,6 +19,7 @@ from sglang.runtime.constrained.ebnf_to_lark import to_lark_charwise
 from sglang.runtime.constrained.fsm_backend import FSMGrammarBackend
 from sglang.runtime.constrained.lalr_driver import LALRDriver, build_table
 from sglang.runtime.constrained.lark_grammar import CompiledCFG, LarkGrammar
+from sglang.runtime.constrained.lark_token_index import VocabChars
 from sglang.runtime.constrained.vocab_trie import VocabTrie
 
 
@@ -31,6 +32,7 @@ class LarkGrammarBackend(BaseGrammarBackend):
         super().__init__(tokenizer, vocab_size, **options)
         self._token_bytes = self.vocab_bytes()
         self._trie = VocabTrie(self._token_bytes)
+        self._chars = VocabChars(self._token_bytes)
         self._eos_ids = torch.tensor(self.eos_token_ids, dtype=torch.int64)
         self._cache_size = int(self.options.get("cache_size", 32))
         self._compiled: "OrderedDict[str, CompiledCFG]" = OrderedDict()
@@ -47,7 +49,7 @@ class LarkGrammarBackend(BaseGrammarBackend):
                 return LarkGrammar(compiled)
         lark_text, cells = to_lark_charwise(spec)
         driver = LALRDriver(build_table(lark_text, cells), cells)
-        compiled = CompiledCFG(driver, self._trie, self._token_bytes, self._eos_ids)
+        compiled = CompiledCFG(driver, self._trie, self._token_bytes, self._eos_ids, self._chars)
         compiled.allowed((driver.start, b""))  # first mask here, off the scheduler thread
         with self._lock:
             compiled = self._compiled.setdefault(spec, compiled)

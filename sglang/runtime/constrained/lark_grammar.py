@@ -1,7 +1,9 @@
 """Per-request matcher of the lark backend: a history of LALR states, masks from a trie walk.
 
-The token mask of a state is a depth-first walk of the vocabulary trie that feeds bytes to the
-LALR driver; a rejected byte prunes every token with that prefix. Masks are cached per state on
+The token mask of a state comes from lark_token_index (numpy over the vocabulary's character
+cells, with per-token stepping for the rest); mid-character states use a depth-first walk of the
+vocabulary trie that feeds bytes to the LALR driver, where a rejected byte prunes every token
+with that prefix. Masks are cached per state on
 the shared compiled grammar (bounded), so requests in the same place reuse them.
 """
 
@@ -16,6 +18,7 @@ import torch
 from sglang.runtime.constrained.base_grammar import BaseGrammarObject, eos_only_mask
 from sglang.runtime.constrained.grammar_limits import JUMP_CHUNK_CHARS
 from sglang.runtime.constrained.lalr_driver import LALRDriver, State
+from sglang.runtime.constrained.lark_token_index import TokenCells, VocabChars, allowed_ids
 from sglang.runtime.constrained.vocab_trie import VocabTrie
 
 _TERMINATED = None  # history marker: an EOS was accepted
@@ -25,8 +28,9 @@ class CompiledCFG:
     """A grammar bound to one vocabulary, shared by every request using it."""
 
     def __init__(self, driver: LALRDriver, trie: VocabTrie, token_bytes: Sequence[Optional[bytes]],
-                 eos_ids: torch.Tensor, cache_ids: int = 1 << 22):
+                 eos_ids: torch.Tensor, chars: Optional[VocabChars] = None, cache_ids: int = 1 << 22):
         self.driver, self.trie, self.token_bytes, self.eos_ids = driver, trie, token_bytes, eos_ids
+        self.tokens = None if chars is None else TokenCells(chars, driver.cells)
         self._masks: "OrderedDict[State, torch.Tensor]" = OrderedDict()
         # Budget in token ids (int32), not states: a string-contents state on a 128k vocabulary
         # holds ~128k ids, a punctuation state a handful. 4M ids = 16 MB per grammar.
@@ -40,7 +44,10 @@ class CompiledCFG:
             if found is not None:
                 self._masks.move_to_end(state)
                 return found
-        found = self._walk(state)
+        if self.tokens is not None and not state[1]:
+            found = allowed_ids(self.driver, self.tokens, self.token_bytes, state[0])
+        else:  # mid-character (or no vectorized index): the trie walk
+            found = self._walk(state)
         with self._lock:
             if state not in self._masks:
                 self._masks[state] = found
@@ -64,6 +71,10 @@ class CompiledCFG:
                 if children[child]:
                     stack.append((child, nxt))
         return torch.tensor(sorted(allowed), dtype=torch.int32)
+
+    def walk_ids(self, state: State) -> torch.Tensor:
+        """The trie walk's answer, whatever path `allowed` takes (for cross-checking)."""
+        return self._walk(state)
 
     def step_token(self, state: State, token_id: int) -> Optional[State]:
         spelled = self.token_bytes[token_id] if 0 <= token_id < len(self.token_bytes) else None
