@@ -128,8 +128,14 @@ def test_malformed_grammar_names_line_and_column(lark_backend, grammar, where):
 
 
 def test_non_lalr_grammar_is_refused_naming_the_conflict(lark_backend):
-    with pytest.raises(ValueError, match="not LALR.*collision"):
+    with pytest.raises(ValueError, match="not LALR.*collision") as info:
         lark_backend.compile("ebnf", 'root ::= a "xy" | b "xz"\na ::= "q"\nb ::= "q"')
+    assert "<a : <char 'q'>>" in str(info.value) and "<b : <char 'q'>>" in str(info.value)
+
+
+def test_rule_names_lark_reserves_are_renamed(lark_backend):
+    grammar = lark_backend.compile("ebnf", 'root ::= Item-x start\nItem-x ::= "a"\nstart ::= "b"')
+    assert grammar.try_jump_forward() == "ab"
 
 
 def test_regex_and_json_go_to_fsm(lark_backend, vocab):

@@ -81,9 +81,18 @@ def char_cells(rules: Dict[str, Node]) -> Tuple[CharCells, Dict[Intervals, Tuple
 
 
 def _rule_names(rules: Dict[str, Node], root: str) -> Dict[str, str]:
+    """lark names: the grammar's own where lark accepts them (so conflict reports read well)."""
+    plain = {n for n in rules if re.fullmatch(r"[a-z][a-z0-9_]*", n) and n not in ("start", root)}
     names = {}
     for i, name in enumerate(rules):
-        names[name] = "start" if name == root else f"r{i}_" + re.sub(r"[^a-z0-9_]", "_", name.lower())
+        if name == root:
+            names[name] = "start"
+        elif name in plain:
+            names[name] = name
+        else:
+            names[name] = f"r{i}_" + re.sub(r"[^a-z0-9_]", "_", name.lower())
+            while names[name] in plain:
+                names[name] += "_"
     return names
 
 
