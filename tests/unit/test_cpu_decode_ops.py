@@ -167,7 +167,8 @@ def _attention_case(lens: Sequence[int], seed: int):
 
 def _torch_decode(q, k_buf, v_buf, table, rows, lens, window: int, cap: float) -> torch.Tensor:
     """The twin: TorchNativeAttnBackend.forward_decode on its torch path (no cpu_ops)."""
-    pool = SimpleNamespace(dtype=k_buf.dtype, get_key_buffer=lambda _: k_buf, get_value_buffer=lambda _: v_buf)
+    pool = SimpleNamespace(dtype=k_buf.dtype, get_key_buffer=lambda _: k_buf, get_value_buffer=lambda _: v_buf,
+                           read_kv=lambda _, k, v, dtype: (k.to(dtype), v.to(dtype)))
     fb = SimpleNamespace(kv_pool=pool, req_to_token_pool=SimpleNamespace(req_to_token=table), req_pool_indices=rows,
                          seq_lens=lens, seq_lens_cpu=lens.tolist(), attn_metadata=None)
     layer = SimpleNamespace(layer_id=0, tp_q_head_num=HQ, qk_head_dim=D, v_head_dim=D, scaling=D**-0.5,
