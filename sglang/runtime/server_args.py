@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 SCHEDULE_POLICIES = ("fcfs", "lpm", "dfs-weight", "lof", "random")
 LOAD_FORMATS = ("auto", "safetensors", "pt", "gguf", "dummy")
+MODEL_IMPLS = ("auto", "sglang", "transformers")
 DTYPES = ("auto", "float32", "bfloat16", "float16", "half", "float", "bf16", "fp16", "fp32")
 
 
@@ -44,6 +45,7 @@ class ServerArgs:
     tokenizer_mode: str = _f("auto", "'auto' uses the fast tokenizer when available; 'slow' forces the Python one.", ("auto", "slow"))
     skip_tokenizer_init: bool = _f(False, "Do not load a tokenizer: requests must pass input_ids and get output_ids only.")
     load_format: str = _f("auto", "Weight format: auto/safetensors/pt read the checkpoint; 'gguf' reads a GGUF file (auto does too when --model-path is a .gguf file; with gguf it may be a directory holding one), dequantized into --dtype at load; 'dummy' makes random weights at the real shapes (benchmarks).", LOAD_FORMATS)
+    model_impl: str = _f("auto", "Which implementation runs the model: 'sglang' our own (an architecture we do not implement is refused), 'transformers' the transformers modeling code with our paged KV cache and attention plugged in (any AutoModelForCausalLM architecture whose attention our kernels can serve; slower, no tensor parallelism, quantization or CUDA graphs), 'auto' ours when we implement the architecture, else transformers.", MODEL_IMPLS)
     trust_remote_code: bool = _f(False, "Allow custom code from the checkpoint when reading its config/tokenizer.")
     dtype: str = _f("auto", "Weight and activation dtype. 'auto' takes the checkpoint's torch_dtype on GPU and float32 on CPU.", DTYPES)
     quantization: Optional[str] = _f(None, "Weight quantization method. A checkpoint whose config.json has a quantization_config (fp8, compressed-tensors FP8, awq, gptq) uses its method without the flag. 'fp8' on a float checkpoint quantizes the linear layers at load (per-channel FP8 weights, dynamic per-token FP8 activations; torch._scaled_mm on CUDA, its torch twin elsewhere). 'gguf' (CPU, a GGUF checkpoint): Q4_0/Q4_1/Q8_0 weights stay in their blocks and C++ kernels compute on them as llama.cpp does (the file's own values, activations rounded to int8 per 32-value block; about a sixth of float32's bytes per decode step); layers of other types are dequantized as without the flag. Default: weights dequantized into --dtype at load.", QUANTIZATION_METHODS)
@@ -136,6 +138,8 @@ class ServerArgs:
             raise ValueError(f"quantization must be one of {QUANTIZATION_METHODS}, got {self.quantization!r}")
         if self.load_format not in LOAD_FORMATS:
             raise ValueError(f"load_format must be one of {LOAD_FORMATS}, got {self.load_format!r}")
+        if self.model_impl not in MODEL_IMPLS:
+            raise ValueError(f"model_impl must be one of {MODEL_IMPLS}, got {self.model_impl!r}")
         if not 0.0 < self.mem_fraction_static < 1.0:
             raise ValueError(f"mem_fraction_static must be in (0, 1), got {self.mem_fraction_static}")
         for name in ("max_running_requests", "max_total_tokens", "context_length", "max_queued_requests"):
