@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 SCHEDULE_POLICIES = ("fcfs", "lpm", "dfs-weight", "lof", "random")
 LOAD_FORMATS = ("auto", "safetensors", "pt", "gguf", "dummy")
 MODEL_IMPLS = ("auto", "sglang", "transformers")
+SPECULATIVE_ALGORITHMS = ("NGRAM", "DRAFT", "EAGLE")
+IMPLEMENTED_SPECULATIVE_ALGORITHMS = ("NGRAM",)
 DTYPES = ("auto", "float32", "bfloat16", "float16", "half", "float", "bf16", "fp16", "fp32")
 
 
@@ -104,6 +106,16 @@ class ServerArgs:
     disable_jump_forward: bool = _f(False, "Turn off jump-forward decoding of forced text in constrained generation.")
     constrained_json_whitespace_pattern: Optional[str] = _f(None, "Regex for whitespace allowed between JSON tokens. The fsm backend defaults to '[ ]?'; setting it makes xgrammar allow any JSON whitespace.")
 
+    # Speculative decoding (docs/speculative_decoding.md)
+    speculative_algorithm: Optional[str] = _f(None, "Speculative decoding: 'NGRAM' drafts each request's next tokens from its own prompt+output (prompt lookup) and verifies them in one extend pass; greedy outputs are unchanged and sampling keeps the target distribution (rejection sampling). DRAFT and EAGLE are refused at start (not implemented yet). Default: off.", SPECULATIVE_ALGORITHMS)
+    speculative_draft_model_path: Optional[str] = _f(None, "Draft checkpoint for --speculative-algorithm DRAFT/EAGLE (same tokenizer as the target).")
+    speculative_num_steps: Optional[int] = _f(None, "Autoregressive draft steps per verify pass (DRAFT/EAGLE). NGRAM drafts --speculative-num-draft-tokens - 1 tokens in one lookup and ignores it.")
+    speculative_num_draft_tokens: Optional[int] = _f(None, "Tokens per request in one verify pass: the newest accepted token plus up to this many minus one drafts (NGRAM default 8).")
+    speculative_eagle_topk: Optional[int] = _f(None, "Branching factor of EAGLE's draft tree (EAGLE only).")
+    speculative_ngram_min_match_window_size: int = _f(1, "NGRAM: shortest suffix (in tokens) of a request's text that must recur earlier in it to draft from.")
+    speculative_ngram_max_match_window_size: int = _f(12, "NGRAM: longest suffix tried first when looking for an earlier occurrence (longer matches predict better).")
+    speculative_disable_batch_size: int = _f(8, "Decode batches with more running requests than this skip speculation (plain decode steps, overlapped as usual): a verify pass costs more than it saves once the batch is compute-bound.")
+
     # Multimodal input (images and video in requests; these flags are ours, upstream has none)
     allow_local_media_path: Optional[str] = _f(None, "A directory whose files requests may name as images/videos (a path, relative ones inside it, or a file:// URL; symlinks and '..' are resolved before the check). Default: requests cannot read server files.")
     allow_private_media_urls: bool = _f(False, "Let image/video URLs in requests reach private, loopback, link-local and other non-public addresses (by default the server refuses them, so requests cannot probe its own network).")
@@ -162,6 +174,7 @@ class ServerArgs:
         if self.base_gpu_id < 0:
             raise ValueError(f"--base-gpu-id must be >= 0, got {self.base_gpu_id}")
         self._validate_nodes()
+        self._validate_speculative()
 
     def _validate_nodes(self) -> None:
         if self.nnodes < 1:
@@ -181,6 +194,28 @@ class ServerArgs:
         if self.dp_size > 1:
             raise ValueError("--dp-size > 1 with --nnodes > 1 is not supported: run one multi-node "
                              "tensor-parallel server per replica behind a load balancer")
+
+    def _validate_speculative(self) -> None:
+        algo = self.speculative_algorithm
+        if algo is None:
+            return
+        if algo not in SPECULATIVE_ALGORITHMS:
+            raise ValueError(f"--speculative-algorithm must be one of {SPECULATIVE_ALGORITHMS}, got {algo!r}")
+        if algo not in IMPLEMENTED_SPECULATIVE_ALGORITHMS:
+            raise ValueError(f"--speculative-algorithm {algo} is not implemented yet; use NGRAM "
+                             f"(implemented: {IMPLEMENTED_SPECULATIVE_ALGORITHMS})")
+        if self.tp_size > 1:
+            raise ValueError("speculative decoding with --tp-size > 1 is not supported yet; drop one of them")
+        if self.speculative_num_draft_tokens is None:
+            self.speculative_num_draft_tokens = 8
+        if self.speculative_num_draft_tokens < 1:
+            raise ValueError(f"--speculative-num-draft-tokens must be >= 1, got {self.speculative_num_draft_tokens}")
+        lo, hi = self.speculative_ngram_min_match_window_size, self.speculative_ngram_max_match_window_size
+        if not 1 <= lo <= hi:
+            raise ValueError(f"NGRAM match windows need 1 <= --speculative-ngram-min-match-window-size ({lo}) "
+                             f"<= --speculative-ngram-max-match-window-size ({hi})")
+        if self.speculative_disable_batch_size < 0:
+            raise ValueError(f"--speculative-disable-batch-size must be >= 0, got {self.speculative_disable_batch_size}")
 
     @property
     def ranks_per_node(self) -> int:
