@@ -18,6 +18,7 @@ from torch import nn
 from sglang.runtime.host_device import to_device
 
 if TYPE_CHECKING:
+    from sglang.runtime.layers.pooler import PoolerOutput
     from sglang.runtime.layers.vocab_parallel_embedding import VocabParallelEmbedding
     from sglang.runtime.model_executor.forward_batch import ForwardBatch
 
@@ -28,6 +29,8 @@ class LogitsProcessorOutput:
     # float32 rows for input logprobs: per request i, extend positions s_i .. L_i - 1, concatenated
     # in batch order; None unless forward_batch.return_logprob in an extend pass.
     input_logits: Optional[torch.Tensor] = None
+    # Pooling models (embeddings, rewards): their per-request vectors instead of logits (layers/pooler.py).
+    pooled: Optional["PoolerOutput"] = None
 
 
 def input_logit_row_indices(forward_batch: "ForwardBatch") -> List[int]:

@@ -94,6 +94,8 @@ class Req:
         self.sent_offset = 0
         self.logprobs = LogprobState() if return_logprob else None
         self.extra_meta: dict = {}
+        # Pooling models: the pooled vector over the prompt chunks prefilled so far (layers/pooler.py).
+        self.pooling: Any = None
         # grammar hook (structured generation); None when unconstrained. While compiling it holds
         # a Future; afterwards the per-request grammar object.
         self.grammar: Any = None

@@ -47,6 +47,7 @@ from sglang.runtime.managers.io_struct import (
 )
 from sglang.runtime.managers.memory_guard import NewTokenRatio, retract_for_decode
 from sglang.runtime.managers.output_processor import OutputProcessor
+from sglang.runtime.managers.pooling_support import model_pooler, needs_all_tokens, record_pooled
 from sglang.runtime.managers.prefill_adder import AddResult, PrefillAdder
 from sglang.runtime.managers.req import Req
 from sglang.runtime.managers.request_intake import RequestIntake
@@ -82,7 +83,9 @@ class Scheduler:
         self.runner = runner or ModelRunner(server_args)
         # Tensor parallelism: rank 0's recorder, which ships every step to the follower ranks.
         self.mirror = mirror
-        self.tree_cache = make_prefix_cache(self.runner, server_args.disable_radix_cache)
+        self.pooler = model_pooler(self.runner.model)  # embedding / reward models; None when generating
+        self.tree_cache = make_prefix_cache(self.runner, server_args.disable_radix_cache
+                                            or needs_all_tokens(self.runner.model))
         self.res = KVResources(self.runner.req_to_token_pool, self.runner.allocator, self.runner.kv_pool,
                                self.tree_cache, self.runner.device)
         self.policy = SchedulePolicy(server_args.schedule_policy, self.tree_cache, server_args.random_seed)
@@ -309,6 +312,7 @@ class Scheduler:
         self.stats["prefill_steps"] += 1
         self.stats["prefill_tokens"] += fb.num_tokens
         self._record_input_logprobs(batch.reqs, fb, out)
+        record_pooled(batch.reqs, fb, out, self.pooler)
         rows = [i for i, r in enumerate(batch.reqs) if not r.is_chunked and r.sampling_params.max_new_tokens > 0]
         done_rows = frozenset(i for i, r in enumerate(batch.reqs)
                               if not r.is_chunked and r.sampling_params.max_new_tokens == 0)

@@ -25,6 +25,12 @@ _MODELS = MappingProxyType({
     "Qwen2_5_VLForConditionalGeneration": f"{_PKG}.qwen2_5_vl:Qwen2_5_VLForConditionalGeneration",
     "LlavaForConditionalGeneration": f"{_PKG}.llava:LlavaForConditionalGeneration",
     "LlavaNextForConditionalGeneration": f"{_PKG}.llava_next:LlavaNextForConditionalGeneration",
+    # Pooling models (embeddings, rewards): backbone-only and sequence-classification checkpoints.
+    "LlamaModel": f"{_PKG}.embedding_model:LlamaModel",
+    "MistralModel": f"{_PKG}.embedding_model:MistralModel",
+    "Qwen2Model": f"{_PKG}.embedding_model:Qwen2Model",
+    "LlamaForSequenceClassification": f"{_PKG}.sequence_classification:LlamaForSequenceClassification",
+    "Qwen2ForSequenceClassification": f"{_PKG}.sequence_classification:Qwen2ForSequenceClassification",
 })
 
 
