@@ -58,6 +58,9 @@ class ServerArgs:
     chat_template: Optional[str] = _f(None, "Chat template: a built-in name, a Jinja file, or a Jinja string; defaults to the tokenizer's.")
     revision: Optional[str] = _f(None, "Branch, tag or commit of a Hugging Face repo id given as --model-path (default: main); ignored for a local directory.")
     random_seed: Optional[int] = _f(None, "Seed for the server's random state (weights in dummy mode, unseeded sampling).")
+    is_embedding: bool = _f(False, "Serve the model as an embedding model (/v1/embeddings, /encode, Engine.encode): a *ForCausalLM checkpoint then returns its final hidden states pooled instead of generating. Backbone-only (LlamaModel, MistralModel, Qwen2Model) and *ForSequenceClassification checkpoints are pooling models without the flag. See docs/embeddings.md.")
+    embedding_pooling: str = _f("auto", "Pooling of an embedding model's final hidden states: 'auto' follows the checkpoint's sentence-transformers config (modules.json + 1_Pooling/config.json), else the last token; 'last' or 'mean' override it.", ("auto", "last", "mean"))
+    embedding_normalize: str = _f("auto", "L2-normalize embeddings: 'auto' does when the checkpoint's modules.json has a Normalize module, or when it has no modules.json; 'true'/'false' override it.", ("auto", "true", "false"))
 
     # HTTP server
     host: str = _f("127.0.0.1", "Address the HTTP server binds to.")

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 CACHE_ENV = "SGLANG_TINY_CACHE_DIR"
-_SOURCES = ("corpus.py", "tokenizer_factory.py", "tiny_model.py", "shapes.py", "trained_model.py", "tiny_vlm.py")
+_SOURCES = ("corpus.py", "tokenizer_factory.py", "tiny_model.py", "shapes.py", "trained_model.py", "tiny_vlm.py",
+            "tiny_pooling.py")
 
 
 def cache_root() -> str:
@@ -78,6 +79,15 @@ def tiny_model_dir(arch: str, seed: int = 0, shards: int = 1, **config_overrides
     return _cached_build(
         key, lambda d: make_tiny_checkpoint(arch, d, seed=seed, shards=shards, **config_overrides)
     )
+
+
+def tiny_pooling_dir(arch: str, head: str = "embedding", seed: int = 0, **options: Any) -> str:
+    """Path of a cached tiny embedding / reward checkpoint (see `sglang.testing.tiny_pooling`)."""
+    from sglang.testing.tiny_pooling import make_tiny_pooling_checkpoint
+
+    args = {"head": head, "seed": seed, **options}
+    return _cached_build(_cache_key("tiny_pooling", arch, args),
+                         lambda d: make_tiny_pooling_checkpoint(arch, d, head=head, seed=seed, **options))
 
 
 def tiny_vlm_dir(arch: str, seed: int = 0, **config_overrides: Any) -> str:

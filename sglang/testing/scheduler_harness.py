@@ -33,6 +33,7 @@ class SchedulerResult:
     cached_tokens: int = 0
     messages: int = 0
     logprobs: list = field(default_factory=list)
+    extra_meta: dict = field(default_factory=dict)  # e.g. "embedding" of a pooling model's request
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ class SchedulerHarness:
                 res.finished_reason = out.finished_reason
                 res.cached_tokens = out.cached_tokens
                 res.messages += 1
+                res.extra_meta.update(out.extra_meta)
                 if out.logprobs is not None:
                     res.logprobs.append(out.logprobs)
 

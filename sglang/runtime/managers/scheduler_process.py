@@ -56,6 +56,7 @@ def run_scheduler_process(server_args: ServerArgs, port_args: PortArgs, pipe_wri
                 "vocab_size": runner.vocab_size(),
                 "eos_token_ids": sorted(runner.eos_token_ids()),
                 "architecture": runner.model_config.architecture,
+                "is_generation": runner.is_generation,
             })
     except Exception as exc:
         logger.error("scheduler failed to start: %s", traceback.format_exc())

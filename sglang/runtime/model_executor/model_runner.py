@@ -65,6 +65,8 @@ class ModelRunner:
         self.dtype = self.model_config.dtype
         self.model = load_model(self.model_config, server_args.load_format, self.device, self.seed,
                                 server_args.quantization, tp=self.tp)
+        self.model = self._as_pooling_model(self.model)
+        self.is_generation = not getattr(self.model, "is_pooling_model", False)
         if server_args.enable_fused_gemv and self.device == "cuda" and triton_available():
             apply_one_token_gemv(self.model)
         self.weight_bytes = sum(p.numel() * p.element_size() for p in self.model.parameters())
@@ -78,6 +80,18 @@ class ModelRunner:
         self.graph_runner: Optional[CudaGraphRunner] = None
         if self.use_cuda_graph:
             self.graph_runner = CudaGraphRunner(self, self.cuda_graph_batch_sizes(), self.padding_req_row)
+
+    def _as_pooling_model(self, model):
+        """Embedding / reward models get their pooling rule (layers/pooler.py); a causal LM is
+        wrapped as one with --is-embedding."""
+        from sglang.runtime.layers.pooler import resolve_pooling_config
+        from sglang.runtime.models.embedding_model import as_pooling_model
+
+        args = self.server_args
+        if not (args.is_embedding or getattr(model, "is_pooling_model", False)):
+            return model
+        pooling = resolve_pooling_config(self.model_config.model_path, args.embedding_pooling, args.embedding_normalize)
+        return as_pooling_model(model, args.is_embedding, pooling)
 
     # ---------------------------------------------------------------- memory
     def kv_dtype(self) -> torch.dtype:
