@@ -61,6 +61,7 @@ class ModelRunner:
             trust_remote_code=server_args.trust_remote_code,
             device=self.device,
             load_format=server_args.load_format,
+            model_impl=server_args.model_impl,
         )
         self.dtype = self.model_config.dtype
         self.model = load_model(self.model_config, server_args.load_format, self.device, self.seed,
@@ -101,6 +102,9 @@ class ModelRunner:
 
     def _wants_cuda_graph(self) -> bool:
         if self.device != "cuda" or self.server_args.disable_cuda_graph:
+            return False
+        if not getattr(self.model, "supports_cuda_graph", True):  # the transformers fallback
+            logger.info("%s cannot be captured in a CUDA graph: decode runs eagerly", type(self.model).__name__)
             return False
         backend = get_attention_backend_class(self.server_args.attention_backend)
         if not backend.supports_cuda_graph:

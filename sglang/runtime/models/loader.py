@@ -83,7 +83,11 @@ def load_model(model_config: ModelConfig, load_format: str = "auto", device: str
         raise ValueError(f"load_format must be one of {LOAD_FORMATS}, got {load_format!r}")
     quant = resolve_quantization(quantization, model_config.hf_config)  # flag or config.json
     check_tensor_parallel_support(model_config, tp, quant.name if quant is not None else None)
-    model_cls = get_model_class(model_config.architecture)
+    if model_config.model_impl == "transformers":
+        from sglang.runtime.models.transformers_fallback.select import check_fallback_load
+
+        check_fallback_load(quant, tp.size)
+    model_cls = get_model_class(model_config.architecture, model_config.model_impl)
     with _default_dtype(model_config.dtype), torch.device(device), tensor_parallel(tp):
         model = model_cls(model_config.hf_config)
         if quant is not None:

@@ -14,6 +14,7 @@ from transformers import AutoConfig, PretrainedConfig
 from sglang.runtime.layers.rotary_embedding import rope_params_from_config
 from sglang.runtime.models.gguf.files import resolve_gguf_file
 from sglang.runtime.models.registry import is_supported, unsupported_message
+from sglang.runtime.models.transformers_fallback.select import resolve_model_impl
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,10 @@ def derived_context_len(hf_config: PretrainedConfig) -> int:
 
 class ModelConfig:
     def __init__(self, model_path: str, context_length: Optional[int] = None, dtype: str = "auto",
-                 trust_remote_code: bool = False, device: str = "cpu", load_format: str = "auto"):
+                 trust_remote_code: bool = False, device: str = "cpu", load_format: str = "auto",
+                 model_impl: str = "auto"):
+        """`model_impl` (--model-impl): 'sglang', 'transformers' or 'auto'; `self.model_impl` is the
+        one chosen ('sglang' or 'transformers', see transformers_fallback/select.py)."""
         self.model_path = model_path
         self.device = device
         # A GGUF checkpoint (a .gguf file, or a directory of one with load_format 'gguf') stays
@@ -99,7 +103,7 @@ class ModelConfig:
             raise ValueError(f"{model_path}/config.json has no 'architectures' entry; add e.g. "
                              f"\"architectures\": [\"LlamaForCausalLM\"]")
         self.architecture: str = architectures[0]
-        self.check_supported()
+        self.model_impl: str = resolve_model_impl(self.architecture, cfg, model_impl)
         # Vision-language configs nest the language model's fields in `text_config`.
         self.hf_text_config = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
         self.is_multimodal: bool = self.hf_text_config is not cfg

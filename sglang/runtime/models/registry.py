@@ -1,4 +1,6 @@
-"""Architecture name (config.json "architectures"[0]) -> model class, imported on first use."""
+"""Architecture name (config.json "architectures"[0]) -> model class, imported on first use.
+
+Architectures not listed can run on transformers' modeling code (`transformers_fallback/`)."""
 
 from __future__ import annotations
 
@@ -47,8 +49,14 @@ def unsupported_message(architecture: str) -> str:
             f"{', '.join(supported_architectures())}")
 
 
-def get_model_class(architecture: str) -> type:
-    if architecture not in _MODELS:
+# Serves any architecture transformers implements (--model-impl transformers).
+_TRANSFORMERS_FALLBACK = f"{_PKG}.transformers_fallback.model:TransformersForCausalLM"
+
+
+def get_model_class(architecture: str, model_impl: str = "sglang") -> type:
+    """Our class for `architecture`, or with model_impl 'transformers' the fallback's wrapper."""
+    if model_impl != "transformers" and architecture not in _MODELS:
         raise ValueError(unsupported_message(architecture))
-    module_name, class_name = _MODELS[architecture].split(":")
+    target = _TRANSFORMERS_FALLBACK if model_impl == "transformers" else _MODELS[architecture]
+    module_name, class_name = target.split(":")
     return getattr(importlib.import_module(module_name), class_name)
