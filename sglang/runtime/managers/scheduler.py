@@ -60,6 +60,7 @@ from sglang.runtime.multimodal.encoder_cache import encoder_cache_stats
 from sglang.runtime.sampling.penalties import PendingTokens
 from sglang.runtime.sampling.sampling_batch_info import SamplingBatchInfo
 from sglang.runtime.server_args import ServerArgs
+from sglang.runtime.speculative import create_spec_worker
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,8 @@ class Scheduler:
         self.inflight: Optional[LaunchedBatch] = None  # launched, results not yet processed
         self.next_forward: Optional[ForwardDone] = None  # a grammar batch's forward, not yet sampled
         self.launch_seq = 0
+        # Speculative decoding (runtime/speculative/): replaces decode steps of small batches.
+        self.spec = create_spec_worker(server_args, self.runner.vocab_size(), self.runner.context_len)
         self.stats = {"num_retractions": 0, "forward_steps": 0, "decode_steps": 0, "prefill_steps": 0, "prefill_tokens": 0}
 
     # ---------------------------------------------------------------- messages
@@ -126,6 +129,8 @@ class Scheduler:
 
     def _admit(self, msg: TokenizedGenerateReq) -> None:
         req = self.intake.make_req(msg, self._queued_count())
+        if self.spec is not None:
+            self.spec.on_admit(req)
         if req.finished_reason is None and self.grammar.attach(req):
             return  # waits in the grammar queue while its grammar compiles
         if req.finished_reason is not None:
@@ -193,6 +198,7 @@ class Scheduler:
             **self.stats,
             **self.grammar.manager_stats(),
             **encoder_cache_stats(getattr(self.runner.model, "encoder_cache", None)),
+            **(self.spec.state() if self.spec is not None else {}),
         }
 
     # ---------------------------------------------------------------- stepping
@@ -450,6 +456,8 @@ class Scheduler:
         # Requests whose in-flight token is their last by length stay in `running` until it is
         # read, but get no further step (it would be computed and dropped).
         reqs = [r for r in self.running if not r.finishes_with_pending(self.runner.context_len)]
+        if self.spec is not None and self.spec.wants(len(reqs)):
+            reqs = self._speculate(reqs)
         if not reqs:
             return None
         batch = ScheduleBatch(reqs, ForwardMode.DECODE, self.res)
@@ -466,6 +474,19 @@ class Scheduler:
             pending = PendingTokens(rows, ids)
         return ForwardDone(ForwardMode.DECODE, batch.reqs, out.next_token_logits, list(range(len(batch.reqs))),
                            pending)
+
+    def _speculate(self, reqs: List[Req]) -> List[Req]:
+        """A speculative step for `reqs`; returns the requests still to decode plainly (all of
+        them when nothing was drafted, none after a verify pass). Drafting needs the newest
+        tokens, so the batch in flight is processed first (no overlap for this step)."""
+        self.drain()
+        reqs = [r for r in reqs if r.is_live() and r.finished_reason is None]
+        if not reqs or not self.spec.run(self, reqs):
+            return reqs
+        self.stats["forward_steps"] += 1
+        self.stats["decode_steps"] += 1
+        self.ratio.step()
+        return []
 
     def _pause_chunked_req_if_short(self) -> None:
         """A half-prefilled request holds locked KV; running decodes come first, so when they are

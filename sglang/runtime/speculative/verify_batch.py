@@ -1,0 +1,77 @@
+"""The verify pass's KV bookkeeping: one extend segment per request over [newest token + drafts].
+
+A decoding request has KV for every token but its newest (kv_committed_len == seqlen - 1). The
+verify segment writes KV for the newest token and each draft at positions kv_committed_len ...,
+on top of the request's own prefix (read through its req_to_token row, like a chunked prefill).
+After acceptance, `settle_kv` keeps the KV of the tokens that stay in the sequence and frees the
+slots written for rejected drafts, so the request is back in the decode invariant (or finished
+with KV for all of its kept tokens) and nothing leaks.
+"""
+
+from __future__ import annotations
+
+from typing import List, Sequence
+
+import torch
+
+from sglang.runtime.host_device import host_to_device, to_device
+from sglang.runtime.managers.req import Req
+from sglang.runtime.managers.schedule_batch import KVResources, OutOfKVMemory
+from sglang.runtime.model_executor.forward_batch import ForwardBatch, ForwardMode
+
+
+def build_verify_batch(reqs: Sequence[Req], drafts: Sequence[List[int]], res: KVResources) -> ForwardBatch:
+    """An EXTEND batch whose logits cover every row of every segment (return_logprob with start
+    0: `input_logits` holds sum(1 + k_i) rows in batch order)."""
+    lens = [1 + len(d) for d in drafts]
+    slots = res.alloc_slots(sum(lens))
+    if slots is None:
+        raise OutOfKVMemory(f"cannot allocate {sum(lens)} KV slots for a verify pass")
+    ids: List[int] = []
+    positions: List[int] = []
+    rows: List[int] = []
+    for req, draft, n in zip(reqs, drafts, lens):
+        ids.append(req.output_ids[-1])
+        ids.extend(draft)
+        positions.extend(range(req.kv_committed_len, req.kv_committed_len + n))
+        rows.extend([req.req_pool_idx] * n)
+    host = torch.tensor([ids, positions, rows], dtype=torch.int64)
+    host_slots = slots.to(torch.int64)
+    dev = host_to_device(torch.cat([host, host_slots[None]]), res.device)
+    res.req_to_token_pool.write_points(host[2], host[1], host_slots, device_args=(dev[2], dev[1], dev[3]))
+    prefix = [r.kv_committed_len for r in reqs]
+    seq_lens = [p + n for p, n in zip(prefix, lens)]
+    starts = [0]
+    for n in lens[:-1]:
+        starts.append(starts[-1] + n)
+    per_req = to_device([[r.req_pool_idx for r in reqs], seq_lens, lens, prefix, starts], torch.int64, res.device)
+    return ForwardBatch(
+        forward_mode=ForwardMode.EXTEND,
+        batch_size=len(reqs),
+        input_ids=dev[0],
+        positions=dev[1],
+        req_pool_indices=per_req[0],
+        seq_lens=per_req[1],
+        out_cache_loc=dev[3],
+        seq_lens_cpu=seq_lens,
+        req_to_token_pool=res.req_to_token_pool,
+        kv_pool=res.kv_pool,
+        extend_seq_lens=per_req[2],
+        extend_prefix_lens=per_req[3],
+        extend_start_loc=per_req[4],
+        extend_seq_lens_cpu=lens,
+        extend_prefix_lens_cpu=prefix,
+        return_logprob=True,
+        extend_logprob_start_lens_cpu=[0] * len(reqs),
+    )
+
+
+def settle_kv(req: Req, written: int, kept: int, res: KVResources) -> None:
+    """The verify pass wrote `written` positions from kv_committed_len on; the first `kept` of
+    them hold tokens that stay in the sequence. Free the rest, advance kv_committed_len."""
+    start = req.kv_committed_len
+    if not 1 <= kept <= written:
+        raise ValueError(f"kept={kept} must be in [1, written={written}]")
+    if kept < written:
+        res.allocator.free(res.req_to_token_pool.read(req.req_pool_idx, start + kept, start + written))
+    req.kv_committed_len = start + kept
