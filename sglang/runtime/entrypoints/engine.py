@@ -19,6 +19,7 @@ import threading
 from typing import Any, AsyncIterator, Dict, Iterator, List, Optional, Union
 
 from sglang.runtime.entrypoints.launch import exit_if_spawn_bootstrap, launch_runtime
+from sglang.runtime.managers.embedding_requests import embedding_error, encode_request, make_encode_input
 from sglang.runtime.managers.generate_input import GenerateReqInput
 from sglang.runtime.server_args import ServerArgs
 
@@ -101,6 +102,27 @@ class Engine:
         if stream:
             return self._stream_async(obj)
         return await asyncio.wrap_future(self._submit(self._generate_all(obj)))
+
+    def encode(self, prompt: Optional[Union[str, List[str]]] = None,
+               input_ids: Optional[Union[List[int], List[List[int]]]] = None,
+               rid: Optional[Union[str, List[str]]] = None) -> Union[dict, List[dict]]:
+        """Embeddings of an embedding model (Engine(is_embedding=True), or a backbone-only
+        checkpoint), or scores of a reward / classification model: {"embedding": [...],
+        "meta_info": {...}} for one prompt, a list of them for a batch (texts or token-id lists).
+        Raises ValueError for bad input, on a generation model, or naming why a prompt failed."""
+        return self._submit(self._encode(make_encode_input(prompt, input_ids, rid))).result()
+
+    async def async_encode(self, prompt: Optional[Union[str, List[str]]] = None,
+                           input_ids: Optional[Union[List[int], List[List[int]]]] = None,
+                           rid: Optional[Union[str, List[str]]] = None) -> Union[dict, List[dict]]:
+        return await asyncio.wrap_future(self._submit(self._encode(make_encode_input(prompt, input_ids, rid))))
+
+    async def _encode(self, obj: GenerateReqInput) -> Union[dict, List[dict]]:
+        result = await encode_request(self.tokenizer_manager, obj)
+        error = embedding_error(result)
+        if error is not None:
+            raise ValueError(error)
+        return result
 
     def flush_cache(self) -> bool:
         return self._submit(self.tokenizer_manager.flush_cache()).result().success

@@ -108,12 +108,13 @@ async def health(request: Request) -> Response:
 
 @router.get("/health_generate")
 async def health_generate(request: Request) -> Response:
-    """Healthy only if a one-token generation completes end to end."""
+    """Healthy only if a one-token generation (an embedding model: one encode) completes end to end."""
     ctx = get_ctx(request)
-    obj = GenerateReqInput(input_ids=[0], sampling_params={"max_new_tokens": 1, "temperature": 0},
-                           rid=f"health-{uuid.uuid4().hex}")
+    pooling = not getattr(ctx.tokenizer_manager, "is_generation", True)
+    params = {"max_new_tokens": 0} if pooling else {"max_new_tokens": 1, "temperature": 0}
+    obj = GenerateReqInput(input_ids=[0], sampling_params=params, rid=f"health-{uuid.uuid4().hex}")
     try:
-        await asyncio.wait_for(generate_once(ctx, obj, None), HEALTH_GENERATE_TIMEOUT_S)
+        await asyncio.wait_for(generate_once(ctx, obj, None, pooling=pooling), HEALTH_GENERATE_TIMEOUT_S)
     except asyncio.TimeoutError:
         raise APIError(f"a 1-token generation did not finish within {HEALTH_GENERATE_TIMEOUT_S:.0f} s", 503) from None
     except APIError as err:

@@ -50,10 +50,10 @@ def abort_error_of(result: Any) -> Optional[APIError]:
     return None
 
 
-async def _final_output(ctx: ServerContext, obj: GenerateReqInput) -> Any:
+async def _final_output(ctx: ServerContext, obj: GenerateReqInput, pooling: bool = False) -> Any:
     last = None
     try:
-        async for out in ctx.tokenizer_manager.generate_request(obj):
+        async for out in ctx.tokenizer_manager.generate_request(obj, pooling=pooling):
             last = out
     except Exception as exc:
         error = to_api_error(exc)
@@ -63,10 +63,12 @@ async def _final_output(ctx: ServerContext, obj: GenerateReqInput) -> Any:
     return last
 
 
-async def generate_once(ctx: ServerContext, obj: GenerateReqInput, request: Optional[Request]) -> Any:
-    """The final result (a dict, or a list for batches / n > 1); raises APIError on failure."""
+async def generate_once(ctx: ServerContext, obj: GenerateReqInput, request: Optional[Request],
+                        pooling: bool = False) -> Any:
+    """The final result (a dict, or a list for batches / n > 1); raises APIError on failure.
+    `pooling`: an encode request of an embedding / reward model (managers/embedding_requests.py)."""
     _log_request(ctx, obj)
-    result = await _cancel_on_disconnect(request, _final_output(ctx, obj))
+    result = await _cancel_on_disconnect(request, _final_output(ctx, obj, pooling))
     error = abort_error_of(result)
     if error is not None:
         raise error

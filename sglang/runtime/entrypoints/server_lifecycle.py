@@ -189,12 +189,14 @@ class SGLangServer(uvicorn.Server):
         args = self.ctx.server_args
         if args.skip_server_warmup:
             return
-        payload = {"sampling_params": {"temperature": 0, "max_new_tokens": 4}}
+        generates = getattr(self.ctx.tokenizer_manager, "is_generation", True)
+        route = "/generate" if generates else "/encode"  # embedding / reward models only encode
+        payload = {"sampling_params": {"temperature": 0, "max_new_tokens": 4}} if generates else {}
         payload.update({"input_ids": [0, 1, 2]} if args.skip_tokenizer_init else {"text": "The capital of France is"})
         headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
         try:
             async with httpx.AsyncClient(timeout=WARMUP_TIMEOUT_S, trust_env=False) as client:
-                reply = await client.post(client_base_url(args.host, args.port) + "/generate", json=payload,
+                reply = await client.post(client_base_url(args.host, args.port) + route, json=payload,
                                           headers=headers)
             if reply.status_code != 200:
                 raise RuntimeError(f"HTTP {reply.status_code}: {reply.text[:500]}")

@@ -11,9 +11,8 @@ from torch import nn
 
 from sglang.runtime.layers.logits_processor import LogitsProcessorOutput
 from sglang.runtime.layers.pooler import Pooler, PoolingState, finished_vectors
+from sglang.runtime.managers.embedding_requests import EMBEDDING_META_KEY
 from sglang.runtime.managers.req import Req
-
-EMBEDDING_META_KEY = "embedding"
 
 
 def model_pooler(model: nn.Module) -> Optional[Pooler]:

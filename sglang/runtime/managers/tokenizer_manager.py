@@ -23,6 +23,7 @@ import zmq.asyncio
 
 from sglang.runtime.entrypoints.openai.chat_templates import resolve_chat_template
 from sglang.runtime.managers.generate_input import GenerateReqInput, SingleGenerateInput
+from sglang.runtime.managers.embedding_requests import wrong_model_kind_message
 from sglang.runtime.managers.kv_concat import common_prefix_len as _common_prefix_len
 from sglang.runtime.managers.io_struct import (
     AbortReq,
@@ -79,6 +80,8 @@ class TokenizerManager:
         self.max_running_requests: int = scheduler_info["max_running_requests"]
         self.eos_token_ids: List[int] = scheduler_info.get("eos_token_ids", [])
         self.architecture: str = scheduler_info.get("architecture", "")
+        # False for embedding / reward models: they answer encode requests only.
+        self.is_generation: bool = scheduler_info.get("is_generation", True)
         self.mm_processor = self._load_mm_processor()
         self.request_tokenizer = RequestTokenizer(self.tokenizer, self.context_len, self.vocab_size,
                                                   mm_processor=self.mm_processor, media=self._media_loader())
@@ -195,12 +198,15 @@ class TokenizerManager:
         tokenization pool, keeping the event loop free for other clients."""
         return await self.request_tokenizer.run(fn, *args, **kwargs)
 
-    async def generate_request(self, obj: GenerateReqInput) -> AsyncIterator[Any]:
+    async def generate_request(self, obj: GenerateReqInput, pooling: bool = False) -> AsyncIterator[Any]:
         """Yields result dicts: for a single prompt (n == 1) each yield is the cumulative state of
         that request (one yield when not streaming); otherwise yields one list with all results
-        (prompt-major, n samples per prompt) or, when streaming, dicts tagged with 'index'."""
+        (prompt-major, n samples per prompt) or, when streaming, dicts tagged with 'index'.
+        `pooling`: an encode request (managers/embedding_requests.py), for pooling models only."""
         self._ensure_started()
         self._check_alive()
+        if pooling == self.is_generation:
+            raise ValueError(wrong_model_kind_message(self.is_generation, self.server_args.served_model_name))
         items, tokenized = await self.request_tokenizer.tokenize_request(obj)  # all checked before any is sent
         expanded = await self._expand_n(items, tokenized)
         if len(expanded) == 1 and not obj.is_batch():
@@ -332,7 +338,7 @@ class TokenizerManager:
         args, tok = self.server_args, self.tokenizer
         return {
             "model_path": args.model_path, "tokenizer_path": args.tokenizer_path,
-            "served_model_name": args.served_model_name, "is_generation": True,
+            "served_model_name": args.served_model_name, "is_generation": self.is_generation,
             "context_length": self.context_len, "vocab_size": self.vocab_size,
             "max_total_num_tokens": self.max_total_num_tokens,
             "chat_template": resolve_chat_template(args.chat_template) or _tokenizer_template(tok),

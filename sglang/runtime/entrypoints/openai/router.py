@@ -7,10 +7,10 @@ from fastapi.responses import Response
 
 from sglang.runtime.entrypoints.json_response import json_response
 from sglang.runtime.entrypoints.openai.errors import APIError
-from sglang.runtime.entrypoints.openai.protocol import EmbeddingRequest, ModelCard, ModelList
+from sglang.runtime.entrypoints.openai.protocol import ModelCard, ModelList
 from sglang.runtime.entrypoints.openai.serving_chat import handle_chat
 from sglang.runtime.entrypoints.openai.serving_completions import handle_completions
-from sglang.runtime.entrypoints.request_body import read_model
+from sglang.runtime.entrypoints.openai.serving_embeddings import handle_embeddings
 from sglang.runtime.entrypoints.server_context import ServerContext, get_ctx
 
 router = APIRouter(prefix="/v1")
@@ -48,8 +48,4 @@ async def chat_completions(request: Request) -> Response:
 
 @router.post("/embeddings")
 async def embeddings(request: Request) -> Response:
-    ctx = get_ctx(request)
-    body = await read_model(request, EmbeddingRequest)
-    ctx.check_model(body.model)
-    raise APIError(f"{ctx.model_name!r} is a generative model; /v1/embeddings needs an embedding model", 400,
-                   param="model")
+    return await handle_embeddings(get_ctx(request), request)
