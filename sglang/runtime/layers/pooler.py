@@ -60,8 +60,9 @@ def _method_from_st_pooling(config: dict, where: str) -> str:
     return methods.pop()
 
 
-def read_sentence_transformers_pooling(model_path: str) -> Optional[PoolingConfig]:
-    """The pooling rule of a sentence-transformers checkpoint directory, or None without one."""
+def read_sentence_transformers_pooling(model_path: str, method: str = "auto") -> Optional[PoolingConfig]:
+    """The pooling rule of a sentence-transformers checkpoint directory, or None without one.
+    A `method` other than "auto" replaces the checkpoint's (which is then not checked)."""
     modules = _read_json(os.path.join(model_path, "modules.json")) if os.path.isdir(model_path) else None
     if not isinstance(modules, list):
         return None
@@ -73,13 +74,14 @@ def read_sentence_transformers_pooling(model_path: str) -> Optional[PoolingConfi
     config = _read_json(where)
     if not isinstance(config, dict):
         raise ValueError(f"modules.json names a Pooling module but {where} is missing or not a JSON object")
-    return PoolingConfig(_method_from_st_pooling(config, where), normalize=_ST_NORMALIZE in types)
+    chosen = _method_from_st_pooling(config, where) if method == "auto" else method
+    return PoolingConfig(chosen, normalize=_ST_NORMALIZE in types)
 
 
 def resolve_pooling_config(model_path: str, method: str = "auto", normalize: str = "auto") -> PoolingConfig:
     """The checkpoint's rule (default last + normalized when it has none), with `method`
     ("auto"|"last"|"mean") and `normalize` ("auto"|"true"|"false") overriding it."""
-    found = read_sentence_transformers_pooling(model_path)
+    found = read_sentence_transformers_pooling(model_path, method)
     base = found or PoolingConfig()
     chosen = PoolingConfig(base.method if method == "auto" else method,
                            base.normalize if normalize == "auto" else normalize == "true")
