@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 from transformers import PretrainedConfig
 
-from sglang.runtime.models.registry import is_supported, unsupported_message
+from sglang.runtime.models.registry import is_supported, supported_architectures, unsupported_message
 from sglang.runtime.server_args import MODEL_IMPLS
 
 logger = logging.getLogger(__name__)
@@ -57,8 +57,10 @@ def resolve_model_impl(architecture: str, config: PretrainedConfig, requested: s
     ours = is_supported(architecture)
     if requested == "sglang" or (requested == "auto" and ours):
         if not ours:
-            raise ValueError(f"{unsupported_message(architecture)}. sglang has no implementation of "
-                             f"{architecture!r}; to run it on transformers' modeling code use {_HINT}")
+            raise ValueError(f"model architecture {architecture!r} is not supported by sglang's own "
+                             f"implementations (--model-impl sglang); to run it on transformers' modeling "
+                             f"code use {_HINT}. Supported architectures: "
+                             f"{', '.join(supported_architectures())}")
         logger.info("model %s: sglang's own implementation (--model-impl %s)", architecture, requested)
         return "sglang"
     refusal = fallback_refusal(architecture, config)
