@@ -55,9 +55,18 @@ def _run_paged(model, mc, prompts, new_tokens):
     return prompt_lp, [torch.stack([s[i] for s in steps]) for i in range(len(prompts))]
 
 
-@pytest.fixture(scope="module", params=["gpt2", "opt"])
+FOREIGN = {
+    "gpt2": ("gpt2", {}),
+    # per-layer softmax scale (1 / (layer + 1) on top of 1/sqrt(d)) reaches the bridge per call
+    "gpt2-layer-scaled": ("gpt2", {"scale_attn_by_inverse_layer_idx": True}),
+    "opt": ("opt", {}),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(FOREIGN))
 def foreign(request):
-    path = foreign_model_dir(request.param)
+    arch, overrides = FOREIGN[request.param]
+    path = foreign_model_dir(arch, **overrides)
     mc = ModelConfig(path)
     return load_model(mc), hf_reference_model(path), mc
 
