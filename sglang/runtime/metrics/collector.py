@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from sglang.runtime.metrics.grammar_metrics import GrammarMetrics
 from sglang.runtime.metrics.replica_metrics import ReplicaMetrics
+from sglang.runtime.metrics.spec_metrics import SpecMetrics
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 PREFIX = "sglang:"
@@ -49,6 +50,8 @@ class MetricsCollector:
         self.registry.register(self.grammar)
         self.replicas = ReplicaMetrics(model_name)
         self.registry.register(self.replicas)
+        self.spec = SpecMetrics(model_name)
+        self.registry.register(self.spec)
 
     # ---------------------------------------------------------------- series
     def _counter(self, name: str, doc: str):
@@ -118,6 +121,7 @@ class MetricsCollector:
     def update_server_state(self, state: Dict[str, Any]) -> None:
         self.grammar.update(state)
         self.replicas.update(state)
+        self.spec.update(state)
         self.num_running.set(state.get("num_running_reqs", 0))
         self.num_queue.set(state.get("num_queue_reqs", 0))
         self.token_usage.set(state.get("token_usage", 0.0))
