@@ -102,8 +102,15 @@ def test_fallback_mixed_chunked_prefill_batch(foreign):
         assert (logprobs(out.next_token_logits[i]) - ref).abs().max().item() < TOL, f"request {i}"
 
 
-def test_forced_fallback_llama_equals_native_llama():
-    path = tiny_model_dir("llama")
+# Mistral: windowed layers (the bridge gets `sliding_window` per call); Gemma 2: attention
+# soft-capping, a non-default softmax scale, alternating windows and final logit soft-capping.
+NATIVE = {"llama": ("llama", {}), "mistral-sliding": ("mistral", {"sliding_window": 8}), "gemma2": ("gemma2", {})}
+
+
+@pytest.mark.parametrize("variant", sorted(NATIVE))
+def test_forced_fallback_equals_native(variant):
+    arch, overrides = NATIVE[variant]
+    path = tiny_model_dir(arch, **overrides)
     native_mc, fallback_mc = ModelConfig(path), ModelConfig(path, model_impl="transformers")
     assert (native_mc.model_impl, fallback_mc.model_impl) == ("sglang", "transformers")
     native, fallback = load_model(native_mc), load_model(fallback_mc)

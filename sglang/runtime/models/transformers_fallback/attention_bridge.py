@@ -53,7 +53,11 @@ def paged_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Ten
     if call is None:
         raise RuntimeError(f"attn_implementation={ATTN_IMPLEMENTATION!r} runs only inside sglang's "
                            f"transformers fallback (it needs the forward batch)")
-    layer = call.layers[module.layer_idx]
+    layer_idx = getattr(module, "layer_idx", None)
+    if layer_idx is None:
+        raise RuntimeError(f"{type(module).__name__} has no layer_idx, so the transformers fallback "
+                           f"cannot tell which layer's KV cache it reads")
+    layer = call.layers[layer_idx]
     _check_shapes(layer, query, key, type(module).__name__)
     # Per-call values some modeling code computes per layer (GPT-2's inverse-layer scaling,
     # Gemma-style soft-capping, Mistral-style windows); the layer object only carries them.
