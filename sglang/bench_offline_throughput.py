@@ -91,7 +91,8 @@ def main(argv=None) -> dict:
     result = run_sglang(server_args, args)
     reqs = result.pop("_reqs")
     report = {"sglang": result, "server_args": {k: v for k, v in dataclasses.asdict(server_args).items()
-                                                 if k in ("model_path", "device", "dtype", "load_format", "attention_backend")}}
+                                                 if k in ("model_path", "device", "dtype", "load_format", "attention_backend",
+                                                          "quantization", "kv_cache_dtype")}}
     print(f"sglang: {result['requests']} requests, {result['output_tokens']} output tokens in "
           f"{result['elapsed_s']:.2f} s -> {result['output_tok_s']:.1f} output tok/s, "
           f"{result['total_tok_s']:.1f} total tok/s")

@@ -252,8 +252,20 @@ def result_record(result: OneBatchResult, runner: ModelRunner, run_name: str, ar
         "attention_backend": sa.attention_backend,
         "cuda_graph_max_bs": graphs.max_bs if graphs is not None else None,
         "max_total_num_tokens": runner.max_total_num_tokens,
+        "quantization": sa.quantization,
+        "kv_cache_dtype": sa.kv_cache_dtype,
+        "weight_bytes": model_bytes(runner.model),  # what a bs1 decode step reads at least once
         "torch": torch.__version__,
     }
+
+
+def model_bytes(model: torch.nn.Module) -> int:
+    """Bytes of the model's parameters and buffers (quantized layers at their stored width);
+    tied tensors count once."""
+    seen = {}
+    for t in list(model.parameters()) + list(model.buffers()):
+        seen[t.data_ptr()] = t.numel() * t.element_size()
+    return sum(seen.values())
 
 
 def add_bench_args(parser: argparse.ArgumentParser) -> None:

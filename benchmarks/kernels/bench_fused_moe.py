@@ -16,6 +16,7 @@ from typing import Dict, List
 
 import torch
 
+from sglang.benchmark.card_limits import card_limits
 from sglang.benchmark.result_file import result_header, write_result
 from sglang.kernels.fused_moe import fused_experts
 from sglang.runtime.layers.activation import silu_and_mul_ref
@@ -69,7 +70,8 @@ def main() -> None:
         for batch in args.batch or [1, 16, 64, 512]:
             rows.append(bench(shape, batch, args.iters))
             print(rows[-1], flush=True)
-    write_result({**result_header("benchmarks/kernels/bench_fused_moe.py", "cuda"), "rows": rows}, args.out)
+    write_result({**result_header("benchmarks/kernels/bench_fused_moe.py", "cuda"), "card": card_limits(), "rows": rows},
+                 args.out)
 
 
 if __name__ == "__main__":

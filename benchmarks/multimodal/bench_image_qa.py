@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from sglang.benchmark.card_limits import card_limits
 from sglang.benchmark.result_file import result_header, write_result
 
 QUESTION = "Describe this picture in detail, then list every object you can see."
@@ -73,28 +74,6 @@ def run(engine: Any, images: List[Image.Image], output_len: int) -> Dict[str, An
         "prompt_tokens_mean": round(statistics.mean(r["prompt_tokens"] for r in rows), 1),
         "cached_tokens_mean": round(statistics.mean(r["cached_tokens"] for r in rows), 1),
     }
-
-
-def card_limits() -> Dict[str, float]:
-    """The card's own copy bandwidth (GB/s, device to device) and bf16 matmul rate (TFLOP/s)."""
-    if not torch.cuda.is_available():
-        return {}
-    x = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
-    y = torch.empty_like(x)
-    a = torch.randn(8192, 8192, dtype=torch.bfloat16, device="cuda")
-
-    def timed(fn, reps: int) -> float:
-        fn()
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(reps):
-            fn()
-        torch.cuda.synchronize()
-        return (time.perf_counter() - start) / reps
-
-    copy_s = timed(lambda: y.copy_(x), 20)
-    mm_s = timed(lambda: a @ a, 20)
-    return {"copy_gbps": round(2 * x.numel() / copy_s / 1e9, 1), "bf16_matmul_tflops": round(2 * 8192**3 / mm_s / 1e12, 1)}
 
 
 def main(argv=None) -> dict:

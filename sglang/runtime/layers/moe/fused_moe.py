@@ -62,6 +62,7 @@ class FusedMoE(nn.Module):
                                       requires_grad=False)
         for param in (self.w13_weight, self.w2_weight):
             param.weight_loader = self.weight_loader
+        self.hidden_act = hidden_act
         self.act_fn = get_gated_activation(hidden_act)
 
     @reads_slices
@@ -89,8 +90,13 @@ class FusedMoE(nn.Module):
             dst.copy_(src)
 
     def partial_output(self, x: torch.Tensor, topk_weights: torch.Tensor, topk_ids: torch.Tensor) -> torch.Tensor:
-        """This rank's share of the experts' weighted sum (before the all-reduce). While a CUDA
-        graph is captured, the form without host reads (every expert on every token)."""
+        """This rank's share of the experts' weighted sum (before the all-reduce). On CUDA with a
+        SiLU gate: the Triton grouped GEMMs (no host reads, so CUDA graphs capture them); other
+        CUDA activations: the dense form while capturing (every expert on every token), else the twin."""
+        if x.is_cuda and self.hidden_act == "silu":
+            from sglang.kernels.fused_moe import fused_experts  # Triton: imported only on CUDA
+
+            return fused_experts(x, self.w13_weight, self.w2_weight, topk_weights, topk_ids)
         if x.is_cuda and torch.cuda.is_current_stream_capturing():
             return fused_experts_dense(x, self.w13_weight, self.w2_weight, topk_weights, topk_ids, self.act_fn)
         return fused_experts_torch(x, self.w13_weight, self.w2_weight, topk_weights, topk_ids, self.act_fn)
