@@ -109,7 +109,7 @@ class ServerArgs:
     disable_jump_forward: bool = _f(False, "Turn off jump-forward decoding of forced text in constrained generation.")
     constrained_json_whitespace_pattern: Optional[str] = _f(None, "Regex for whitespace allowed between JSON tokens. The fsm backend defaults to '[ ]?'; setting it makes xgrammar allow any JSON whitespace.")
 
-    # Speculative decoding (docs/speculative_decoding.md)
+    # Speculative decoding
     speculative_algorithm: Optional[str] = _f(None, "Speculative decoding: 'NGRAM' drafts each request's next tokens from its own prompt+output (prompt lookup) and verifies them in one extend pass; greedy outputs are unchanged and sampling keeps the target distribution (rejection sampling). DRAFT and EAGLE are refused at start (not implemented yet). Default: off.", SPECULATIVE_ALGORITHMS)
     speculative_draft_model_path: Optional[str] = _f(None, "Draft checkpoint for --speculative-algorithm DRAFT/EAGLE (same tokenizer as the target).")
     speculative_num_steps: Optional[int] = _f(None, "Autoregressive draft steps per verify pass (DRAFT/EAGLE). NGRAM drafts --speculative-num-draft-tokens - 1 tokens in one lookup and ignores it.")
