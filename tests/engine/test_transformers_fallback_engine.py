@@ -48,3 +48,20 @@ def test_engine_forced_fallback_llama_equals_native():
     (lp_a, out_a), (lp_b, out_b) = runs["sglang"], runs["transformers"]
     assert out_a == out_b
     assert max(abs(a - b) for xs, ys in zip(lp_a, lp_b) for a, b in zip(xs, ys)) < 1e-4
+
+
+def test_engine_fallback_as_embedding_model():
+    """--is-embedding pools the fallback's backbone like any causal LM we serve (default: last
+    token, L2-normalized) == transformers' final hidden state of the last token."""
+    import torch
+    from transformers import AutoModel
+
+    path = foreign_model_dir("gpt2")
+    prompts = [[5, 17, 300, 42], [9, 8, 7, 6, 5, 4, 3, 2, 1, 11, 12], [700]]
+    with sglang.Engine(model_path=path, device="cpu", dtype="float32", is_embedding=True) as engine:
+        got = [torch.tensor(o["embedding"]) for o in engine.encode(input_ids=prompts)]
+    hf = AutoModel.from_pretrained(path, dtype=torch.float32).eval()
+    for ids, ours in zip(prompts, got):
+        with torch.inference_mode():
+            ref = torch.nn.functional.normalize(hf(torch.tensor([ids])).last_hidden_state[0, -1], dim=-1)
+        assert torch.nn.functional.cosine_similarity(ours, ref, dim=0).item() >= 0.99999

@@ -45,9 +45,9 @@ def _radix_layers(config: PretrainedConfig) -> nn.ModuleList:
                          for i in range(config.num_hidden_layers))
 
 
-class TransformersForCausalLM(nn.Module):
-    # transformers' forward has host syncs (padding checks, mask logic) a graph capture rejects.
-    supports_cuda_graph = False
+class TransformersBackbone(nn.Module):
+    """transformers' model up to its final hidden states, called as our backbones are
+    (`EmbeddingModel` pools it under --is-embedding)."""
 
     def __init__(self, config: PretrainedConfig):
         super().__init__()
@@ -57,17 +57,36 @@ class TransformersForCausalLM(nn.Module):
                                          dtype=torch.get_default_dtype())
         self.hf_model.eval()
         self.attn_layers = _radix_layers(config)
-        self.head = _OutputHead(self.hf_model.get_output_embeddings())
-        self.logits_processor = LogitsProcessor(config.vocab_size, getattr(config, "final_logit_softcapping", None))
 
-    @torch.no_grad()
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, forward_batch: ForwardBatch,
-                input_embeds: Optional[torch.Tensor] = None) -> LogitsProcessorOutput:
+                input_embeds: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """[num_tokens, hidden]: the batch runs as one row with our per-token positions."""
         if input_embeds is not None:
             raise ValueError("the transformers fallback serves text-only models (no input_embeds)")
         out = self.hf_model.base_model(input_ids=input_ids[None], position_ids=positions[None], use_cache=False,
                                        **{BATCH_KWARG: BridgeCall(forward_batch, self.attn_layers)})
-        return self.logits_processor(out[0][0], self.head, forward_batch)
+        return out[0][0]
+
+
+class TransformersForCausalLM(nn.Module):
+    # transformers' forward has host syncs (padding checks, mask logic) a graph capture rejects.
+    supports_cuda_graph = False
+
+    def __init__(self, config: PretrainedConfig):
+        super().__init__()
+        self.model = TransformersBackbone(config)
+        self.head = _OutputHead(self.hf_model.get_output_embeddings())
+        self.logits_processor = LogitsProcessor(config.vocab_size, getattr(config, "final_logit_softcapping", None))
+
+    @property
+    def hf_model(self) -> nn.Module:
+        return self.model.hf_model
+
+    @torch.no_grad()
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, forward_batch: ForwardBatch,
+                input_embeds: Optional[torch.Tensor] = None) -> LogitsProcessorOutput:
+        hidden = self.model(input_ids, positions, forward_batch, input_embeds=input_embeds)
+        return self.logits_processor(hidden, self.head, forward_batch)
 
     # ------------------------------------------------------------------ weights
     def _target_name(self, name: str, state: Dict[str, torch.Tensor]) -> Optional[str]:
