@@ -17,12 +17,14 @@ one() {  # model extra...
     --input-len 128 --output-len 64 --run-name $1 --result-file "$OUT/moe_one_batch.jsonl" "${@:2}" 2>&1 | quiet 7
 }
 one deepseek-v2-lite
-if [ "$gib" -ge 120 ]; then
+if [ "${SKIP_MIXTRAL:-0}" = 1 ]; then
+  echo "== mixtral-8x7b skipped (SKIP_MIXTRAL=1)"
+elif [ "$gib" -ge 120 ]; then
   one mixtral-8x7b --mem-fraction-static 0.9
-  echo "== offline mixtral-8x7b"
-  timeout 150 python3 -m sglang.bench_offline_throughput --model-path /tmp/mixtral-8x7b --load-format dummy \
+  [ "${SKIP_OFFLINE:-0}" = 1 ] || timeout 150 python3 -m sglang.bench_offline_throughput --model-path /tmp/mixtral-8x7b --load-format dummy \
     --dataset-name random --num-prompts ${NUM_PROMPTS:-500} --random-input-len 256 --random-output-len 256 \
-    --random-range-ratio 1 --mem-fraction-static 0.9 --result-file "$OUT/moe_offline.jsonl" --log-level warning 2>&1 | tail -2
+    --random-range-ratio 1 --mem-fraction-static 0.9 --result-file "$OUT/moe_offline.jsonl" --log-level warning 2>&1 \
+    | sed 's/^/offline mixtral-8x7b: /' | tail -2
 else
   echo "== mixtral-8x7b skipped: ${gib} GiB card"
 fi
