@@ -18,6 +18,7 @@ from sglang.runtime.function_call.registry import TOOL_CALL_PARSER_NAMES
 from sglang.runtime.layers.attention.registry import ATTENTION_BACKEND_NAMES
 from sglang.runtime.layers.quantization import QUANTIZATION_METHODS
 from sglang.runtime.managers.dp_router import LOAD_BALANCE_METHODS
+from sglang.runtime.lora.config import validate_lora_args
 from sglang.runtime.reasoning.registry import REASONING_PARSER_NAMES
 
 logger = logging.getLogger(__name__)
@@ -30,10 +31,12 @@ IMPLEMENTED_SPECULATIVE_ALGORITHMS = ("NGRAM",)
 DTYPES = ("auto", "float32", "bfloat16", "float16", "half", "float", "bf16", "fp16", "fp32")
 
 
-def _f(default: Any, help: str, choices: Optional[tuple] = None, **kw) -> Any:
+def _f(default: Any, help: str, choices: Optional[tuple] = None, nargs: Optional[str] = None, **kw) -> Any:
     meta = {"help": help}
     if choices is not None:
         meta["choices"] = choices
+    if nargs is not None:
+        meta["nargs"] = nargs
     if callable(default) and not isinstance(default, type):
         return field(default_factory=default, metadata=meta, **kw)
     return field(default=default, metadata=meta, **kw)
@@ -119,6 +122,13 @@ class ServerArgs:
     speculative_ngram_max_match_window_size: int = _f(12, "NGRAM: longest suffix tried first when looking for an earlier occurrence (longer matches predict better).")
     speculative_disable_batch_size: int = _f(8, "Decode batches with more running requests than this skip speculation (plain decode steps, overlapped as usual): a verify pass costs more than it saves once the batch is compute-bound.")
 
+    # Multi-LoRA serving (runtime/lora/, docs/lora.md)
+    enable_lora: bool = _f(False, "Serve LoRA adapters on top of the base model (implied by --lora-paths); requests pick one with lora_path.")
+    lora_paths: Optional[list] = _f(None, "LoRA adapters to load at start, each 'name=path' or a path (named by its basename): a PEFT directory with adapter_config.json and adapter_model.safetensors.", nargs="*")
+    max_loras_per_batch: int = _f(8, "Most distinct adapters in one batch (adapter slots on the device; the base model needs none). Requests whose adapter does not fit wait for a later batch.")
+    max_lora_rank: Optional[int] = _f(None, "Largest adapter rank the device slots hold; default: the largest rank among --lora-paths (16 when none). Adapters of a larger rank are refused at load.")
+    lora_target_modules: Optional[list] = _f(None, "Modules adapters may target, among q_proj k_proj v_proj o_proj gate_proj up_proj down_proj, or 'all' (default).", nargs="*")
+
     # Multimodal input (images and video in requests; these flags are ours, upstream has none)
     allow_local_media_path: Optional[str] = _f(None, "A directory whose files requests may name as images/videos (a path, relative ones inside it, or a file:// URL; symlinks and '..' are resolved before the check). Default: requests cannot read server files.")
     allow_private_media_urls: bool = _f(False, "Let image/video URLs in requests reach private, loopback, link-local and other non-public addresses (by default the server refuses them, so requests cannot probe its own network).")
@@ -178,6 +188,7 @@ class ServerArgs:
             raise ValueError(f"--base-gpu-id must be >= 0, got {self.base_gpu_id}")
         self._validate_nodes()
         self._validate_speculative()
+        validate_lora_args(self)
 
     def _validate_nodes(self) -> None:
         if self.nnodes < 1:
@@ -242,6 +253,8 @@ class ServerArgs:
             if "choices" in f.metadata:
                 kwargs["choices"] = f.metadata["choices"]
             kwargs["type"] = _cli_type(f.type)
+            if "nargs" in f.metadata:
+                kwargs["nargs"] = f.metadata["nargs"]
             if f.name == "model_path":
                 kwargs["required"] = True
             parser.add_argument(flag, **kwargs)
