@@ -175,3 +175,11 @@ def test_fallback_refuses_quantization_and_tensor_parallel():
         load_model(mc, quantization="fp8")
     with pytest.raises(ValueError, match="--tp-size 2 is not supported by the transformers fallback"):
         load_model(mc, tp=TensorParallel(0, 2, None))
+
+
+def test_fallback_refuses_gguf_checkpoints():
+    from sglang.testing.fixtures import tiny_gguf_path
+
+    mc = ModelConfig(tiny_gguf_path("llama"), model_impl="transformers")
+    with pytest.raises(ValueError, match="GGUF checkpoint cannot run on the transformers fallback"):
+        load_model(mc)

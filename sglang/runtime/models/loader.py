@@ -86,7 +86,7 @@ def load_model(model_config: ModelConfig, load_format: str = "auto", device: str
     if model_config.model_impl == "transformers":
         from sglang.runtime.models.transformers_fallback.select import check_fallback_load
 
-        check_fallback_load(quant, tp.size)
+        check_fallback_load(quant, tp.size, gguf=model_config.gguf is not None)
     model_cls = get_model_class(model_config.architecture, model_config.model_impl)
     with _default_dtype(model_config.dtype), torch.device(device), tensor_parallel(tp):
         model = model_cls(model_config.hf_config)

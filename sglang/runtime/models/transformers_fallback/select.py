@@ -73,8 +73,11 @@ def resolve_model_impl(architecture: str, config: PretrainedConfig, requested: s
     return "transformers"
 
 
-def check_fallback_load(quantization: Any, tp_size: int) -> None:
+def check_fallback_load(quantization: Any, tp_size: int, gguf: bool = False) -> None:
     """Refuse load options the fallback does not implement."""
+    if gguf:
+        raise ValueError("a GGUF checkpoint cannot run on the transformers fallback (--model-impl "
+                         "transformers): its tensor names are ours; use --model-impl sglang or auto")
     if quantization is not None:
         raise ValueError(f"--quantization {quantization.name} is not supported by the transformers "
                          f"fallback (--model-impl transformers); serve the float checkpoint")
