@@ -98,12 +98,13 @@ def test_batched_equals_alone(pooling):
         assert torch.allclose(torch.tensor(a), torch.tensor(b), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("pooling", ["last", "mean"])
-def test_chunked_prefill_pools_the_whole_prompt(pooling):
-    path = tiny_pooling_dir("llama", pooling=pooling)
+@pytest.mark.parametrize("pooling,normalize", [("last", True), ("mean", True), ("mean", False)])
+def test_chunked_prefill_pools_the_whole_prompt(pooling, normalize):
+    # Unnormalized mean: a wrong token count would only rescale a normalized vector.
+    path = tiny_pooling_dir("llama", pooling=pooling, normalize=normalize)
     ids = [list(range(3, 40)), list(range(5, 26))]  # 37 and 21 tokens in chunks of 8
     ours = run_encode(path, ids, chunked_prefill_size=8)
-    assert_embeddings_match(ours, hf_embeddings(path, ids, pooling, True))
+    assert_embeddings_match(ours, hf_embeddings(path, ids, pooling, normalize))
 
 
 def test_prefix_cache_reuse_keeps_last_token_embeddings():
