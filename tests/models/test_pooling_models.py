@@ -18,6 +18,7 @@ from sglang.runtime.layers.pooler import PoolingConfig, read_sentence_transforme
 from sglang.testing.fixtures import tiny_model_dir, tiny_pooling_dir
 from sglang.testing.pooling_reference import cosine, hf_embeddings, hf_scores
 from sglang.testing.scheduler_harness import SchedulerHarness
+from sglang.testing.tiny_model import ARCHES
 
 PROMPTS = ["The capital of France is", "hello", "a somewhat longer prompt, with punctuation; and numbers 1 2 3 4",
            "The capital of France is Paris, and the capital of Italy is Rome."]
@@ -74,7 +75,7 @@ def test_backbone_embeddings_match_transformers(arch, pooling, normalize):
         assert all(abs(float(torch.tensor(v).norm()) - 1.0) < 1e-5 for v in ours)
 
 
-@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+@pytest.mark.parametrize("arch", sorted(ARCHES))  # every text family of the tiny-model factory
 def test_causal_checkpoint_with_is_embedding_defaults_to_last_token_normalized(arch):
     path = tiny_model_dir(arch)  # a *ForCausalLM checkpoint, no modules.json
     ids = prompt_ids(path)
