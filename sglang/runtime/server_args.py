@@ -27,7 +27,7 @@ SCHEDULE_POLICIES = ("fcfs", "lpm", "dfs-weight", "lof", "random")
 LOAD_FORMATS = ("auto", "safetensors", "pt", "gguf", "dummy")
 MODEL_IMPLS = ("auto", "sglang", "transformers")
 SPECULATIVE_ALGORITHMS = ("NGRAM", "DRAFT", "EAGLE")
-IMPLEMENTED_SPECULATIVE_ALGORITHMS = ("NGRAM",)
+IMPLEMENTED_SPECULATIVE_ALGORITHMS = ("NGRAM", "DRAFT")
 DTYPES = ("auto", "float32", "bfloat16", "float16", "half", "float", "bf16", "fp16", "fp32")
 
 
@@ -216,8 +216,11 @@ class ServerArgs:
         if algo not in SPECULATIVE_ALGORITHMS:
             raise ValueError(f"--speculative-algorithm must be one of {SPECULATIVE_ALGORITHMS}, got {algo!r}")
         if algo not in IMPLEMENTED_SPECULATIVE_ALGORITHMS:
-            raise ValueError(f"--speculative-algorithm {algo} is not implemented yet; use NGRAM "
+            raise ValueError(f"--speculative-algorithm {algo} is not implemented yet; use NGRAM or DRAFT "
                              f"(implemented: {IMPLEMENTED_SPECULATIVE_ALGORITHMS})")
+        if algo == "DRAFT" and not self.speculative_draft_model_path:
+            raise ValueError("--speculative-algorithm DRAFT needs --speculative-draft-model-path (a small checkpoint "
+                             "with the target's tokenizer)")
         if self.tp_size > 1:
             raise ValueError("speculative decoding with --tp-size > 1 is not supported yet; drop one of them")
         if self.speculative_num_draft_tokens is None:

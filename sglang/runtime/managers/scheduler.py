@@ -104,7 +104,7 @@ class Scheduler:
         self.next_forward: Optional[ForwardDone] = None  # a grammar batch's forward, not yet sampled
         self.launch_seq = 0
         # Speculative decoding (runtime/speculative/): replaces decode steps of small batches.
-        self.spec = create_spec_worker(server_args, self.runner.vocab_size(), self.runner.context_len)
+        self.spec = create_spec_worker(server_args, self.runner)
         self.stats = {"num_retractions": 0, "forward_steps": 0, "decode_steps": 0, "prefill_steps": 0, "prefill_tokens": 0}
 
     # ---------------------------------------------------------------- messages
@@ -433,6 +433,8 @@ class Scheduler:
             return
         if req.finished_reason is not None:
             self.tree_cache.cache_finished_req(req)
+            if self.spec is not None:
+                self.spec.on_finish(req)
             self.outbox.append(self.output.make_token_out(req))
             return
         if self.output.should_send(req):

@@ -12,14 +12,16 @@ from typing import Optional
 # algorithm -> (module, class)
 _WORKERS = {
     "NGRAM": ("sglang.runtime.speculative.spec_worker", "NgramSpecWorker"),
+    "DRAFT": ("sglang.runtime.speculative.draft_worker", "DraftModelSpecWorker"),
 }
 
 
-def create_spec_worker(server_args, vocab_size: int, context_len: int) -> Optional[object]:
+def create_spec_worker(server_args, runner) -> Optional[object]:
     algo = server_args.speculative_algorithm
     if algo is None:
         return None
     if algo not in _WORKERS:
         raise ValueError(f"--speculative-algorithm {algo} is not implemented yet; use one of {sorted(_WORKERS)}")
     module, name = _WORKERS[algo]
-    return getattr(importlib.import_module(module), name)(server_args, vocab_size, context_len)
+    worker_cls = getattr(importlib.import_module(module), name)
+    return worker_cls(server_args, runner.vocab_size(), runner.context_len, runner)

@@ -35,7 +35,7 @@ META_KEYS = ("spec_verify_ct", "spec_accept_token_num", "spec_draft_token_num")
 
 
 class NgramSpecWorker:
-    def __init__(self, server_args, vocab_size: int, context_len: int):
+    def __init__(self, server_args, vocab_size: int, context_len: int, target_runner=None):
         self.drafter = NgramDrafter(server_args.speculative_ngram_min_match_window_size,
                                     server_args.speculative_ngram_max_match_window_size)
         self.max_draft = server_args.speculative_num_draft_tokens - 1
@@ -65,18 +65,27 @@ class NgramSpecWorker:
                for r in reqs):
             return None
         budget = res.allocator.available_size() + res.tree_cache.evictable_size() - len(reqs)
-        drafts, masks = [], []
+        rooms = []
         for req in reqs:
-            room = min(self.max_draft, budget, self.context_len - req.seqlen - 1,
-                       req.sampling_params.max_new_tokens - len(req.output_ids) - 1)
-            draft = cut_at_stop(req, self.drafter.propose(req.all_ids, room)) if room > 0 else []
-            draft, mask = grammar_cut_and_masks(req, draft, self.vocab_size)
-            budget -= len(draft)
+            room = max(min(self.max_draft, budget, self.context_len - req.seqlen - 1,
+                           req.sampling_params.max_new_tokens - len(req.output_ids) - 1), 0)
+            budget -= room
+            rooms.append(room)
+        drafts, masks = [], []
+        for req, draft in zip(reqs, self.propose(reqs, rooms)):
+            draft, mask = grammar_cut_and_masks(req, cut_at_stop(req, draft), self.vocab_size)
             drafts.append(draft)
             masks.append(mask)
         if not any(drafts):
             return None
         return drafts, masks
+
+    def propose(self, reqs: Sequence[Req], rooms: List[int]) -> List[List[int]]:
+        """Up to rooms[i] draft tokens for each request (before stop / grammar cuts)."""
+        return [self.drafter.propose(r.all_ids, n) if n > 0 else [] for r, n in zip(reqs, rooms)]
+
+    def on_finish(self, req: Req) -> None:
+        """A request left the running batch for good (the DRAFT worker frees its draft KV)."""
 
     # ---------------------------------------------------------------- the step
     def run(self, sched, reqs: List[Req]) -> bool:

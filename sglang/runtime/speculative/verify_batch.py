@@ -23,31 +23,38 @@ from sglang.runtime.model_executor.forward_batch import ForwardBatch, ForwardMod
 def build_verify_batch(reqs: Sequence[Req], drafts: Sequence[List[int]], res: KVResources) -> ForwardBatch:
     """An EXTEND batch whose logits cover every row of every segment (return_logprob with start
     0: `input_logits` holds sum(1 + k_i) rows in batch order)."""
-    lens = [1 + len(d) for d in drafts]
+    return extend_batch([r.req_pool_idx for r in reqs], [r.kv_committed_len for r in reqs],
+                        [[r.output_ids[-1], *d] for r, d in zip(reqs, drafts)], res, all_logits=True)
+
+
+def extend_batch(pool_rows: Sequence[int], prefix_lens: Sequence[int], token_lists: Sequence[List[int]], res,
+                 all_logits: bool) -> ForwardBatch:
+    """EXTEND batch: segment i writes `token_lists[i]` at positions prefix_lens[i] ... of
+    req_to_token row pool_rows[i] (fresh KV slots from `res`), attending to that row's prefix.
+    `all_logits`: logits for every position (`input_logits`), else only each segment's last."""
+    lens = [len(t) for t in token_lists]
     slots = res.alloc_slots(sum(lens))
     if slots is None:
-        raise OutOfKVMemory(f"cannot allocate {sum(lens)} KV slots for a verify pass")
+        raise OutOfKVMemory(f"cannot allocate {sum(lens)} KV slots for a speculative pass")
     ids: List[int] = []
     positions: List[int] = []
     rows: List[int] = []
-    for req, draft, n in zip(reqs, drafts, lens):
-        ids.append(req.output_ids[-1])
-        ids.extend(draft)
-        positions.extend(range(req.kv_committed_len, req.kv_committed_len + n))
-        rows.extend([req.req_pool_idx] * n)
+    for row, p, toks in zip(pool_rows, prefix_lens, token_lists):
+        ids.extend(toks)
+        positions.extend(range(p, p + len(toks)))
+        rows.extend([row] * len(toks))
     host = torch.tensor([ids, positions, rows], dtype=torch.int64)
     host_slots = slots.to(torch.int64)
     dev = host_to_device(torch.cat([host, host_slots[None]]), res.device)
     res.req_to_token_pool.write_points(host[2], host[1], host_slots, device_args=(dev[2], dev[1], dev[3]))
-    prefix = [r.kv_committed_len for r in reqs]
-    seq_lens = [p + n for p, n in zip(prefix, lens)]
+    seq_lens = [p + n for p, n in zip(prefix_lens, lens)]
     starts = [0]
     for n in lens[:-1]:
         starts.append(starts[-1] + n)
-    per_req = to_device([[r.req_pool_idx for r in reqs], seq_lens, lens, prefix, starts], torch.int64, res.device)
+    per_req = to_device([list(pool_rows), seq_lens, lens, list(prefix_lens), starts], torch.int64, res.device)
     return ForwardBatch(
         forward_mode=ForwardMode.EXTEND,
-        batch_size=len(reqs),
+        batch_size=len(lens),
         input_ids=dev[0],
         positions=dev[1],
         req_pool_indices=per_req[0],
@@ -60,9 +67,9 @@ def build_verify_batch(reqs: Sequence[Req], drafts: Sequence[List[int]], res: KV
         extend_prefix_lens=per_req[3],
         extend_start_loc=per_req[4],
         extend_seq_lens_cpu=lens,
-        extend_prefix_lens_cpu=prefix,
-        return_logprob=True,
-        extend_logprob_start_lens_cpu=[0] * len(reqs),
+        extend_prefix_lens_cpu=list(prefix_lens),
+        return_logprob=all_logits,
+        extend_logprob_start_lens_cpu=[0] * len(lens) if all_logits else None,
     )
 
 
