@@ -113,10 +113,10 @@ class ServerArgs:
     constrained_json_whitespace_pattern: Optional[str] = _f(None, "Regex for whitespace allowed between JSON tokens. The fsm backend defaults to '[ ]?'; setting it makes xgrammar allow any JSON whitespace.")
 
     # Speculative decoding
-    speculative_algorithm: Optional[str] = _f(None, "Speculative decoding: 'NGRAM' drafts each request's next tokens from its own prompt+output (prompt lookup) and verifies them in one extend pass; greedy outputs are unchanged and sampling keeps the target distribution (rejection sampling). DRAFT and EAGLE are refused at start (not implemented yet). Default: off.", SPECULATIVE_ALGORITHMS)
+    speculative_algorithm: Optional[str] = _f(None, "Speculative decoding: 'NGRAM' drafts each request's next tokens from its own prompt+output (prompt lookup) and verifies them in one extend pass; 'DRAFT' drafts greedily with a separate small checkpoint (--speculative-draft-model-path, same tokenizer, its own KV pool). Greedy outputs are unchanged and sampling keeps the target distribution (rejection sampling). EAGLE is refused at start (not implemented yet). Default: off.", SPECULATIVE_ALGORITHMS)
     speculative_draft_model_path: Optional[str] = _f(None, "Draft checkpoint for --speculative-algorithm DRAFT/EAGLE (same tokenizer as the target).")
-    speculative_num_steps: Optional[int] = _f(None, "Autoregressive draft steps per verify pass (DRAFT/EAGLE). NGRAM drafts --speculative-num-draft-tokens - 1 tokens in one lookup and ignores it.")
-    speculative_num_draft_tokens: Optional[int] = _f(None, "Tokens per request in one verify pass: the newest accepted token plus up to this many minus one drafts (NGRAM default 8).")
+    speculative_num_steps: Optional[int] = _f(None, "DRAFT/EAGLE: draft-model steps per verify pass (drafts per request: at most this and --speculative-num-draft-tokens - 1). NGRAM drafts in one lookup and ignores it.")
+    speculative_num_draft_tokens: Optional[int] = _f(None, "Tokens per request in one verify pass: the newest accepted token plus up to this many minus one drafts (default 8).")
     speculative_eagle_topk: Optional[int] = _f(None, "Branching factor of EAGLE's draft tree (EAGLE only).")
     speculative_ngram_min_match_window_size: int = _f(1, "NGRAM: shortest suffix (in tokens) of a request's text that must recur earlier in it to draft from.")
     speculative_ngram_max_match_window_size: int = _f(12, "NGRAM: longest suffix tried first when looking for an earlier occurrence (longer matches predict better).")
