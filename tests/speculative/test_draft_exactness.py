@@ -108,3 +108,12 @@ def test_temperature_one(model_path, prompts):
 def test_draft_needs_a_draft_model():
     with pytest.raises(ValueError, match="speculative-draft-model-path"):
         ServerArgs(model_path="x", device="cpu", speculative_algorithm="DRAFT")
+
+
+def test_small_pools_retract_and_drop_draft_kv(model_path, prompts, reference):
+    """Target and draft pools far too small for the batch: the target retracts, the draft KV is
+    dropped and rebuilt; outputs stay identical and both pools end free."""
+    outs, h = generate(model_path, prompts[:16], **draft_args(model_path, max_total_tokens=400))
+    assert outs == reference[:16]
+    assert h.scheduler.stats["num_retractions"] > 0
+    assert_draft_pool_free(h)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Sequence
 
 from sglang.runtime.managers.req import Req
+from sglang.runtime.managers.schedule_batch import OutOfKVMemory
 from sglang.runtime.speculative.spec_worker import NgramSpecWorker
 from sglang.runtime.speculative.verify_batch import extend_batch
 
@@ -43,13 +44,19 @@ class _DraftKV:
         return self.allocator.alloc(n)
 
 
+# Draft KV pool cap (tokens): the target's pool is sized from most of the device memory, which is
+# no longer free; speculation runs only for small batches, so this holds their texts. When it
+# runs out, every request's draft KV is dropped and rebuilt on demand (a step without drafts).
+DRAFT_POOL_MAX_TOKENS = 1 << 17
+
+
 def draft_server_args(server_args, target_runner):
     """The draft model's options: the target's, with its own checkpoint and no speculation; its
-    KV pool as large as the target's (a small model's KV is small)."""
+    KV pool as large as the target's up to DRAFT_POOL_MAX_TOKENS."""
     path = server_args.speculative_draft_model_path
     return dataclasses.replace(
         server_args, model_path=path, tokenizer_path=path, served_model_name=path, speculative_algorithm=None,
-        quantization=None, load_format="auto", max_total_tokens=target_runner.max_total_num_tokens,
+        quantization=None, load_format="auto", max_total_tokens=min(target_runner.max_total_num_tokens, DRAFT_POOL_MAX_TOKENS),
         max_running_requests=target_runner.max_running_requests, context_length=target_runner.context_len,
         disable_cuda_graph=True)
 
@@ -85,7 +92,7 @@ class DraftModelSpecWorker(NgramSpecWorker):
         if state is None:
             row = self.kv.req_to_token_pool.alloc(1)
             if row is None:
-                raise RuntimeError("draft model: no free request row")
+                raise OutOfKVMemory("draft model: no free request row")
             state = self.states[id(req)] = DraftState(row[0])
         # Text the draft KV holds that the request no longer has (jump-forward re-tokenized it,
         # retraction restarted it): cut back to the common prefix.
@@ -106,6 +113,14 @@ class DraftModelSpecWorker(NgramSpecWorker):
 
     # ---------------------------------------------------------------- drafting
     def propose(self, reqs: Sequence[Req], rooms: List[int]) -> List[List[int]]:
+        try:
+            return self._propose(reqs, rooms)
+        except OutOfKVMemory:
+            logger.warning("draft model KV pool full: dropping all draft KV (rebuilt on demand)")
+            self.release_all()
+            return [[] for _ in reqs]
+
+    def _propose(self, reqs: Sequence[Req], rooms: List[int]) -> List[List[int]]:
         active = [(r, n) for r, n in zip(reqs, rooms) if n > 0]
         drafts: Dict[int, List[int]] = {id(r): [] for r in reqs}
         if not active:
