@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 @dataclass
 class DraftState:
     row: int  # the request's row in the draft req_to_token table
+    req: Req
     tokens: List[int] = field(default_factory=list)  # token ids whose draft KV is written, in order
 
 
@@ -93,7 +94,7 @@ class DraftModelSpecWorker(NgramSpecWorker):
             row = self.kv.req_to_token_pool.alloc(1)
             if row is None:
                 raise OutOfKVMemory("draft model: no free request row")
-            state = self.states[id(req)] = DraftState(row[0])
+            state = self.states[id(req)] = DraftState(row[0], req)
         # Text the draft KV holds that the request no longer has (jump-forward re-tokenized it,
         # retraction restarted it): cut back to the common prefix.
         ids = req.all_ids
@@ -121,6 +122,8 @@ class DraftModelSpecWorker(NgramSpecWorker):
             return [[] for _ in reqs]
 
     def _propose(self, reqs: Sequence[Req], rooms: List[int]) -> List[List[int]]:
+        for state in [s for s in self.states.values() if s.req.finished_reason is not None]:
+            self.on_finish(state.req)  # finished without passing through on_finish (aborted while queued)
         active = [(r, n) for r, n in zip(reqs, rooms) if n > 0]
         drafts: Dict[int, List[int]] = {id(r): [] for r in reqs}
         if not active:

@@ -42,6 +42,10 @@ class NgramSpecWorker:
         self.disable_batch_size = server_args.speculative_disable_batch_size
         self.vocab_size = vocab_size
         self.context_len = context_len
+        if not server_args.disable_overlap_schedule:
+            logger.info("speculative decoding: steps that speculate (running batch <= %d) are not overlapped: "
+                        "drafting needs each request's newest token; larger batches decode overlapped",
+                        self.disable_batch_size)
         # Per (request, verify pass): tokens emitted (accepted drafts + 1) -> count.
         self.accept_lengths: Dict[int, int] = {}
         self.stats = {"spec_verify_passes": 0, "spec_draft_tokens": 0, "spec_accepted_tokens": 0,
