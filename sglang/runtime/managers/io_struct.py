@@ -51,6 +51,7 @@ class TokenizedGenerateReq:
     created_time: float = 0.0
     # Images/videos (processor outputs; large tensors travel through shared memory).
     mm_inputs: Optional[MultimodalInputs] = None
+    lora_path: Optional[str] = None  # the LoRA adapter's name (upstream's field name); None: base model
 
 
 @dataclass
@@ -77,6 +78,19 @@ class ConcatAppendReq:
 
     parent_ids: List[int]
     children_ids: List[List[int]]  # each child's full ids (parent ids, then its continuation)
+
+
+@dataclass
+class LoadLoraReq:
+    """Load a PEFT adapter under `lora_name` (runtime/lora/)."""
+
+    lora_name: str
+    lora_path: str
+
+
+@dataclass
+class UnloadLoraReq:
+    lora_name: str
 
 
 # ---------------------------------------------------------------- scheduler -> detokenizer
@@ -168,5 +182,12 @@ class ConcatAppendReply:
                 "requested_tokens": self.requested_tokens, "message": self.message}
 
 
+@dataclass
+class LoraReply:
+    success: bool
+    message: str = ""
+    loaded: List[str] = field(default_factory=list)  # adapter names loaded after the call
+
+
 # Replies to control messages: the tokenizer manager matches them to its one pending control call.
-CONTROL_REPLIES = (FlushCacheReply, ServerStateReply, ConcatAppendReply)
+CONTROL_REPLIES = (FlushCacheReply, ServerStateReply, ConcatAppendReply, LoraReply)

@@ -51,6 +51,7 @@ class Req:
         stream: bool = False,
         input_text: Optional[str] = None,
         mm_inputs: Optional[MultimodalInputs] = None,
+        lora_name: Optional[str] = None,
     ):
         self.rid = rid
         self.input_text = input_text
@@ -59,6 +60,11 @@ class Req:
         # multimodal/inputs.py); text-only requests use their ids as keys.
         self.mm_inputs = mm_inputs
         self.input_key_ids = mm_inputs.cache_key_ids(self.origin_input_ids) if mm_inputs else self.origin_input_ids
+        # LoRA: the KV depends on the adapter, so its keys live in the adapter's own namespace
+        # of the radix tree (no key of one adapter equals a key of another or of the base model).
+        self.lora_name = lora_name
+        if lora_name is not None:
+            self.input_key_ids = [(lora_name, k) for k in self.input_key_ids]
         # M-RoPE: decode positions are the sequence index plus this shift.
         self.rope_delta = mm_inputs.mrope_delta if mm_inputs is not None else 0
         self.output_ids: List[int] = []

@@ -38,6 +38,7 @@ class RequestIntake:
             stream=msg.stream,
             input_text=msg.input_text,
             mm_inputs=msg.mm_inputs,
+            lora_name=msg.lora_path,
         )
         error = media_error or self._check(msg, queue_len)
         if error is not None:
@@ -68,6 +69,9 @@ class RequestIntake:
                     f"(--max-queued-requests {limit}); try again later"), 503
         if n == 0:
             return "the prompt is empty: give text or at least one input id", 400
+        lora_error = self._check_lora(msg.lora_path)
+        if lora_error is not None:
+            return lora_error, 400
         if n >= ctx:
             return (f"the prompt has {n} tokens but the context length is {ctx}; "
                     f"shorten the prompt (it must leave room for at least one new token)"), 400
@@ -80,4 +84,14 @@ class RequestIntake:
             msg.sampling_params.verify(self.vocab_size)
         except ValueError as exc:
             return str(exc), 400
+        return None
+
+    def _check_lora(self, name):
+        if name is None:
+            return None
+        lora = getattr(self.runner, "lora", None)
+        if lora is None:
+            return "lora_path was given but the server serves no LoRA adapters (start it with --enable-lora)"
+        if name not in lora.adapters:
+            return f"LoRA adapter {name!r} is not loaded; loaded adapters: {lora.names()}"
         return None

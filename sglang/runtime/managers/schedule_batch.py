@@ -94,7 +94,12 @@ class ScheduleBatch:
             extend_logprob_start_lens_cpu=logprob_starts,
             mm_inputs=mm_inputs,
             mrope_positions=self._mrope_positions(prefix_lens, extend_lens),
+            lora_names=self._lora_names(),
         )
+
+    def _lora_names(self) -> Optional[List[Optional[str]]]:
+        names = [r.lora_name for r in self.reqs]
+        return names if any(n is not None for n in names) else None
 
     def _mrope_positions(self, prefix_lens: List[int], extend_lens: List[int]) -> Optional[torch.Tensor]:
         """[3, num_tokens] M-RoPE positions when any request has them (text rows: t = h = w)."""
@@ -198,6 +203,7 @@ class ScheduleBatch:
             req_to_token_pool=res.req_to_token_pool,
             kv_pool=res.kv_pool,
             decode_table=packed,
+            lora_names=self._lora_names(),
         )
 
     def commit_decode(self) -> None:

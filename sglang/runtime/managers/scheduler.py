@@ -29,6 +29,7 @@ from typing import List, Optional
 import torch
 
 from sglang.runtime.host_device import HostCopies, to_device
+from sglang.runtime.lora.scheduling import handle_lora_control, make_admission
 from sglang.runtime.managers.grammar_support import GrammarSupport
 from sglang.runtime.managers.kv_concat import concat_and_append
 from sglang.runtime.managers.launched_batch import ForwardDone, LaunchedBatch
@@ -38,9 +39,11 @@ from sglang.runtime.managers.io_struct import (
     ConcatAppendReq,
     FlushCacheReply,
     FlushCacheReq,
+    LoadLoraReq,
     ServerStateReply,
     ServerStateReq,
     TokenizedGenerateReq,
+    UnloadLoraReq,
     finish_abort,
     finish_length,
     finish_matched_token,
@@ -123,6 +126,8 @@ class Scheduler:
             self.drain()
             return concat_and_append(self.tree_cache, self.runner.allocator, self.runner.kv_pool,
                                      msg.parent_ids, msg.children_ids)
+        elif isinstance(msg, (LoadLoraReq, UnloadLoraReq)):
+            return handle_lora_control(self, msg)
         else:
             logger.error("scheduler got an unknown message %r", type(msg).__name__)
         return None
@@ -294,15 +299,20 @@ class Scheduler:
             else:
                 adder.add_chunked_req(req)
         admitted = set()
+        lora = make_admission(self, adder.can_run)  # at most --max-loras-per-batch adapters run together
         for req in self.policy.order(self.waiting):
             if adder.new_chunked_req is not None:
                 break
+            if lora is not None and not lora.fits(req):
+                continue
             result = adder.add_one(req)
             if result == AddResult.DEFER:
                 continue
             if result != AddResult.ADDED:
                 break
             admitted.add(id(req))
+            if lora is not None:
+                lora.add(req)
         self.waiting = [r for r in self.waiting if id(r) not in admitted]
         if not adder.can_run:
             return None

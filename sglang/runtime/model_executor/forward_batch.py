@@ -72,6 +72,10 @@ class ForwardBatch:
     # causal (each token's own position). Backends read it when a layer runs.
     extend_visible_until: Optional[torch.Tensor] = None
 
+    # Multi-LoRA: the adapter name of each request (None: the base model); None when no request
+    # of the batch uses one. The LoRA manager turns it into slot segments before the pass.
+    lora_names: Optional[List[Optional[str]]] = None
+
     # Logits: which positions need full-vocabulary logits (for input logprobs).
     # For request i, logits are computed for its last `extend_logprob_lens_cpu[i]` ... see
     # LogitsMetadata; default is only the last token of each request.

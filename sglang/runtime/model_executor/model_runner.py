@@ -68,7 +68,8 @@ class ModelRunner:
                                 server_args.quantization, tp=self.tp)
         self.model = self._as_pooling_model(self.model)
         self.is_generation = not getattr(self.model, "is_pooling_model", False)
-        if server_args.enable_fused_gemv and self.device == "cuda" and triton_available():
+        self.lora = self._init_lora()
+        if server_args.enable_fused_gemv and self.device == "cuda" and triton_available() and self.lora is None:
             apply_one_token_gemv(self.model)
         self.weight_bytes = sum(p.numel() * p.element_size() for p in self.model.parameters())
         self.context_len = self.model_config.context_len
@@ -94,6 +95,15 @@ class ModelRunner:
         pooling = resolve_pooling_config(self.model_config.model_path, args.embedding_pooling, args.embedding_normalize)
         return as_pooling_model(model, args.is_embedding, pooling)
 
+    def _init_lora(self):
+        """Multi-LoRA (runtime/lora/): wraps the targeted linear layers; before the KV cache is
+        sized, so the adapter slots count as weights."""
+        if not self.server_args.enable_lora:
+            return None
+        from sglang.runtime.lora.manager import LoraManager
+
+        return LoraManager(self.model, self.server_args, self.device, self.dtype)
+
     # ---------------------------------------------------------------- memory
     def kv_dtype(self) -> torch.dtype:
         from sglang.runtime.mem_cache.kv_quant import resolve_kv_cache_dtype
@@ -102,6 +112,9 @@ class ModelRunner:
 
     def _wants_cuda_graph(self) -> bool:
         if self.device != "cuda" or self.server_args.disable_cuda_graph:
+            return False
+        if self.server_args.enable_lora:
+            logger.info("LoRA serving: decode runs eagerly (no CUDA graphs yet)")
             return False
         if not getattr(self.model, "supports_cuda_graph", True):  # the transformers fallback
             logger.info("%s cannot be captured in a CUDA graph: decode runs eagerly", type(self.model).__name__)
@@ -192,6 +205,9 @@ class ModelRunner:
     def forward(self, forward_batch: ForwardBatch) -> LogitsProcessorOutput:
         """Decode batches that fit a captured size replay a CUDA graph (their logits are then a
         view of a static buffer, valid until the next forward); everything else runs eagerly."""
+        if self.lora is not None:
+            counts = forward_batch.extend_seq_lens_cpu if forward_batch.forward_mode.is_extend() else None
+            self.lora.prepare(forward_batch.lora_names, counts or [1] * forward_batch.batch_size)
         if self.graph_runner is not None and self.graph_runner.can_run(forward_batch):
             forward_batch.attn_backend = self.attn_backend
             return self.graph_runner.replay(forward_batch)
