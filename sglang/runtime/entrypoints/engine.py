@@ -69,12 +69,14 @@ class Engine:
         return_text_in_logprobs: bool = False,
         image_data: Any = None,
         video_data: Any = None,
+        lora_path: Optional[Union[str, List[Optional[str]]]] = None,
     ):
         obj = self._make_input(prompt, sampling_params, input_ids, return_logprob, logprob_start_len,
                                top_logprobs_num, token_ids_logprob, stream, rid, return_text_in_logprobs)
         # Images: one (path, URL, data URL, bytes or PIL image) or a list per prompt; a batch takes
         # one entry per prompt. A text-only model refuses them with a ValueError.
         obj.image_data, obj.video_data = image_data, video_data
+        obj.lora_path = lora_path  # a LoRA adapter name, or one (or None) per prompt
         if stream:
             return self._stream_sync(obj)
         return self._submit(self._generate_all(obj)).result()
@@ -93,12 +95,14 @@ class Engine:
         return_text_in_logprobs: bool = False,
         image_data: Any = None,
         video_data: Any = None,
+        lora_path: Optional[Union[str, List[Optional[str]]]] = None,
     ):
         obj = self._make_input(prompt, sampling_params, input_ids, return_logprob, logprob_start_len,
                                top_logprobs_num, token_ids_logprob, stream, rid, return_text_in_logprobs)
         # Images: one (path, URL, data URL, bytes or PIL image) or a list per prompt; a batch takes
         # one entry per prompt. A text-only model refuses them with a ValueError.
         obj.image_data, obj.video_data = image_data, video_data
+        obj.lora_path = lora_path  # a LoRA adapter name, or one (or None) per prompt
         if stream:
             return self._stream_async(obj)
         return await asyncio.wrap_future(self._submit(self._generate_all(obj)))
@@ -123,6 +127,16 @@ class Engine:
         if error is not None:
             raise ValueError(error)
         return result
+
+    def load_lora_adapter(self, lora_name: str, lora_path: str) -> dict:
+        """Load a PEFT adapter under `lora_name` at run time; {"success", "message", "loaded"}."""
+        reply = self._submit(self.tokenizer_manager.load_lora_adapter(lora_name, lora_path)).result()
+        return {"success": reply.success, "message": reply.message, "loaded": reply.loaded}
+
+    def unload_lora_adapter(self, lora_name: str) -> dict:
+        """Unload an adapter; refused (success False) while running or waiting requests use it."""
+        reply = self._submit(self.tokenizer_manager.unload_lora_adapter(lora_name)).result()
+        return {"success": reply.success, "message": reply.message, "loaded": reply.loaded}
 
     def flush_cache(self) -> bool:
         return self._submit(self.tokenizer_manager.flush_cache()).result().success

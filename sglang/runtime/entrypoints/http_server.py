@@ -15,6 +15,7 @@ import sglang
 from sglang.runtime.entrypoints.auth import ApiKeyMiddleware
 from sglang.runtime.entrypoints.graceful_shutdown import RequestGateMiddleware
 from sglang.runtime.entrypoints.native_api import router as native_router
+from sglang.runtime.entrypoints.lora_api import router as lora_router
 from sglang.runtime.entrypoints.native_encode import router as native_encode_router
 from sglang.runtime.entrypoints.openai.errors import register_error_handlers
 from sglang.runtime.entrypoints.openai.router import router as openai_router
@@ -33,6 +34,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
     register_error_handlers(app)
     app.include_router(native_router)
     app.include_router(native_encode_router)
+    app.include_router(lora_router)
     app.include_router(openai_router)
     if ctx.server_args.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=ctx.server_args.api_key)

@@ -37,6 +37,7 @@ class GenerateBody(BaseModel):
     stream: Optional[bool] = None
     image_data: Optional[Any] = None  # text-only models refuse it with a 400
     video_data: Optional[Any] = None
+    lora_path: Optional[Union[str, List[Optional[str]]]] = None  # LoRA adapter name(s)
 
     def to_input(self) -> GenerateReqInput:
         unsupported = sorted(k for k, v in (self.model_extra or {}).items() if v not in (None, False, [], {}, ""))
@@ -48,7 +49,7 @@ class GenerateBody(BaseModel):
             return_logprob=_or(self.return_logprob, False), logprob_start_len=_or(self.logprob_start_len, -1),
             top_logprobs_num=_or(self.top_logprobs_num, 0), token_ids_logprob=self.token_ids_logprob,
             return_text_in_logprobs=bool(self.return_text_in_logprobs), stream=bool(self.stream),
-            image_data=self.image_data, video_data=self.video_data,
+            image_data=self.image_data, video_data=self.video_data, lora_path=self.lora_path,
         )
 
 

@@ -53,11 +53,21 @@ class ServerContext:
         except ValueError as exc:
             raise APIError(str(exc), 400, param=param) from None
 
-    def check_model(self, name: Optional[str]) -> None:
+    def check_model(self, name: Optional[str]) -> Optional[str]:
+        """404 for a model this server does not serve; returns the LoRA adapter that `name` selects
+        ('<adapter>' or '<base>:<adapter>'), None for the base model."""
         known = {self.model_name, self.server_args.model_path, *DEFAULT_MODEL_ALIASES}
         if name is not None and name not in known:
+            lora = getattr(self.tokenizer_manager, "lora", None)
+            try:
+                adapter = lora.for_model(name, known) if lora is not None else None
+            except ValueError as exc:
+                raise APIError(str(exc), 400, param="model") from None
+            if adapter is not None:
+                return adapter
             raise APIError(f"the model {name!r} does not exist; this server serves {self.model_name!r} "
                            f"(see /v1/models)", 404, param="model", code="model_not_found")
+        return None
 
 
 def get_ctx(request: Request) -> ServerContext:

@@ -30,6 +30,7 @@ class SingleGenerateInput:
     image_data: List[Any] = field(default_factory=list)  # this prompt's images, in prompt order
     video_data: List[Any] = field(default_factory=list)
     mm_inputs: Any = None  # processed already, with input_ids (internal: chat completions)
+    lora_path: Optional[str] = None  # LoRA adapter name; None: the base model
 
 
 @dataclass
@@ -51,6 +52,8 @@ class GenerateReqInput:
     # Internal (not an HTTP field): one prompt's input_ids came from the multimodal processor and
     # these are its processed images/videos (MultimodalInputs).
     mm_inputs: Any = None
+    # LoRA adapter by name (upstream's field name): one for all prompts or one (or None) per prompt.
+    lora_path: Optional[Union[str, List[Optional[str]]]] = None
     extra: Dict[str, Any] = field(default_factory=dict)
 
     def is_batch(self) -> bool:
@@ -72,6 +75,7 @@ class GenerateReqInput:
         rids = _per_item(self.rid, n, batch, "rid", str, None)
         images = _media_per_prompt(self.image_data, n, batch, "image_data")
         videos = _media_per_prompt(self.video_data, n, batch, "video_data")
+        loras = _lora_per_prompt(self.lora_path, n, batch)
         out = []
         for i, (text, ids) in enumerate(prompts):
             sp = params[i] if params[i] is not None else {}
@@ -91,6 +95,7 @@ class GenerateReqInput:
                 image_data=images[i],
                 video_data=videos[i],
                 mm_inputs=self.mm_inputs if not batch else None,
+                lora_path=loras[i],
             ))
         return out
 
@@ -126,6 +131,17 @@ def has_images(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return any(has_images(v) for v in value)
     return value not in (None, "", {})
+
+
+def _lora_per_prompt(value: Any, n: int, batch: bool) -> List[Optional[str]]:
+    if value is None or isinstance(value, str):
+        return [value] * n
+    if not isinstance(value, list) or not all(v is None or isinstance(v, str) for v in value):
+        raise ValueError(f"'lora_path' must be an adapter name or a list of them (None for the base model), "
+                         f"got {value!r}")
+    if len(value) != n:
+        raise ValueError(f"'lora_path' has {len(value)} entries but there are {n} prompts")
+    return list(value)
 
 
 def _media_per_prompt(value: Any, n: int, batch: bool, name: str) -> List[List[Any]]:

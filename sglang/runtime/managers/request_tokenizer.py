@@ -96,7 +96,7 @@ class RequestTokenizer:
             rid=item.rid, input_text=item.text, input_ids=list(ids), sampling_params=params,
             return_logprob=item.return_logprob, logprob_start_len=item.logprob_start_len,
             top_logprobs_num=item.top_logprobs_num, token_ids_logprob=item.token_ids_logprob,
-            stream=item.stream, created_time=time.time(), mm_inputs=mm_inputs,
+            stream=item.stream, created_time=time.time(), mm_inputs=mm_inputs, lora_path=item.lora_path,
         )
 
     def _check_logprob_targets(self, item: SingleGenerateInput) -> None:

@@ -33,11 +33,15 @@ from sglang.runtime.managers.io_struct import (
     ConcatAppendReq,
     FlushCacheReply,
     FlushCacheReq,
+    LoadLoraReq,
+    LoraReply,
     ServerStateReply,
     ServerStateReq,
     StrOut,
     TokenizedGenerateReq,
+    UnloadLoraReq,
 )
+from sglang.runtime.lora.names import LoraNames
 from sglang.runtime.managers.child_process import Heartbeat
 from sglang.runtime.managers.dp_router import ReplicaRouter, merge_replica_states
 from sglang.runtime.managers.request_state import ReqState
@@ -83,6 +87,7 @@ class TokenizerManager:
         # False for embedding / reward models: they answer encode requests only.
         self.is_generation: bool = scheduler_info.get("is_generation", True)
         self.mm_processor = self._load_mm_processor()
+        self.lora = LoraNames(server_args)  # adapters the requests may name (runtime/lora/)
         self.request_tokenizer = RequestTokenizer(self.tokenizer, self.context_len, self.vocab_size,
                                                   mm_processor=self.mm_processor, media=self._media_loader())
         self.states: Dict[str, ReqState] = {}
@@ -208,6 +213,7 @@ class TokenizerManager:
         if pooling == self.is_generation:
             raise ValueError(wrong_model_kind_message(self.is_generation, self.server_args.served_model_name))
         items, tokenized = await self.request_tokenizer.tokenize_request(obj)  # all checked before any is sent
+        self.lora.check([item.lora_path for item in items])
         expanded = await self._expand_n(items, tokenized)
         if len(expanded) == 1 and not obj.is_batch():
             item, req = expanded[0]
@@ -384,6 +390,12 @@ class TokenizerManager:
         messages = sorted({reply.message for reply in replies if reply.message})
         return FlushCacheReply(all(reply.success for reply in replies), "; ".join(messages))
 
+    async def load_lora_adapter(self, name: str, path: str) -> LoraReply:
+        return self.lora.merge(await self._control(LoadLoraReq(name, path), LoraReply))
+
+    async def unload_lora_adapter(self, name: str) -> LoraReply:
+        return self.lora.merge(await self._control(UnloadLoraReq(name), LoraReply))
+
     async def get_server_state(self) -> dict:
         """The scheduler's state; with data parallelism, the replicas' states summed (request
         counts) or averaged (token usage), and each replica's own under "replicas"."""
@@ -481,5 +493,5 @@ def _clone_for_sample(req: TokenizedGenerateReq, j: int, suffix: Optional[str] =
         sampling_params=params.copy_with(n=1, seed=seed), return_logprob=req.return_logprob,
         logprob_start_len=req.logprob_start_len, top_logprobs_num=req.top_logprobs_num,
         token_ids_logprob=req.token_ids_logprob, stream=req.stream, created_time=req.created_time,
-        mm_inputs=req.mm_inputs,
+        mm_inputs=req.mm_inputs, lora_path=req.lora_path,
     )

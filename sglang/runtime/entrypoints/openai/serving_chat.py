@@ -73,7 +73,7 @@ async def handle_chat(ctx: ServerContext, request: Request) -> Response:
 
 
 def plan_chat(ctx: ServerContext, req: ChatCompletionRequest) -> ChatPlan:
-    ctx.check_model(req.model)
+    lora = ctx.check_model(req.model)  # a LoRA adapter named by the model field, or None
     if req.max_tokens is not None and req.max_completion_tokens is not None:
         raise bad_request("give max_completion_tokens or max_tokens, not both", param="max_completion_tokens")
     n = choose_n(req)
@@ -108,7 +108,7 @@ def plan_chat(ctx: ServerContext, req: ChatCompletionRequest) -> ChatPlan:
         input_ids=ids, sampling_params=params, rid=rid,
         return_logprob=logprobs.return_logprob, logprob_start_len=logprobs.logprob_start_len,
         top_logprobs_num=logprobs.top_logprobs_num, return_text_in_logprobs=True, stream=bool(req.stream),
-        mm_inputs=mm_inputs,
+        mm_inputs=mm_inputs, lora_path=lora,
     )
     return ChatPlan(obj, rid, n, logprobs, parsers)
 

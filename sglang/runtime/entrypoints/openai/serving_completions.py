@@ -66,7 +66,7 @@ async def handle_completions(ctx: ServerContext, request: Request) -> Response:
 
 
 def plan_completion(ctx: ServerContext, req: CompletionRequest) -> CompletionPlan:
-    ctx.check_model(req.model)
+    lora = ctx.check_model(req.model)  # a LoRA adapter named by the model field, or None
     if req.best_of is not None and req.best_of != 1:
         raise bad_request("best_of is not supported; use n to get several completions", param="best_of")
     if req.suffix:
@@ -87,6 +87,7 @@ def plan_completion(ctx: ServerContext, req: CompletionRequest) -> CompletionPla
         rid=[f"{rid}-{i}" for i in range(len(prompts_ids))] if batch else rid,
         return_logprob=logprobs.return_logprob, logprob_start_len=logprobs.logprob_start_len,
         top_logprobs_num=logprobs.top_logprobs_num, return_text_in_logprobs=True, stream=bool(req.stream),
+        lora_path=lora,
     )
     return CompletionPlan(obj, rid, texts, n, logprobs, echo,
                           prompt_skips_special=isinstance(req.prompt, str) or isinstance(req.prompt[0], str),
