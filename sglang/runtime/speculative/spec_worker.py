@@ -100,7 +100,7 @@ class NgramSpecWorker:
             return False
         drafts, masks = planned
         fb = build_verify_batch(reqs, drafts, sched.res)
-        raw = sched._forward(fb).input_logits
+        raw = sched._forward(fb).next_token_logits
         info = build_row_info(reqs, drafts, masks, self.vocab_size, raw.device)
         logits = apply_logits_processors(raw.clone(), info) if info.needs_logits_processing else raw
         outcome = verify(logits, drafts, info)

@@ -1,8 +1,8 @@
-"""The verify pass's KV bookkeeping: one extend segment per request over [newest token + drafts].
+"""The verify pass's KV bookkeeping: one segment per request over [newest token + drafts].
 
 A decoding request has KV for every token but its newest (kv_committed_len == seqlen - 1). The
 verify segment writes KV for the newest token and each draft at positions kv_committed_len ...,
-on top of the request's own prefix (read through its req_to_token row, like a chunked prefill).
+on top of the request's own prefix (read through its req_to_token row).
 After acceptance, `settle_kv` keeps the KV of the tokens that stay in the sequence and frees the
 slots written for rejected drafts, so the request is back in the decode invariant (or finished
 with KV for all of its kept tokens) and nothing leaks.
@@ -21,10 +21,43 @@ from sglang.runtime.model_executor.forward_batch import ForwardBatch, ForwardMod
 
 
 def build_verify_batch(reqs: Sequence[Req], drafts: Sequence[List[int]], res: KVResources) -> ForwardBatch:
-    """An EXTEND batch whose logits cover every row of every segment (return_logprob with start
-    0: `input_logits` holds sum(1 + k_i) rows in batch order)."""
-    return extend_batch([r.req_pool_idx for r in reqs], [r.kv_committed_len for r in reqs],
-                        [[r.output_ids[-1], *d] for r, d in zip(reqs, drafts)], res, all_logits=True)
+    """The verify pass as a DECODE batch with one row per verified token: row j of a request is
+    token j of [newest, d1 .. dk] at position kv_committed_len + j, with the request's own
+    req_to_token row and seq_len kv_committed_len + j + 1. Every layer writes the KV of all rows
+    before attending, so row j sees exactly the tokens up to its own: causal attention over the
+    segment, as an extend pass would compute it. As a decode batch it takes the decode kernels
+    and CUDA graphs. Logits come back one row per token, in batch order."""
+    tokens: List[int] = []
+    positions: List[int] = []
+    rows: List[int] = []
+    for req, draft in zip(reqs, drafts):
+        tokens.append(req.output_ids[-1])
+        tokens.extend(draft)
+        positions.extend(range(req.kv_committed_len, req.kv_committed_len + len(draft) + 1))
+        rows.extend([req.req_pool_idx] * (len(draft) + 1))
+    slots = res.alloc_slots(len(tokens))
+    if slots is None:
+        raise OutOfKVMemory(f"cannot allocate {len(tokens)} KV slots for a verify pass")
+    seq_lens = [p + 1 for p in positions]
+    host = torch.empty((5, len(tokens)), dtype=torch.int64)
+    host[:4] = torch.tensor([tokens, positions, rows, seq_lens], dtype=torch.int64)
+    host[4] = slots.to(torch.int64)
+    packed = host_to_device(host, res.device)
+    input_ids, dev_positions, dev_rows, dev_seq_lens, out_loc = packed.unbind(0)
+    res.req_to_token_pool.write_points(host[2], host[1], host[4], device_args=(dev_rows, dev_positions, out_loc))
+    return ForwardBatch(
+        forward_mode=ForwardMode.DECODE,
+        batch_size=len(tokens),
+        input_ids=input_ids,
+        positions=dev_positions,
+        req_pool_indices=dev_rows,
+        seq_lens=dev_seq_lens,
+        out_cache_loc=out_loc,
+        seq_lens_cpu=seq_lens,
+        req_to_token_pool=res.req_to_token_pool,
+        kv_pool=res.kv_pool,
+        decode_table=packed,
+    )
 
 
 def extend_batch(pool_rows: Sequence[int], prefix_lens: Sequence[int], token_lists: Sequence[List[int]], res,
