@@ -1,4 +1,4 @@
-"""Speculative decoding: draft several tokens per request, verify them in one extend pass.
+"""Speculative decoding: draft several tokens per request, verify them in one forward pass.
 
 `create_spec_worker` maps --speculative-algorithm to its worker (imported lazily); the scheduler
 calls the worker's `run` in place of a decode step (docs/speculative_decoding.md).

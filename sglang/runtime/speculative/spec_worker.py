@@ -1,7 +1,7 @@
 """The speculative step the scheduler calls instead of a decode step.
 
 One step: draft for every running request (NGRAM lookup, capped by what the request may still
-produce, the context, free KV and its grammar), run ONE extend pass over [newest token + drafts]
+produce, the context, free KV and its grammar), run ONE forward pass over [newest token + drafts]
 per request, accept drafts (rejection_sampler.py), append the emitted tokens through the
 scheduler's normal per-token path (grammar advance, EOS / stop strings / max_new_tokens checks,
 so a request can finish in the middle of its accepted drafts), and free the KV of rejected drafts.
