@@ -122,7 +122,7 @@ class ServerArgs:
     speculative_ngram_max_match_window_size: int = _f(12, "NGRAM: longest suffix tried first when looking for an earlier occurrence (longer matches predict better).")
     speculative_disable_batch_size: int = _f(8, "Decode batches with more running requests than this skip speculation (plain decode steps, overlapped as usual): a verify pass costs more than it saves once the batch is compute-bound.")
 
-    # Multi-LoRA serving (runtime/lora/, docs/lora.md)
+    # Multi-LoRA serving
     enable_lora: bool = _f(False, "Serve LoRA adapters on top of the base model (implied by --lora-paths); requests pick one with lora_path.")
     lora_paths: Optional[list] = _f(None, "LoRA adapters to load at start, each 'name=path' or a path (named by its basename): a PEFT directory with adapter_config.json and adapter_model.safetensors.", nargs="*")
     max_loras_per_batch: int = _f(8, "Most distinct adapters in one batch (adapter slots on the device; the base model needs none). Requests whose adapter does not fit wait for a later batch.")
