@@ -1,12 +1,13 @@
-"""The Triton INT4 dequant GEMM against its torch twin: ragged K and N, group sizes, act-order
-maps, float32/bfloat16, one row (decode) to many (prefill); and an AWQ tiny model on the GPU."""
+"""The Triton INT4 kernels against their torch twin: the GEMV (up to four rows, groups in input
+order) and the dequantize-then-cuBLAS path (more rows, act-order maps); ragged K and N, group
+sizes, float32/bfloat16; and an AWQ tiny model on the GPU."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from sglang.runtime.layers.quantization.int4_math import int4_linear_twin, pack_nibbles
+from sglang.runtime.layers.quantization.int4_math import gemv_layout, int4_linear_twin, pack_nibbles
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -22,7 +23,7 @@ def _weights(n: int, k: int, group: int, act_order: bool, gen: torch.Generator):
     return pack_nibbles(q), scales, zeros, g_idx.to(torch.int32)
 
 
-@pytest.mark.parametrize("m", [1, 5, 64, 200])
+@pytest.mark.parametrize("m", [1, 3, 4, 5, 64, 200])
 @pytest.mark.parametrize("n,k,group,act_order", [(4096, 4096, 128, False), (129, 77, 32, False),
                                                  (1000, 512, 64, True), (24, 300, 128, True)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -33,7 +34,9 @@ def test_kernel_matches_twin(m, n, k, group, act_order, dtype):
     qweight, scales, zeros, g_idx = _weights(n, k, group, act_order, gen)
     x = torch.randn(m, k, device="cuda", generator=gen).to(dtype)
     bias = torch.randn(n, device="cuda", generator=gen).to(dtype)
-    got = int4_linear(x, qweight, scales, zeros, g_idx, bias)
+    layout = gemv_layout(g_idx, group)
+    assert (layout is None) == act_order
+    got = int4_linear(x, qweight, scales, zeros, g_idx, bias, layout)
     want = int4_linear_twin(x, qweight, scales, zeros, g_idx, bias)
     assert got.dtype == dtype and got.shape == (m, n)
     tol = dict(atol=1e-4, rtol=1e-4) if dtype == torch.float32 else dict(atol=3e-2, rtol=2e-2)

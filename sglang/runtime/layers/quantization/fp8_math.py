@@ -6,9 +6,11 @@ block-wise, one per (row, column block) ([out, ceil(in / block_k)]: the checkpoi
 [ceil(out / block_n), ceil(in / block_k)] grid repeated over the rows of each block, so fused
 layers whose parts do not end on a block boundary still line up).
 
-`fp8_linear` is the matmul: on CUDA with per-row scales it is `torch._scaled_mm` (Hopper and
-Ada); everywhere else (the CPU, block-wise scales, shapes _scaled_mm refuses) its torch twin,
-which rounds activations to FP8 exactly as the kernel's inputs are rounded and multiplies the
+`fp8_linear` is the matmul: on CUDA, at up to four rows (decode) the Triton FP8 GEMV
+(`sglang.kernels.fp8_gemv`, any scale layout), above that with per-row scales
+`torch._scaled_mm` (Hopper and Ada) fed by a one-pass Triton activation quantizer; everywhere
+else (the CPU, block-wise scales at many rows, shapes _scaled_mm refuses) its torch twin, which
+rounds activations to FP8 exactly as the kernels' inputs are rounded and multiplies the
 dequantized values in float32.
 """
 
@@ -102,11 +104,13 @@ def scaled_mm_supported(x: torch.Tensor, weight: torch.Tensor, block_k: Optional
 def fp8_linear_cuda(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor,
                     static_scale: Optional[torch.Tensor], bias: Optional[torch.Tensor]) -> torch.Tensor:
     """torch._scaled_mm with per-token activation scales and per-row weight scales (bf16 out)."""
+    from sglang.kernels.fp8_gemv import quantize_rows_fp8  # Triton: imported only on CUDA
+
     x2 = x.reshape(-1, x.shape[-1])
     if static_scale is not None:
         xq, xs = to_fp8(x2, static_scale), static_scale.float().reshape(1, 1).expand(x2.shape[0], 1)
     else:
-        xq, xs = quantize_rows(x2)
+        xq, xs = quantize_rows_fp8(x2)
     # Row-wise scaling in _scaled_mm produces bfloat16 only; other dtypes are cast after.
     y = torch._scaled_mm(xq, weight.t(), scale_a=xs.contiguous(), scale_b=scale.float().reshape(1, -1),
                          out_dtype=torch.bfloat16, bias=None if bias is None else bias.to(torch.bfloat16))
@@ -115,6 +119,11 @@ def fp8_linear_cuda(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor,
 
 def fp8_linear(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor, block_k: Optional[int],
                static_scale: Optional[torch.Tensor], bias: Optional[torch.Tensor]) -> torch.Tensor:
+    if x.is_cuda and weight.dtype == FP8_DTYPE:
+        from sglang.kernels.fp8_gemv import MAX_GEMV_ROWS, fp8_gemv
+
+        if x.numel() <= MAX_GEMV_ROWS * x.shape[-1] and (block_k is None or block_k & (block_k - 1) == 0):
+            return fp8_gemv(x, weight, scale, block_k, static_scale, bias)
     if scaled_mm_supported(x, weight, block_k):
         return fp8_linear_cuda(x, weight, scale, static_scale, bias)
     return fp8_linear_twin(x, weight, scale, block_k, static_scale, bias)

@@ -3,8 +3,9 @@ from config.json's `quantization_config`).
 
 Each checkpoint tensor is repacked as it loads into our layout (`int4_math.py`): rows are output
 features, so the layer's own weight loader places them in fused and column-parallel layers. The
-matmul is the dequantize-then-multiply twin (`int4_linear_twin`); on CUDA the Triton dequant
-GEMM of `sglang.kernels` when it is available.
+matmul is the dequantize-then-multiply twin (`int4_linear_twin`); on CUDA the Triton kernels of
+`sglang.kernels.int4_gemm` (a GEMV for decode when groups are in input order, else a one-pass
+dequantization feeding cuBLAS).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch import nn
 from sglang.kernels import use_triton
 from sglang.runtime.layers.quantization.base import LinearMethod, QuantizationConfig
 from sglang.runtime.layers.quantization.int4_math import (
+    gemv_layout,
     int4_linear_twin,
     pack_nibbles,
     unpack_int32_cols,
@@ -133,11 +135,17 @@ class Int4LinearMethod(LinearMethod):
         return load
 
     # ---------------------------------------------------------------- compute
+    def process_weights_after_loading(self, layer: nn.Module) -> None:
+        # Whether groups follow the inputs in order (not act-order): decode then takes the GEMV.
+        # A host check, so it runs here once rather than in a captured forward.
+        layer.int4_gemv_layout = gemv_layout(layer.g_idx, self.fmt.group_size)
+
     def apply(self, layer: nn.Module, x: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
         if use_triton(x):
             from sglang.kernels.int4_gemm import int4_linear
 
-            return int4_linear(x, layer.qweight, layer.scales, layer.qzeros, layer.g_idx, bias)
+            return int4_linear(x, layer.qweight, layer.scales, layer.qzeros, layer.g_idx, bias,
+                               getattr(layer, "int4_gemv_layout", None))
         return int4_linear_twin(x, layer.qweight, layer.scales, layer.qzeros, layer.g_idx, bias)
 
 

@@ -19,7 +19,7 @@ Checkpoint layouts (int32 words of eight 4-bit values, value i at bits 4i..4i+3)
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -69,3 +69,23 @@ def int4_linear_twin(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tenso
     """x @ dequantized weight^T (+ bias): the matmul in x's dtype on the dequantized weight."""
     weight = dequantize_int4(qweight, scales, zeros, g_idx, g_idx.shape[0]).to(x.dtype)
     return F.linear(x, weight, bias)
+
+
+# (k per group as the kernel walks it, first group column, group column step) of a layer whose
+# group of input k (local to this rank) is first + (k // k_per_group) * step.
+GemvLayout = Tuple[int, int, int]
+
+
+def gemv_layout(g_idx: torch.Tensor, group_size: int) -> Optional[GemvLayout]:
+    """The GEMV's view of `g_idx` when groups follow the inputs in order (host check: call at
+    load time), else None. Per-channel scales (group_size -1, one group) walk in 256-input chunks."""
+    k = g_idx.numel()
+    if k == 0:
+        return None
+    ks = torch.arange(k, device=g_idx.device)
+    first = int(g_idx[0])
+    if group_size == -1:
+        return (256, first, 0) if bool((g_idx == first).all()) else None
+    if group_size < 2 or group_size & (group_size - 1):
+        return None
+    return (group_size, first, 1) if torch.equal(g_idx.long(), first + ks // group_size) else None
