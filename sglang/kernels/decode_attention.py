@@ -155,7 +155,9 @@ def decode_attention_fwd(
     if bs == 0:
         return o
     partial = _scratch_for(attn_logits, bs, num_heads, num_kv_splits, v_head_dim, q.device)
-    block_n = 32 if max(head_dim, v_head_dim) > 128 else 64
+    widest = max(head_dim, v_head_dim)
+    # MLA's 576-wide latent heads (padded to 1024): 16-key tiles without pipelining fit shared memory
+    block_n, stages = (16, 1) if widest > 256 else (32, 2) if widest > 128 else (64, 2)
     _decode_split_kernel[(bs, num_kv_heads, num_kv_splits)](
         q, k_buffer, v_buffer, req_to_token, req_pool_indices, seq_lens, partial,
         float(sm_scale), float(logit_cap), window_arg(sliding_window),
@@ -164,7 +166,7 @@ def decode_attention_fwd(
         partial.stride(0), partial.stride(1), partial.stride(2),
         GROUP=group, BLOCK_H=next_pow2(group), D=head_dim, BLOCK_D=next_pow2(head_dim),
         DV=v_head_dim, BLOCK_DV=next_pow2(v_head_dim), BLOCK_N=block_n, NUM_SPLITS=num_kv_splits,
-        HAS_CAP=logit_cap > 0, num_warps=4, num_stages=2,
+        HAS_CAP=logit_cap > 0, num_warps=4, num_stages=stages,
     )
     _decode_reduce_kernel[(bs, num_heads)](
         partial, o,

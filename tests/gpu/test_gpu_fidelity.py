@@ -46,6 +46,12 @@ VARIANTS = {
     "qwen2": ("qwen2", HD64),
     "qwen3": ("qwen3", HD64),
     "gemma2": ("gemma2", HD64),
+    # families of the models issue at their tiny defaults: MoE through the Triton experts kernel,
+    # DeepSeek's latent attention through the Triton kernels at a 1024-padded head width
+    "mixtral": ("mixtral", {}),
+    "qwen2_moe": ("qwen2_moe", {}),
+    "deepseek_v2": ("deepseek_v2", {}),
+    "phi3": ("phi3", {}),
 }
 PROMPT_LENS = (5, 12, 23, 37)
 SPLITS = (None, 4, None, 20)  # where a prompt is cut into two extend passes (second reads the cache)
@@ -148,15 +154,31 @@ def _top2(result) -> List[List[tuple]]:
     return [entry for delta in result.logprobs for entry in delta.output_top_logprobs]
 
 
-@pytest.mark.parametrize("fused_gemv", [False, True], ids=["cublas", "fused-gemv"])
-def test_64_batched_greedy_equals_each_request_alone(fused_gemv):
-    path = tiny_model_dir("llama", **HD64)
+# case -> (tiny arch, overrides, server args of both runs, fused GEMV when alone, quantized layout)
+BATCH_CASES = {
+    "cublas": ("llama", HD64, {}, False, None),
+    "fused-gemv": ("llama", HD64, {}, True, None),
+    "fp8": ("llama", HD64, {"quantization": "fp8"}, False, None),  # alone: the FP8 GEMV; batched: _scaled_mm
+    "awq": ("llama", HD64, {}, False, "awq"),  # alone: the INT4 GEMV; batched: dequantize + cuBLAS
+    "mixtral": ("mixtral", {}, {}, False, None),
+    "deepseek_v2": ("deepseek_v2", {}, {}, False, None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BATCH_CASES))
+def test_64_batched_greedy_equals_each_request_alone(case, tmp_path):
+    arch, overrides, args, fused_gemv, quantized = BATCH_CASES[case]
+    path = tiny_model_dir(arch, **overrides)
+    if quantized is not None:
+        from sglang.testing.tiny_quantized import write_quantized
+
+        path = write_quantized(path, str(tmp_path / quantized), quantized, group_size=32)
     vocab = ModelConfig(path).vocab_size
     gen = torch.Generator().manual_seed(7)
     lens = torch.randint(4, 41, (64,), generator=gen).tolist()
     prompts = [torch.randint(0, vocab, (n,), generator=gen).tolist() for n in lens]
     max_new = 16
-    batched = _harness(path)
+    batched = _harness(path, **args)
     assert batched.runner.graph_runner is not None, "decode must run through CUDA graphs here"
     for i, ids in enumerate(prompts):
         _run(batched, str(i), ids, max_new)
@@ -164,7 +186,7 @@ def test_64_batched_greedy_equals_each_request_alone(fused_gemv):
     stats = batched.scheduler.stats
     assert (stats["prefill_steps"], stats["decode_steps"]) == (1, max_new - 1), f"not one batch of 64: {stats}"
     # Alone, every decode step has one token, so --enable-fused-gemv moves it onto the fused GEMVs.
-    alone_h = _harness(path, disable_radix_cache=True, enable_fused_gemv=fused_gemv)
+    alone_h = _harness(path, disable_radix_cache=True, enable_fused_gemv=fused_gemv, **args)
     assert alone_h.runner.model.model.one_token_gemv == fused_gemv
     identical, unexplained = 0, []
     for i, ids in enumerate(prompts):
