@@ -7,8 +7,8 @@ set -u
 OUT=${1:-/tmp/out}
 export PYTHONUNBUFFERED=1 PYTHONPATH=.:${PYTHONPATH:-}
 quiet() { grep -v -i "warn\|loading\|INFO\|^\s*$" | tail -${1:-4}; }
-timeout 120 python3 benchmarks/kernels/bench_fused_moe.py --shape mixtral-8x7b --shape deepseek-v2-lite \
-  --batch 1 --batch 64 --batch 512 --out "$OUT/fused_moe.json" 2>&1 | quiet 8
+timeout 150 python3 benchmarks/kernels/bench_fused_moe.py --shape mixtral-8x7b --shape deepseek-v2-lite \
+  --batch 1 --batch 64 --batch 512 ${MOE_SWEEP:+--sweep} --out "$OUT/fused_moe.json" 2>&1 | quiet 8
 for s in mixtral-8x7b deepseek-v2-lite; do python3 -m sglang.testing.tiny_model --shape $s --out /tmp/$s >/dev/null 2>&1; done
 gib=$(python3 -c "import torch; print(torch.cuda.get_device_properties(0).total_memory >> 30)")
 one() {  # model extra...

@@ -25,7 +25,7 @@ one() {  # run-name model extra...
 one bf16 /tmp/l8b
 one fp8 /tmp/l8b --quantization fp8
 one awq /tmp/l8b_awq
-one fp8kv /tmp/l8b --kv-cache-dtype fp8_e4m3
+[ "${SKIP_FP8KV:-0}" = 1 ] || one fp8kv /tmp/l8b --kv-cache-dtype fp8_e4m3
 for q in bf16 fp8; do
   extra=(); [ $q = fp8 ] && extra=(--quantization fp8)
   echo "== offline $q"

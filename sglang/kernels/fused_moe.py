@@ -20,6 +20,8 @@ run yet, so `FusedMoE` does not call it: CUDA runs the twin until they pass.
 
 from __future__ import annotations
 
+from typing import Optional, Tuple
+
 import torch
 import triton
 import triton.language as tl
@@ -124,8 +126,9 @@ def _block_m(rows: int, num_experts: int) -> int:
 
 
 def fused_experts(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, topk_weights: torch.Tensor,
-                  topk_ids: torch.Tensor) -> torch.Tensor:
-    """sum_j w[t, j] * down_e(SiLU(gate_e x_t) * up_e x_t), e = ids[t, j]; x [T, H] -> [T, H]."""
+                  topk_ids: torch.Tensor, config: Optional[Tuple[int, int, int, int]] = None) -> torch.Tensor:
+    """sum_j w[t, j] * down_e(SiLU(gate_e x_t) * up_e x_t), e = ids[t, j]; x [T, H] -> [T, H].
+    `config` (BLOCK_N, BLOCK_K, num_warps, num_stages) overrides the tiles (benchmark sweeps)."""
     tokens, top_k = topk_ids.shape
     num_experts, two_i, hidden = w13.shape
     inter = two_i // 2
@@ -138,12 +141,15 @@ def fused_experts(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, topk_wei
     weights = topk_weights.reshape(-1).float().contiguous()
     ieee = x.dtype == torch.float32
     bn, bk = 64, 64 if x.dtype != torch.float32 else 32
+    launch = {}
+    if config is not None:
+        bn, bk, launch["num_warps"], launch["num_stages"] = config
     grid1 = (block_expert.numel(), triton.cdiv(inter, bn))
     _gate_up_kernel[grid1](x, w13, act, rows, block_expert, n_rows, top_k, hidden, inter,
                            x.stride(0), w13.stride(0), w13.stride(1), act.stride(0),
-                           BLOCK_M=block_m, BLOCK_N=bn, BLOCK_K=bk, IEEE=ieee)
+                           BLOCK_M=block_m, BLOCK_N=bn, BLOCK_K=bk, IEEE=ieee, **launch)
     grid2 = (block_expert.numel(), triton.cdiv(hidden, bn))
     _down_kernel[grid2](act, w2, out, rows, block_expert, weights, n_rows, hidden, inter,
                         act.stride(0), w2.stride(0), w2.stride(1), out.stride(0),
-                        BLOCK_M=block_m, BLOCK_N=bn, BLOCK_K=bk, IEEE=ieee)
+                        BLOCK_M=block_m, BLOCK_N=bn, BLOCK_K=bk, IEEE=ieee, **launch)
     return out.view(tokens, top_k, hidden).sum(dim=1)
