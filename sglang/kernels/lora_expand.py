@@ -1,9 +1,10 @@
-"""Segmented LoRA expand: out[rows] += h[rows] @ B[slot]^T for each segment of rows sharing one
-adapter slot, in place (torch twin and layout: `sglang.kernels.ref.lora`).
+"""Segmented LoRA expand: out[rows[i]] += h[i] @ B[slot]^T for the rows i of each segment, in
+place (layout and torch twin: `sglang.kernels.ref.lora`).
 
 Grid: (segment, row block inside it, block of output features). B holds every output slice of a
 fused module (q|k|v, gate|up) block-diagonally against the stacked ranks of h, so one launch
-covers all slices; the scaling is already folded into B.
+covers all slices; the scaling is already folded into B. Programs past their segment's end
+return at once (fixed CUDA-graph grids).
 """
 
 from __future__ import annotations
@@ -14,23 +15,25 @@ import triton.language as tl
 
 
 @triton.jit
-def _lora_expand_kernel(H, B, Out, Seg, num_seg, N, M, stride_hm, stride_bs, stride_bm, stride_om,
+def _lora_expand_kernel(H, B, Out, Seg, Rows, num_seg, N, M, stride_hm, stride_bs, stride_bm, stride_om,
                         IEEE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_OUT: tl.constexpr, BLOCK_N: tl.constexpr):
     s, pid_m, pid_o = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    start = tl.load(Seg + s)
     length = tl.load(Seg + num_seg + s)
+    if pid_m * BLOCK_M >= length:
+        return
+    start = tl.load(Seg + s)
     slot = tl.load(Seg + 2 * num_seg + s)
-    length = tl.where(slot == 0, 0, length)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_o = pid_o * BLOCK_OUT + tl.arange(0, BLOCK_OUT)
     m_mask, o_mask = offs_m < length, offs_o < M
-    rows = (start + offs_m).to(tl.int64)
+    pos = (start + offs_m).to(tl.int64)
+    rows = tl.load(Rows + pos, mask=m_mask, other=0).to(tl.int64)
     b_base = B + slot.to(tl.int64) * stride_bs
     acc = tl.zeros([BLOCK_M, BLOCK_OUT], dtype=tl.float32)
     for n0 in range(0, N, BLOCK_N):
         n = n0 + tl.arange(0, BLOCK_N)
         n_mask = n < N
-        h = tl.load(H + rows[:, None] * stride_hm + n[None, :], mask=m_mask[:, None] & n_mask[None, :], other=0.0)
+        h = tl.load(H + pos[:, None] * stride_hm + n[None, :], mask=m_mask[:, None] & n_mask[None, :], other=0.0)
         b = tl.load(b_base + offs_o[:, None] * stride_bm + n[None, :], mask=o_mask[:, None] & n_mask[None, :],
                     other=0.0)
         if IEEE:
@@ -43,17 +46,20 @@ def _lora_expand_kernel(H, B, Out, Seg, num_seg, N, M, stride_hm, stride_bs, str
     tl.store(ptrs, (prev.to(tl.float32) + acc).to(Out.dtype.element_ty), mask=mask)
 
 
-def lora_expand(h: torch.Tensor, b: torch.Tensor, out: torch.Tensor, seg: torch.Tensor, max_len: int) -> torch.Tensor:
-    """h [T, N], b [S, M, N], out [T, M] (row stride free, unit column stride), seg as in
-    lora_shrink; adds into out and returns it."""
+def lora_expand(h: torch.Tensor, b: torch.Tensor, out: torch.Tensor, seg: torch.Tensor, rows: torch.Tensor,
+                max_len: int) -> torch.Tensor:
+    """h [R, N] in segment order, b [S, M, N], out [T, M] (unit column stride; the row stride is
+    free), seg/rows as in lora_shrink; adds into out and returns it."""
     num_seg = seg.shape[1]
     n, m = b.shape[2], b.shape[1]
     if num_seg == 0 or max_len == 0:
         return out
-    assert out.stride(1) == 1 and h.stride(1) == 1, "lora_expand needs unit column strides"
-    block_m = 16 if max_len <= 16 else 32
-    grid = (num_seg, triton.cdiv(max_len, block_m), triton.cdiv(m, 64))
-    _lora_expand_kernel[grid](h, b, out, seg.contiguous(), num_seg, n, m, h.stride(0), b.stride(0), b.stride(1),
-                              out.stride(0), IEEE=h.dtype == torch.float32, BLOCK_M=block_m, BLOCK_OUT=64,
+    if out.stride(1) != 1 or h.stride(1) != 1:
+        raise ValueError("lora_expand needs unit column strides for h and out")
+    block_m = 16 if max_len <= 16 else 64
+    block_out = 64 if max_len <= 16 else 128
+    grid = (num_seg, triton.cdiv(max_len, block_m), triton.cdiv(m, block_out))
+    _lora_expand_kernel[grid](h, b, out, seg, rows, num_seg, n, m, h.stride(0), b.stride(0), b.stride(1),
+                              out.stride(0), IEEE=h.dtype == torch.float32, BLOCK_M=block_m, BLOCK_OUT=block_out,
                               BLOCK_N=16)
     return out

@@ -1,10 +1,10 @@
-"""Segmented LoRA shrink: h[rows] = x[rows] @ A[slot]^T for each segment of rows sharing one
-adapter slot (torch twin and layout: `sglang.kernels.ref.lora`).
+"""Segmented LoRA shrink: h[i] = x[rows[i]] @ A[slot]^T for the rows i of each segment (rows
+grouped by adapter slot; layout and torch twin: `sglang.kernels.ref.lora`).
 
-Grid: (segment, row block inside it, block of N = stacked rank). Rows of slot 0 (no adapter) and
-past a segment's end are masked out, so one launch serves a batch mixing any adapters; the grid
-depends only on the segment count and the longest segment, so a decode batch (one row per
-segment) keeps one shape per batch size.
+Grid: (segment, row block inside it, block of N = stacked rank). Grouping rows by slot lets a
+program load its adapter's A tile once for BLOCK_M rows, however the batch interleaves adapters.
+Programs past their segment's end return at once, so a CUDA graph can launch a fixed grid
+(one segment per slot, as many row blocks as the batch has rows) and pay little for empty ones.
 """
 
 from __future__ import annotations
@@ -15,17 +15,19 @@ import triton.language as tl
 
 
 @triton.jit
-def _lora_shrink_kernel(X, A, H, Seg, num_seg, K, N, stride_xm, stride_as, stride_an, stride_hm,
+def _lora_shrink_kernel(X, A, H, Seg, Rows, num_seg, K, N, stride_xm, stride_as, stride_an, stride_hm,
                         IEEE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     s, pid_m, pid_n = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    start = tl.load(Seg + s)
     length = tl.load(Seg + num_seg + s)
+    if pid_m * BLOCK_M >= length:
+        return
+    start = tl.load(Seg + s)
     slot = tl.load(Seg + 2 * num_seg + s)
-    length = tl.where(slot == 0, 0, length)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     m_mask, n_mask = offs_m < length, offs_n < N
-    rows = (start + offs_m).to(tl.int64)
+    pos = (start + offs_m).to(tl.int64)
+    rows = tl.load(Rows + pos, mask=m_mask, other=0).to(tl.int64)
     a_base = A + slot.to(tl.int64) * stride_as
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
@@ -38,23 +40,23 @@ def _lora_shrink_kernel(X, A, H, Seg, num_seg, K, N, stride_xm, stride_as, strid
             acc += tl.dot(x, tl.trans(a), input_precision="ieee")
         else:
             acc += tl.dot(x, tl.trans(a))
-    tl.store(H + rows[:, None] * stride_hm + offs_n[None, :], acc.to(H.dtype.element_ty),
+    tl.store(H + pos[:, None] * stride_hm + offs_n[None, :], acc.to(H.dtype.element_ty),
              mask=m_mask[:, None] & n_mask[None, :])
 
 
-def lora_shrink(x: torch.Tensor, a: torch.Tensor, seg: torch.Tensor, max_len: int) -> torch.Tensor:
-    """x [T, K], a [S, N, K], seg int64 [3, num_segments] (start, length, slot) -> h [T, N].
-    Rows of slot-0 segments are left zero."""
-    x = x.contiguous()
+def lora_shrink(x: torch.Tensor, a: torch.Tensor, seg: torch.Tensor, rows: torch.Tensor, max_len: int) -> torch.Tensor:
+    """x [T, K] (unit column stride), a [S, N, K], seg int64 [3, num_segments] (start, length, slot),
+    rows int64 [R] -> h [R, N] in segment order. `max_len` bounds every segment's length."""
+    if x.stride(1) != 1:
+        x = x.contiguous()
     num_seg = seg.shape[1]
     n, k = a.shape[1], a.shape[2]
-    h = torch.zeros(x.shape[0], n, dtype=x.dtype, device=x.device)
+    h = torch.empty(rows.shape[0], n, dtype=x.dtype, device=x.device)
     if num_seg == 0 or max_len == 0:
         return h
-    block_m = 16 if max_len <= 16 else 32
+    block_m = 16 if max_len <= 16 else 64
     block_n = 16 if n <= 16 else 32
     grid = (num_seg, triton.cdiv(max_len, block_m), triton.cdiv(n, block_n))
-    _lora_shrink_kernel[grid](x, a, h, seg.contiguous(), num_seg, k, n, x.stride(0), a.stride(0), a.stride(1),
-                              h.stride(0), IEEE=x.dtype == torch.float32, BLOCK_M=block_m, BLOCK_N=block_n,
-                              BLOCK_K=64)
+    _lora_shrink_kernel[grid](x, a, h, seg, rows, num_seg, k, n, x.stride(0), a.stride(0), a.stride(1), h.stride(0),
+                              IEEE=x.dtype == torch.float32, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=64)
     return h

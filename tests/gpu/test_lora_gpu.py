@@ -12,17 +12,17 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 
 
 def _case(counts, slots, k, n, m, dtype, seed=0):
-    from sglang.runtime.lora.layers import build_segments
+    from sglang.runtime.lora.layers import plan_segments
 
     gen = torch.Generator(device="cuda").manual_seed(seed)
-    (starts, lens, seg_slots), max_len = build_segments(slots, counts)
-    seg = torch.tensor([starts, lens, seg_slots], dtype=torch.int64, device="cuda")
+    seg, rows, max_len = plan_segments(slots, counts)
+    seg, rows = seg.cuda(), rows.cuda()
     t = sum(counts)
     x = torch.randn(t, k, device="cuda", generator=gen).to(dtype)
     a = (torch.randn(max(slots) + 1, n, k, device="cuda", generator=gen) * k ** -0.5).to(dtype)
     b = (torch.randn(max(slots) + 1, m, n, device="cuda", generator=gen) * n ** -0.5).to(dtype)
     out = torch.randn(t, m, device="cuda", generator=gen).to(dtype)
-    return x, a, b, out, seg, max_len
+    return x, a, b, out, seg, rows, max_len
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -34,14 +34,26 @@ def test_kernels_match_twins(dtype, counts, slots, k, n, m):
     from sglang.kernels.lora_shrink import lora_shrink
     from sglang.kernels.ref import lora as ref
 
-    x, a, b, out, seg, max_len = _case(counts, slots, k, n, m, dtype)
-    h = lora_shrink(x, a, seg, max_len)
-    h_ref = ref.lora_shrink(x.float(), a.float(), seg, max_len)
+    x, a, b, out, seg, rows, max_len = _case(counts, slots, k, n, m, dtype)
+    h = lora_shrink(x, a, seg, rows, max_len)
+    h_ref = ref.lora_shrink(x.float(), a.float(), seg, rows, max_len)
     tol = dict(rtol=1e-4, atol=1e-3) if dtype == torch.float32 else dict(rtol=2e-2, atol=5e-2)
     torch.testing.assert_close(h.float(), h_ref, **tol)
-    got = lora_expand(h, b, out.clone(), seg, max_len)
-    want = ref.lora_expand(h.float(), b.float(), out.float(), seg, max_len)
+    got = lora_expand(h, b, out.clone(), seg, rows, max_len)
+    want = ref.lora_expand(h.float(), b.float(), out.float(), seg, rows, max_len)
     torch.testing.assert_close(got.float(), want, **tol)
+
+
+def _logprob_rows(result):
+    rows = []
+    for delta in result.logprobs:
+        for entry in (delta.input_token_ids_logprobs or []) + list(delta.output_token_ids_logprobs):
+            if entry is not None:
+                row = torch.empty(len(entry))
+                for lp, tok in entry:
+                    row[tok] = lp
+                rows.append(row)
+    return torch.stack(rows)
 
 
 def test_tiny_model_on_cuda_matches_peft(tmp_path):
@@ -61,13 +73,35 @@ def test_tiny_model_on_cuda_matches_peft(tmp_path):
                  logprob_start_len=0, token_ids_logprob=list(range(vocab)), lora_path=name)
     h.run_until_idle()
     for name, path in adapters.items():
-        rows = []
-        for delta in h.results[f"r-{name}"].logprobs:
-            for entry in (delta.input_token_ids_logprobs or []) + list(delta.output_token_ids_logprobs):
-                if entry is not None:
-                    row = torch.empty(len(entry))
-                    for lp, tok in entry:
-                        row[tok] = lp
-                    rows.append(row)
         want = reference_logprobs(peft_merged_model(base, path), ids)
-        torch.testing.assert_close(torch.stack(rows), want, rtol=0, atol=2e-4)
+        torch.testing.assert_close(_logprob_rows(h.results[f"r-{name}"]), want, rtol=0, atol=2e-4)
+
+
+def test_cuda_graph_decode_with_mixed_adapters_equals_eager(tmp_path):
+    """Decode steps replayed from CUDA graphs (static per-slot segments refilled at replay) give
+    the tokens and logprobs of eager decode, for a batch mixing adapters and the base model."""
+    pytest.importorskip("peft")
+    from sglang.testing.fixtures import tiny_model_dir
+    from sglang.testing.scheduler_harness import SchedulerHarness
+    from sglang.testing.tiny_lora import write_peft_adapter
+
+    base = tiny_model_dir("llama")
+    paths = [f"a{i}=" + write_peft_adapter(base, str(tmp_path / f"a{i}"), r=4, seed=i) for i in range(1, 4)]
+    names = [None, "a1", "a2", "a3", "a1", None, "a3"]
+    results = {}
+    for graphs in (False, True):
+        h = SchedulerHarness(base, device="cuda", dtype="float32", lora_paths=paths, disable_cuda_graph=not graphs,
+                             max_loras_per_batch=3)
+        assert (h.runner.graph_runner is not None) == graphs
+        for i, name in enumerate(names):
+            h.submit(f"r{i}", input_ids=[3 + i, 17, 29, 5 + 2 * i], return_logprob=True, lora_path=name,
+                     params={"max_new_tokens": 12, "temperature": 0.0, "ignore_eos": True})
+        h.run_until_idle()
+        if graphs:
+            assert h.runner.graph_runner.num_replays > 0
+        results[graphs] = h.results
+    for i in range(len(names)):
+        eager, graph = results[False][f"r{i}"], results[True][f"r{i}"]
+        assert graph.output_ids == eager.output_ids
+        lp = lambda r: torch.tensor([v for d in r.logprobs for v in d.output_token_logprobs])  # noqa: E731
+        torch.testing.assert_close(lp(graph), lp(eager), rtol=0, atol=1e-4)

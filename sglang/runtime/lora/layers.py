@@ -3,13 +3,14 @@ products, y = base(x) + (x A_slot^T) B_slot^T (scaling folded into B), computed 
 segment over rows sharing a slot (shrink, then expand). Model files are untouched.
 
 The wrappers share one `LoraBatchContext` owned by the LoRA manager; the manager fills it before
-each forward pass with the batch's segments (None: no row uses an adapter, base path only).
+each forward pass with the batch's segments (None: no row uses an adapter, base path only). A
+captured CUDA graph keeps a `LoraBatch` of static buffers there, refilled before each replay.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -21,8 +22,9 @@ from sglang.runtime.lora.targets import LoraTarget
 
 @dataclass
 class LoraBatch:
-    seg: torch.Tensor  # int64 [3, num_segments] on the model's device: first row, length, slot
-    max_len: int
+    seg: torch.Tensor  # int64 [3, num_segments] on the model's device: start, length, slot
+    rows: torch.Tensor  # int64 [R]: the token rows of every segment, in segment order
+    max_len: int  # bound on every segment's length (the kernels' row-block count)
 
 
 class LoraBatchContext:
@@ -30,22 +32,20 @@ class LoraBatchContext:
         self.batch: Optional[LoraBatch] = None
 
 
-def build_segments(slots: List[int], counts: List[int]) -> tuple:
-    """Runs of consecutive rows with one slot: ([starts], [lengths], [slots]) and the longest run."""
-    starts: List[int] = []
-    lengths: List[int] = []
-    seg_slots: List[int] = []
-    row = 0
-    for slot, n in zip(slots, counts):
-        if n > 0 and seg_slots and seg_slots[-1] == slot and starts[-1] + lengths[-1] == row:
-            lengths[-1] += n
-        elif n > 0:
-            starts.append(row)
-            lengths.append(n)
-            seg_slots.append(slot)
-        row += n
-    max_len = max((n for n, s in zip(lengths, seg_slots) if s != 0), default=0)
-    return (starts, lengths, seg_slots), max_len
+def plan_segments(slots: List[int], counts: List[int]) -> Tuple[torch.Tensor, torch.Tensor, int]:
+    """Group the token rows of a batch by adapter slot. Request i has counts[i] consecutive rows
+    using slot slots[i]; rows of slot 0 (base model) are left out. Returns host tensors
+    (seg [3, num_segments]: start in segment order, length, slot; rows [R]) and the longest
+    segment. Grouping lets the kernels reuse each adapter's weights across all its rows, however
+    the batch interleaves adapters."""
+    token_slots = torch.repeat_interleave(torch.tensor(slots, dtype=torch.int64), torch.tensor(counts))
+    rows = torch.nonzero(token_slots).flatten()
+    ordered = torch.sort(token_slots[rows], stable=True)
+    rows = rows[ordered.indices]
+    seg_slots, lengths = torch.unique_consecutive(ordered.values, return_counts=True)
+    starts = torch.cumsum(lengths, 0) - lengths
+    max_len = int(lengths.max()) if lengths.numel() else 0
+    return torch.stack([starts, lengths, seg_slots]), rows, max_len
 
 
 def segmented_lora(x: torch.Tensor, out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, batch: LoraBatch) -> None:
@@ -55,8 +55,8 @@ def segmented_lora(x: torch.Tensor, out: torch.Tensor, a: torch.Tensor, b: torch
         from sglang.kernels.lora_shrink import lora_shrink
     else:
         from sglang.kernels.ref.lora import lora_expand, lora_shrink
-    h = lora_shrink(x, a, batch.seg, batch.max_len)
-    lora_expand(h, b, out, batch.seg, batch.max_len)
+    h = lora_shrink(x, a, batch.seg, batch.rows, batch.max_len)
+    lora_expand(h, b, out, batch.seg, batch.rows, batch.max_len)
 
 
 class LoraLinear(nn.Module):

@@ -13,10 +13,10 @@ from typing import Dict, List, Optional
 import torch
 from torch import nn
 
-from sglang.runtime.host_device import to_device
+from sglang.runtime.host_device import host_to_device
 from sglang.runtime.lora.adapter import LoraAdapter, LoraAdapterError, adapter_scaling, load_adapter, read_adapter_config
 from sglang.runtime.lora.config import check_adapter_name, parse_lora_paths, parse_target_modules
-from sglang.runtime.lora.layers import LoraBatch, LoraBatchContext, build_segments, wrap_targets
+from sglang.runtime.lora.layers import LoraBatch, LoraBatchContext, plan_segments, wrap_targets
 from sglang.runtime.lora.pool import LoraSlotPool
 from sglang.runtime.lora.targets import find_targets
 
@@ -39,6 +39,8 @@ class LoraManager:
         self.ctx = LoraBatchContext()
         wrap_targets(model, self.targets, self.pool, self.ctx)
         self.adapters: Dict[str, LoraAdapter] = {}
+        self._graph_segs = self.pool.num_slots - 1  # decode graphs: one segment per adapter slot
+        self._graph_buf: Optional[torch.Tensor] = None
         for name, path in paths.items():
             self.load(name, path)
         logger.info("LoRA: %d target modules, %d slots of rank %d (%.1f MiB), adapters %s", len(self.targets),
@@ -68,13 +70,38 @@ class LoraManager:
         if names is None or not any(names):
             self.ctx.batch = None
             return
+        seg, rows, max_len = plan_segments(self._slots(names), counts)
+        packed = host_to_device(torch.cat([seg.flatten(), rows]), self.device)  # one copy
+        n = seg.shape[1]
+        self.ctx.batch = LoraBatch(packed[:3 * n].view(3, n), packed[3 * n:], max_len)
+
+    def _slots(self, names: List[Optional[str]]) -> List[int]:
         missing = [n for n in names if n is not None and n not in self.adapters]
         if missing:
             raise LoraAdapterError(f"adapters {sorted(set(missing))} are not loaded")
         slot_of = self.pool.assign([n for n in names if n is not None], self.adapters)
-        slots = [0 if n is None else slot_of[n] for n in names]
-        seg, max_len = build_segments(slots, counts)
-        self.ctx.batch = LoraBatch(to_device(list(seg), torch.int64, self.device), max_len)
+        return [0 if n is None else slot_of[n] for n in names]
+
+    # ---------------------------------------------------------------- CUDA graphs
+    def graph_batch(self, graph_bs: int, max_bs: int) -> LoraBatch:
+        """The static segments a decode graph of `graph_bs` rows is captured with: one segment per
+        adapter slot (empty until a replay fills it), rows read from a shared static buffer."""
+        if self._graph_buf is None:
+            self._graph_buf = torch.zeros(3 * self._graph_segs + max_bs, dtype=torch.int64, device=self.device)
+        n = self._graph_segs
+        return LoraBatch(self._graph_buf[:3 * n].view(3, n), self._graph_buf[3 * n:3 * n + graph_bs], graph_bs)
+
+    def prepare_graph(self, names: Optional[List[Optional[str]]], bs: int, batch: LoraBatch) -> None:
+        """Before replaying a decode graph: fill its static segments with this batch's (rows past
+        `bs` are padding and in no segment)."""
+        n = self._graph_segs
+        host = torch.zeros(3 * n + batch.rows.shape[0], dtype=torch.int64)
+        if names is not None and any(names):
+            seg, rows, _ = plan_segments(self._slots(names), [1] * bs)
+            host[:3 * n].view(3, n)[:, :seg.shape[1]] = seg
+            host[3 * n:3 * n + rows.shape[0]] = rows
+        self._graph_buf[:host.shape[0]].copy_(host_to_device(host, self.device), non_blocking=True)
+        self.ctx.batch = batch
 
     def clear(self) -> None:
         self.ctx.batch = None

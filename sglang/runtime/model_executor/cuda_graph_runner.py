@@ -136,6 +136,8 @@ class CudaGraphRunner:
         self.num_replays = 0
         self.graphs: Dict[int, torch.cuda.CUDAGraph] = {}
         self.static_batches: Dict[int, ForwardBatch] = {}
+        self.lora = getattr(model_runner, "lora", None)  # multi-LoRA: static row segments per graph
+        self.lora_batches: Dict[int, object] = {}
         with torch.inference_mode():
             self.inputs = StaticInputs.allocate(self.max_bs, padding_row, model_runner.device)
             self.logits = torch.zeros(self.max_bs, model_runner.vocab_size(), dtype=torch.float32,
@@ -188,6 +190,9 @@ class CudaGraphRunner:
     def _capture_one(self, bs: int, stream: torch.cuda.Stream) -> None:
         fb = self._static_batch(bs)
         self.runner.attn_backend.init_forward_metadata_capture(fb)
+        if self.lora is not None:
+            self.lora_batches[bs] = self.lora.graph_batch(bs, self.max_bs)
+            self.lora.ctx.batch = self.lora_batches[bs]
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             for _ in range(WARMUP_RUNS):  # padded inputs: reads and writes only KV slot 0
@@ -223,6 +228,8 @@ class CudaGraphRunner:
         # Backends that plan on the host (flashinfer) read the lengths; padded rows hold one token.
         static.seq_lens_cpu = list(fb.seq_lens_cpu) + [1] * (graph_bs - fb.batch_size)
         self.runner.attn_backend.init_forward_metadata_replay(static)
+        if self.lora is not None:
+            self.lora.prepare_graph(fb.lora_names, fb.batch_size, self.lora_batches[graph_bs])
         self.graphs[graph_bs].replay()
         self.num_replays += 1
         return LogitsProcessorOutput(next_token_logits=self.logits[: fb.batch_size])

@@ -113,9 +113,6 @@ class ModelRunner:
     def _wants_cuda_graph(self) -> bool:
         if self.device != "cuda" or self.server_args.disable_cuda_graph:
             return False
-        if self.server_args.enable_lora:
-            logger.info("LoRA serving: decode runs eagerly (no CUDA graphs yet)")
-            return False
         if not getattr(self.model, "supports_cuda_graph", True):  # the transformers fallback
             logger.info("%s cannot be captured in a CUDA graph: decode runs eagerly", type(self.model).__name__)
             return False
@@ -205,9 +202,6 @@ class ModelRunner:
     def forward(self, forward_batch: ForwardBatch) -> LogitsProcessorOutput:
         """Decode batches that fit a captured size replay a CUDA graph (their logits are then a
         view of a static buffer, valid until the next forward); everything else runs eagerly."""
-        if self.lora is not None:
-            counts = forward_batch.extend_seq_lens_cpu if forward_batch.forward_mode.is_extend() else None
-            self.lora.prepare(forward_batch.lora_names, counts or [1] * forward_batch.batch_size)
         if self.graph_runner is not None and self.graph_runner.can_run(forward_batch):
             forward_batch.attn_backend = self.attn_backend
             return self.graph_runner.replay(forward_batch)
@@ -217,6 +211,9 @@ class ModelRunner:
     def forward_eager(self, forward_batch: ForwardBatch) -> LogitsProcessorOutput:
         forward_batch.attn_backend = self.attn_backend
         self.attn_backend.init_forward_metadata(forward_batch)
+        if self.lora is not None:  # the adapters' slots and row segments (graphs: at replay)
+            counts = forward_batch.extend_seq_lens_cpu if forward_batch.forward_mode.is_extend() else None
+            self.lora.prepare(forward_batch.lora_names, counts or [1] * forward_batch.batch_size)
         return self.model.forward(forward_batch.input_ids, forward_batch.positions, forward_batch)
 
     @torch.inference_mode()
