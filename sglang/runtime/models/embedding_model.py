@@ -28,6 +28,7 @@ class EmbeddingModel(nn.Module):
     """A causal LM's backbone followed by a pooler."""
 
     is_pooling_model = True
+    supports_cuda_graph = False  # prefill only: no decode step to capture
 
     def __init__(self, causal: nn.Module, pooling: PoolingConfig = PoolingConfig()):
         super().__init__()

@@ -27,6 +27,7 @@ SCORE_POOLING = PoolingConfig("last", normalize=False)
 
 class LlamaForSequenceClassification(nn.Module):
     is_pooling_model = True
+    supports_cuda_graph = False  # prefill only: no decode step to capture
     causal_class = LlamaForCausalLM  # gives the backbone class and its fused-tensor mapping
 
     def __init__(self, config: PretrainedConfig):
