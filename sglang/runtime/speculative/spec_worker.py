@@ -31,6 +31,7 @@ from sglang.runtime.speculative.verify_inputs import build_row_info, cut_at_stop
 
 logger = logging.getLogger(__name__)
 
+_MAX_COOLDOWN = 8
 META_KEYS = ("spec_verify_ct", "spec_accept_token_num", "spec_draft_token_num")
 
 
@@ -46,6 +47,10 @@ class NgramSpecWorker:
             logger.info("speculative decoding: steps that speculate (running batch <= %d) are not overlapped: "
                         "drafting needs each request's newest token; larger batches decode overlapped",
                         self.disable_batch_size)
+        # Backoff after steps that found no draft: the next `cooldown` decode steps do not try
+        # (trying costs the overlap of that step); it doubles per miss up to _MAX_COOLDOWN.
+        self.misses = 0
+        self.cooldown = 0
         # Per (request, verify pass): tokens emitted (accepted drafts + 1) -> count.
         self.accept_lengths: Dict[int, int] = {}
         self.stats = {"spec_verify_passes": 0, "spec_draft_tokens": 0, "spec_accepted_tokens": 0,
@@ -56,7 +61,12 @@ class NgramSpecWorker:
             req.extra_meta.setdefault(key, 0)
 
     def wants(self, batch_size: int) -> bool:
-        return self.max_draft > 0 and 0 < batch_size <= self.disable_batch_size
+        if not (self.max_draft > 0 and 0 < batch_size <= self.disable_batch_size):
+            return False
+        if self.cooldown > 0:
+            self.cooldown -= 1
+            return False
+        return True
 
     def state(self) -> dict:
         return {**self.stats, "spec_accept_length_counts": dict(self.accept_lengths)}
@@ -97,7 +107,10 @@ class NgramSpecWorker:
         the caller runs a plain decode step instead."""
         planned = self.plan(reqs, sched.res)
         if planned is None:
+            self.cooldown = min(1 << self.misses, _MAX_COOLDOWN)
+            self.misses = min(self.misses + 1, _MAX_COOLDOWN.bit_length())
             return False
+        self.misses = 0
         drafts, masks = planned
         fb = build_verify_batch(reqs, drafts, sched.res)
         raw = sched._forward(fb).next_token_logits
