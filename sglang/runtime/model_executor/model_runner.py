@@ -72,6 +72,8 @@ class ModelRunner:
         if server_args.enable_fused_gemv and self.device == "cuda" and triton_available() and self.lora is None:
             apply_one_token_gemv(self.model)
         self.weight_bytes = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        if self.lora is not None:  # adapter slots are not parameters but take device memory too
+            self.weight_bytes += self.lora.pool.nbytes()
         self.context_len = self.model_config.context_len
         self.use_cuda_graph = self._wants_cuda_graph()
         self._init_memory()
