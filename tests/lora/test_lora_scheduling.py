@@ -75,3 +75,16 @@ def test_unload_refused_while_in_use(lora_dirs):
     h.submit("again", input_ids=PROMPT, params=GREEDY, lora_path="a1")
     h.run_until_idle()
     assert h.results["again"].output_ids == h.results["r"].output_ids[:3]
+
+
+def test_chunked_prefill_under_adapter_equals_whole(lora_dirs):
+    whole = _harness(lora_dirs)
+    chunked = _harness(lora_dirs, chunked_prefill_size=16)
+    for h in (whole, chunked):
+        h.submit("r", input_ids=PROMPT, params=GREEDY, lora_path="a3", return_logprob=True, logprob_start_len=0)
+        h.run_until_idle()
+    assert len([f for f in chunked.forwards if f.mode.is_extend()]) >= 3
+    assert chunked.results["r"].output_ids == whole.results["r"].output_ids
+    lp = lambda h: [v for d in h.results["r"].logprobs for v in (d.input_token_logprobs or [])[1:]]  # noqa: E731
+    assert len(lp(chunked)) == len(lp(whole)) == len(PROMPT) - 1
+    assert max(abs(a - b) for a, b in zip(lp(chunked), lp(whole))) < 1e-4
