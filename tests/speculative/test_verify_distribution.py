@@ -9,6 +9,8 @@ from typing import List, Set
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.stats import chisquare, chi2_contingency
 
 from sglang.runtime.sampling.sampler import Sampler
@@ -108,3 +110,31 @@ def _assert_same(a: torch.Tensor, b: torch.Tensor) -> None:
     table = torch.stack([torch.bincount(a, minlength=V), torch.bincount(b, minlength=V)]).numpy()
     table = table[:, table.sum(0) > 0]
     assert chi2_contingency(table).pvalue > 1e-3, table
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 10_000), st.lists(st.integers(0, 4), min_size=1, max_size=4))
+def test_greedy_emits_what_sequential_argmax_would(seed, draft_lens):
+    """For any drafts, greedy verification emits the argmax chain: each draft kept only while it
+    equals its row's argmax, then exactly one argmax token."""
+    g = torch.Generator().manual_seed(seed)
+    rows = sum(n + 1 for n in draft_lens)
+    logits = torch.randn((rows, V), generator=g)
+    best = logits.argmax(-1).tolist()
+    drafts, row = [], 0
+    for n in draft_lens:
+        # Drafts that mostly follow the argmax, with random deviations.
+        drafts.append([best[row + j] if torch.rand((), generator=g) < 0.7 else int(torch.randint(V, (), generator=g))
+                       for j in range(n)])
+        row += n + 1
+    reqs = [FakeReq(_params(temperature=0), seed=i) for i in range(rows)]
+    out = verify(logits, drafts, SamplingBatchInfo.from_reqs(reqs, V, "cpu"))
+    row = 0
+    for draft, emitted, accepted in zip(drafts, out.emitted, out.accepted):
+        expect = []
+        for j in range(len(draft) + 1):
+            expect.append(best[row + j])
+            if j == len(draft) or draft[j] != best[row + j]:
+                break
+        assert emitted == expect and accepted == len(expect) - 1
+        row += len(draft) + 1
