@@ -39,6 +39,8 @@ def build_verify_batch(reqs: Sequence[Req], drafts: Sequence[List[int]], res: KV
     if slots is None:
         raise OutOfKVMemory(f"cannot allocate {len(tokens)} KV slots for a verify pass")
     seq_lens = [p + 1 for p in positions]
+    # Multi-LoRA: every row of a request runs under the request's adapter.
+    names = [getattr(r, "lora_name", None) for r, d in zip(reqs, drafts) for _ in range(len(d) + 1)]
     host = torch.empty((5, len(tokens)), dtype=torch.int64)
     host[:4] = torch.tensor([tokens, positions, rows, seq_lens], dtype=torch.int64)
     host[4] = slots.to(torch.int64)
@@ -57,6 +59,7 @@ def build_verify_batch(reqs: Sequence[Req], drafts: Sequence[List[int]], res: KV
         req_to_token_pool=res.req_to_token_pool,
         kv_pool=res.kv_pool,
         decode_table=packed,
+        lora_names=names if any(n is not None for n in names) else None,
     )
 
 
