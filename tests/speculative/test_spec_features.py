@@ -62,8 +62,13 @@ def test_output_logprobs_match_plain_decoding(model_path, prompts):
         assert [[t for _, t in row] for row in stops] == [[t for _, t in row] for row in ptops]
 
 
+@pytest.mark.parametrize("jump", [False, True], ids=["no-jump", "jump-forward"])
 @pytest.mark.parametrize("backend", ["xgrammar", "fsm"])
-def test_json_schema_greedy_identical_and_valid(model_path, backend):
+def test_json_schema_greedy_identical_and_valid(model_path, backend, jump):
+    """Token-identical without jump-forward. With it, whether a forced text is jumped depends on
+    the running batch size at that moment (grammar_support.try_jump_forward), which speculation
+    changes (requests finish after fewer steps), and a jump re-tokenizes: outputs are then only
+    checked to be valid."""
     tok = SchedulerHarness(model_path).tokenizer
     texts = [f'{{"name": "Alice", "age": 31, "job": "pilot"}}\n{{"name": "Bob", "age": {20 + i}, "job": "'
              for i in range(8)]
@@ -72,11 +77,12 @@ def test_json_schema_greedy_identical_and_valid(model_path, backend):
     for spec in (False, True):
         ids = [tok.encode(t) for t in texts]
         outs[spec], h = generate(model_path, ids, params=params, grammar_backend=backend,
-                                 **(SPEC if spec else {}))
+                                 disable_jump_forward=not jump, **(SPEC if spec else {}))
         assert all(r.finished_reason["type"] == "stop" for r in h.results.values())
         if spec:
             assert h.scheduler.state()["spec_verify_passes"] > 0
-    assert outs[True] == outs[False]
+    if not jump:
+        assert outs[True] == outs[False]
     for out in outs[True]:
         json.loads(tok.decode(out, skip_special_tokens=True))
 
