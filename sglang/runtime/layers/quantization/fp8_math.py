@@ -119,8 +119,8 @@ def fp8_linear_cuda(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor,
 
 def fp8_linear(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor, block_k: Optional[int],
                static_scale: Optional[torch.Tensor], bias: Optional[torch.Tensor]) -> torch.Tensor:
-    if x.is_cuda and weight.dtype == FP8_DTYPE:
-        from sglang.kernels.fp8_gemv import MAX_GEMV_ROWS, fp8_gemv
+    if x.is_cuda and weight.dtype == FP8_DTYPE and torch.cuda.get_device_capability(x.device) >= (8, 9):
+        from sglang.kernels.fp8_gemv import MAX_GEMV_ROWS, fp8_gemv  # FP8 conversions need Ada / Hopper
 
         if x.numel() <= MAX_GEMV_ROWS * x.shape[-1] and (block_k is None or block_k & (block_k - 1) == 0):
             return fp8_gemv(x, weight, scale, block_k, static_scale, bias)
