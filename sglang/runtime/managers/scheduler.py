@@ -56,10 +56,10 @@ from sglang.runtime.managers.req import Req
 from sglang.runtime.managers.request_intake import RequestIntake
 from sglang.runtime.managers.schedule_batch import KVResources, ScheduleBatch
 from sglang.runtime.managers.schedule_policy import SchedulePolicy
+from sglang.runtime.managers.scheduler_report import kv_leak, scheduler_state
 from sglang.runtime.managers.tp_mirror import TPLeader
 from sglang.runtime.model_executor.forward_batch import ForwardMode
 from sglang.runtime.model_executor.model_runner import ModelRunner
-from sglang.runtime.multimodal.encoder_cache import encoder_cache_stats
 from sglang.runtime.sampling.penalties import PendingTokens
 from sglang.runtime.sampling.sampling_batch_info import SamplingBatchInfo
 from sglang.runtime.server_args import ServerArgs
@@ -185,26 +185,7 @@ class Scheduler:
         return FlushCacheReply(True, "cache flushed")
 
     def state(self) -> dict:
-        avail = self.runner.allocator.available_size()
-        total = self.runner.max_total_num_tokens
-        used = total - avail - self.tree_cache.evictable_size()
-        return {
-            "max_total_num_tokens": total,
-            "available_kv_tokens": avail + self.tree_cache.evictable_size(),
-            "free_kv_tokens": avail,
-            "cached_tokens": self.tree_cache.total_size(),
-            "evictable_tokens": self.tree_cache.evictable_size(),
-            "protected_tokens": self.tree_cache.protected_size(),
-            "num_running_reqs": len(self.running) + (1 if self.chunked_req else 0),
-            "num_queue_reqs": len(self.waiting) + len(self.grammar.pending),
-            "token_usage": used / total if total else 0.0,
-            "max_running_requests": self.runner.max_running_requests,
-            "context_length": self.runner.context_len,
-            **self.stats,
-            **self.grammar.manager_stats(),
-            **encoder_cache_stats(getattr(self.runner.model, "encoder_cache", None)),
-            **(self.spec.state() if self.spec is not None else {}),
-        }
+        return scheduler_state(self)
 
     # ---------------------------------------------------------------- stepping
     def has_work(self) -> bool:
@@ -526,12 +507,4 @@ class Scheduler:
     # ---------------------------------------------------------------- checks
     def check_memory_idle(self) -> Optional[str]:
         """When idle, every KV slot must be free or held by the (unlocked) cache."""
-        if self.has_work():
-            return None
-        total = self.runner.max_total_num_tokens
-        free = self.runner.allocator.available_size()
-        evictable = self.tree_cache.evictable_size()
-        protected = self.tree_cache.protected_size()
-        if free + evictable != total or protected != 0:
-            return f"KV leak: free={free} evictable={evictable} protected={protected} total={total}"
-        return None
+        return None if self.has_work() else kv_leak(self)
