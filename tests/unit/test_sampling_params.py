@@ -28,7 +28,7 @@ def test_defaults_match_upstream_names_and_values() -> None:
         frequency_penalty=0.0, presence_penalty=0.0, repetition_penalty=1.0, stop=None,
         stop_token_ids=None, ignore_eos=False, skip_special_tokens=True,
         spaces_between_special_tokens=True, no_stop_trim=False, logit_bias=None, n=1, seed=None,
-        regex=None, json_schema=None, ebnf=None, stop_regex=None, custom_params=None,
+        regex=None, json_schema=None, ebnf=None, lark=None, stop_regex=None, custom_params=None,
     )
     assert p.to_dict() == expected
     p.verify(VOCAB)  # defaults are valid
@@ -135,8 +135,8 @@ def test_from_dict_rejects_wrong_types(key: str, value: object, message: str) ->
         ({"logit_bias": {"5": 1e308}}, r"logit_bias\['5'\] must be in \[-100, 100\], got 1e\+308"),
         ({"logit_bias": {"5": 100.5}}, r"logit_bias\['5'\] must be in \[-100, 100\]"),
         ({"logit_bias": {7: -101}}, r"logit_bias\[7\] must be in \[-100, 100\]"),
-        ({"regex": "a+", "json_schema": "{}"}, "only one of regex, json_schema, ebnf may be set; got regex, json_schema"),
-        ({"ebnf": "root ::= 'a'", "regex": "a"}, "only one of regex, json_schema, ebnf may be set; got regex, ebnf"),
+        ({"regex": "a+", "json_schema": "{}"}, "only one of regex, json_schema, ebnf, lark may be set; got regex, json_schema"),
+        ({"ebnf": "root ::= 'a'", "regex": "a"}, "only one of regex, json_schema, ebnf, lark may be set; got regex, ebnf"),
         ({"temperature": True}, "temperature must be a number"),  # verify re-checks types
         ({"seed": 1.0}, "seed must be an integer"),
     ],

@@ -19,7 +19,7 @@ import torch
 from sglang.runtime.constrained.grammar_limits import JUMP_CHUNK_CHARS
 from sglang.runtime.constrained.vocab_bytes import token_bytes_table
 
-GRAMMAR_KINDS = ("regex", "json", "ebnf")
+GRAMMAR_KINDS = ("regex", "json", "ebnf", "lark")  # "lark": a grammar in Lark's own syntax
 
 
 class BaseGrammarObject(ABC):
@@ -70,6 +70,7 @@ class BaseGrammarBackend(ABC):
     """Compiles specs for one tokenizer. `compile` may be called from several threads at once."""
 
     name = "base"
+    kinds = ("regex", "json", "ebnf")  # what this backend serves (a subset of GRAMMAR_KINDS)
 
     def __init__(self, tokenizer: Any, vocab_size: int, **options: Any):
         if vocab_size <= 0:
@@ -88,13 +89,17 @@ class BaseGrammarBackend(ABC):
         return token_bytes_table(self.tokenizer)[: self.vocab_size]
 
     def compile(self, kind: str, spec: str) -> BaseGrammarObject:
-        """Compile `spec` of `kind` ("regex", "json" (a JSON-schema string) or "ebnf").
+        """Compile `spec` of `kind` ("regex", "json" (a JSON-schema string), "ebnf" or
+        "lark" (Lark syntax; only backends listing it in `kinds`).
 
         Raises ValueError naming the problem when the spec is invalid or unsupported."""
         if kind not in GRAMMAR_KINDS:
             raise ValueError(f"unknown grammar kind {kind!r}; expected one of {', '.join(GRAMMAR_KINDS)}")
         if not isinstance(spec, str):
             raise ValueError(f"a {kind} grammar must be given as a string, got {type(spec).__name__}")
+        if kind not in self.kinds:
+            raise ValueError(f"{kind} grammars are not served by the {self.name} grammar backend this server "
+                             f"runs; start the server with --grammar-backend lark")
         return self._compile(kind, spec)
 
     @abstractmethod

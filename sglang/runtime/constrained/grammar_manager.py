@@ -23,8 +23,9 @@ COMPILE_TIME_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, floa
 
 
 def grammar_kind_of(sampling_params: Any) -> Optional[Tuple[str, str]]:
-    """("regex" | "json" | "ebnf", spec) from SamplingParams.regex / json_schema / ebnf, or None."""
-    for attr, kind in (("regex", "regex"), ("json_schema", "json"), ("ebnf", "ebnf")):
+    """("regex" | "json" | "ebnf" | "lark", spec) from SamplingParams.regex / json_schema / ebnf /
+    lark, or None."""
+    for attr, kind in (("regex", "regex"), ("json_schema", "json"), ("ebnf", "ebnf"), ("lark", "lark")):
         spec = getattr(sampling_params, attr, None)
         if spec is not None:
             return kind, spec

@@ -1,6 +1,6 @@
 """Structured generation inside the scheduler: grammar compilation, per-step masks, jump-forward.
 
-- Requests with `regex` / `json_schema` / `ebnf` wait in a small queue while their grammar
+- Requests with `regex` / `json_schema` / `ebnf` / `lark` wait in a small queue while their grammar
   compiles off the scheduler thread (GrammarManager caches by (kind, spec)); an invalid grammar
   finishes only that request with a 400-status abort naming the problem.
 - Each step, the allowed-token mask of all constrained requests in the batch is built into one
@@ -69,7 +69,8 @@ class GrammarSupport:
     def attach(self, req: Req) -> bool:
         """Start compiling the request's grammar; True when the request must wait for it."""
         params = req.sampling_params
-        if params.regex is None and params.json_schema is None and params.ebnf is None:
+        if (params.regex is None and params.json_schema is None and params.ebnf is None
+                and getattr(params, "lark", None) is None):
             return False
         from sglang.runtime.constrained.grammar_manager import grammar_kind_of
 
@@ -78,7 +79,7 @@ class GrammarSupport:
             return False
         if self.backend == "none" or self.tokenizer is None:
             req.finished_reason = finish_abort(
-                "structured generation (regex/json_schema/ebnf) is disabled on this server "
+                "structured generation (regex/json_schema/ebnf/lark) is disabled on this server "
                 "(--grammar-backend none or no tokenizer)")
             return False
         req.grammar = self._get_manager().submit(*spec)

@@ -32,8 +32,8 @@ MAX_LOGIT_BIAS = 100.0
 _FLOAT_FIELDS = ("temperature", "top_p", "min_p", "frequency_penalty", "presence_penalty", "repetition_penalty")
 _INT_FIELDS = ("max_new_tokens", "min_new_tokens", "top_k", "n")
 _BOOL_FIELDS = ("ignore_eos", "skip_special_tokens", "spaces_between_special_tokens", "no_stop_trim")
-_OPTIONAL_STR_FIELDS = ("regex", "json_schema", "ebnf")
-_GRAMMAR_FIELDS = ("regex", "json_schema", "ebnf")
+_OPTIONAL_STR_FIELDS = ("regex", "json_schema", "ebnf", "lark")
+_GRAMMAR_FIELDS = ("regex", "json_schema", "ebnf", "lark")
 
 
 @dataclass
@@ -59,6 +59,7 @@ class SamplingParams:
     regex: Optional[str] = None
     json_schema: Optional[str] = None
     ebnf: Optional[str] = None
+    lark: Optional[str] = None  # a grammar in Lark's own syntax (served by --grammar-backend lark)
     stop_regex: Optional[Union[str, List[str]]] = None
     custom_params: Optional[Dict[str, Any]] = None
 
@@ -159,7 +160,7 @@ class SamplingParams:
         self._verify_token_ids(vocab_size)
         grammars = [name for name in _GRAMMAR_FIELDS if getattr(self, name) is not None]
         if len(grammars) > 1:
-            raise ValueError(f"only one of regex, json_schema, ebnf may be set; got {', '.join(grammars)}")
+            raise ValueError(f"only one of regex, json_schema, ebnf, lark may be set; got {', '.join(grammars)}")
         self._verify_stop_regex()
 
     def _verify_stop_regex(self) -> None:

@@ -37,8 +37,11 @@ class JsonSchemaSpec(BaseModel):
 
 class ResponseFormat(BaseModel):
     model_config = _STRICT
-    type: Literal["text", "json_object", "json_schema"]
+    type: Literal["text", "json_object", "json_schema", "grammar"]
     json_schema: Optional[JsonSchemaSpec] = None
+    # type "grammar" (an SGLang extension): the grammar text and its syntax
+    syntax: Optional[Literal["lark", "ebnf"]] = None
+    grammar: Optional[str] = None
 
 
 class SamplingFields(BaseModel):
@@ -72,6 +75,7 @@ class SamplingFields(BaseModel):
     regex: Optional[str] = None
     json_schema: Optional[str] = None
     ebnf: Optional[str] = None
+    lark: Optional[str] = None
     rid: Optional[str] = None
 
 

@@ -24,8 +24,8 @@ _RENAMED = {"min_tokens": "min_new_tokens"}
 _PASSTHROUGH = ("temperature", "top_p", "frequency_penalty", "presence_penalty", "logit_bias", "seed",
                 "stop", "top_k", "min_p", "min_tokens", "repetition_penalty", "ignore_eos", "no_stop_trim",
                 "skip_special_tokens", "spaces_between_special_tokens", "stop_token_ids", "regex",
-                "json_schema", "ebnf")
-_GRAMMAR_FIELDS = ("regex", "json_schema", "ebnf")
+                "json_schema", "ebnf", "lark")
+_GRAMMAR_FIELDS = ("regex", "json_schema", "ebnf", "lark")
 
 
 @dataclass
@@ -82,6 +82,11 @@ def grammar_from_response_format(fmt: Optional[ResponseFormat]) -> Dict[str, str
         return {}
     if fmt.type == "json_object":
         return {"json_schema": JSON_OBJECT_SCHEMA}
+    if fmt.type == "grammar":
+        if fmt.syntax is None or not isinstance(fmt.grammar, str) or not fmt.grammar.strip():
+            raise bad_request('response_format of type grammar needs "syntax" ("lark" or "ebnf") and "grammar" '
+                              '(the grammar text)', param="response_format")
+        return {fmt.syntax: fmt.grammar}
     if fmt.json_schema is None or fmt.json_schema.schema_ is None:
         raise bad_request("response_format of type json_schema needs json_schema.schema (a JSON Schema object)",
                           param="response_format")

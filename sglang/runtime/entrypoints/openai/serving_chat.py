@@ -116,9 +116,9 @@ def plan_chat(ctx: ServerContext, req: ChatCompletionRequest) -> ChatPlan:
 def _constrain(params: Dict[str, Any], tools: ToolPlan, tok: Any) -> None:
     """The tool grammar, and special-token call markers kept in the text so they can be parsed."""
     if tools.grammar is not None:
-        if any(k in params for k in ("regex", "json_schema", "ebnf")):
+        if any(k in params for k in ("regex", "json_schema", "ebnf", "lark")):
             raise bad_request(f"tool_choice {tools.choice!r} constrains the reply to tool calls; it cannot be "
-                              f"combined with response_format, regex, json_schema or ebnf", param="tool_choice")
+                              f"combined with response_format, regex, json_schema, ebnf or lark", param="tool_choice")
         params.update(tools.grammar)
     specials = set(getattr(tok, "all_special_tokens", ())) | set(getattr(tok, "added_tokens_encoder", {}))
     if any(m in specials for m in tools.fmt.markers) and "skip_special_tokens" not in params:
