@@ -40,6 +40,11 @@ class ToolCallFormat(ABC):
         """The call layout for constrained generation; None when calls are not JSON-bodied."""
         return None
 
+    def calls_grammar(self, tools: Sequence[Dict[str, Any]], parallel: bool) -> Optional[str]:
+        """EBNF of a reply made only of calls, for formats without a JSON-bodied layout (whose
+        grammar grammar.calls_ebnf builds from the layout); None when it cannot be constrained."""
+        return None
+
     def parse(self, text: str, names: AbstractSet[str] = frozenset()) -> Tuple[str, List[ToolCall]]:
         scan = self.scan(text, names, final=True)
         return scan.content, [ToolCall(c.name, c.arguments) for c in scan.calls if c.name is not None]

@@ -128,13 +128,16 @@ def _format(parser: Optional[str], template: str) -> ToolCallFormat:
 
 def _grammar(plan: ToolPlan, picked: List[Dict[str, Any]], req: ChatCompletionRequest) -> Optional[Dict[str, str]]:
     layout = plan.fmt.layout()
-    if layout is None or plan.choice == "auto" and not _auto_constrained(req):
+    if plan.choice == "auto" and not _auto_constrained(req):
         return None
+    parallel = plan.parallel and plan.choice == "required"
     try:
         if plan.choice == "auto":
-            ebnf = triggered_ebnf(layout, picked, plan.parallel)
+            ebnf = triggered_ebnf(layout, picked, plan.parallel) if layout is not None else None
+        elif layout is None:
+            ebnf = plan.fmt.calls_grammar(picked, parallel)
         else:
-            ebnf = calls_ebnf(layout, picked, plan.parallel and plan.choice == "required")
+            ebnf = calls_ebnf(layout, picked, parallel)
     except (RuntimeError, ValueError) as exc:
         raise bad_request(f"the tools' parameter schemas cannot be enforced: {exc}", param="tools") from None
     return {"ebnf": ebnf} if ebnf is not None else None
