@@ -58,8 +58,19 @@ def test_triggered_grammar_is_free_text_until_the_marker(parser):
     assert not accepts(ebnf, "Let me check. " + fmt.render_calls([BAD_ARGS[0]]))
 
 
-def test_llama3_auto_is_unconstrained():
-    assert triggered_ebnf(get_format("llama3").layout(), TOOLS, parallel=True) is None
+def test_llama3_auto_constrains_a_reply_that_opens_a_call():
+    fmt = get_format("llama3")
+    ebnf = triggered_ebnf(fmt.layout(), TOOLS, parallel=True)
+    assert accepts(ebnf, "") and accepts(ebnf, "Just text, with {braces} later.")
+    for calls in ([GOOD[0]], GOOD):
+        text = fmt.render_calls(calls)
+        assert accepts(ebnf, text) and accepts(ebnf, "\n " + text)
+        assert fmt.parse(text, NAMES) == ("", calls)
+    for bad in BAD_ARGS:
+        assert not accepts(ebnf, fmt.render_calls([bad])), bad
+    assert not accepts(ebnf, '{"answer": 42}') and not accepts(ebnf, ' {"name": "get_time"')
+    single = triggered_ebnf(fmt.layout(), TOOLS, parallel=False)
+    assert not accepts(single, fmt.render_calls(GOOD))
 
 
 def test_schema_order_and_escapes():

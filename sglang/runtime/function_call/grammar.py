@@ -4,7 +4,9 @@ tool's JSON-schema arguments, as xgrammar EBNF (our default grammar backend).
 - `required` / a named function: the whole reply is one call (or, with parallel calls, one or
   more), so the arguments always parse and validate against the tool's schema.
 - `auto`: free text, until the family's opening marker (the trigger) appears; from there the
-  call is constrained (xgrammar's TagDispatch, the mechanism of its structural tags).
+  call is constrained (xgrammar's TagDispatch, the mechanism of its structural tags). llama3 has
+  no marker (its <|python_tag|> is a special token, which constrained decoding never emits): a
+  reply that opens with `{` is a call list and is constrained whole; other replies are free text.
 Argument JSON is compact (", " and ": " separators, no other whitespace), as our JSON
 constraints are by default: a sampled model cannot wander off into whitespace.
 """
@@ -45,7 +47,7 @@ def triggered_ebnf(layout: CallLayout, tools: Sequence[Dict[str, Any]], parallel
     well-formed to its end; None for families without a fixed opening marker."""
     trigger = layout.trigger
     if not trigger:
-        return None
+        return _reply_start_ebnf(layout, tools, parallel) if layout.reply_start else None
     more = f"({ebnf_literal(layout.separator)} tool_call)*" if parallel else ""
     if layout.begin:  # one marker opens a whole list of calls (mistral, deepseekv3)
         if not layout.begin.startswith(trigger):
@@ -57,6 +59,20 @@ def triggered_ebnf(layout: CallLayout, tools: Sequence[Dict[str, Any]], parallel
         body = rename_root(_calls_union(layout, tools, trigger), "tool_call_rest")
     return (body + f"\nroot ::= TagDispatch(({ebnf_literal(trigger)}, tool_call_rest), "
                    f"loop_after_dispatch={'true' if parallel else 'false'}, excludes=())\n")
+
+
+def _reply_start_ebnf(layout: CallLayout, tools: Sequence[Dict[str, Any]], parallel: bool) -> str:
+    """Free text, or (after leading whitespace) calls when the reply opens with the first character
+    of a call: text may not start with that character, so such a reply is constrained whole."""
+    body = rename_root(_calls_union(layout, tools, ""), "tool_call")
+    first = layout.call_prefix(tools[0]["name"])[:1] if tools else ""
+    if not first or any(not layout.call_prefix(t["name"]).startswith(first) for t in tools):
+        raise ValueError("calls of this family do not share a first character")
+    more = f"({ebnf_literal(layout.separator)} tool_call)*" if parallel else ""
+    not_first = "[^" + first.replace("\\", "\\\\").replace("]", "\\]") + " \\t\\n\\r]"
+    return (body + f"\nreply_text ::= \"\" | {not_first} [^]*"
+                   f"\nroot ::= [ \\t\\n\\r]* ({ebnf_literal(layout.begin)} tool_call {more} "
+                   f"{ebnf_literal(layout.end)} | reply_text)\n")
 
 
 def _calls_union(layout: CallLayout, tools: Sequence[Dict[str, Any]], consumed: str) -> str:

@@ -33,7 +33,8 @@ class Llama3Format(ToolCallFormat):
 
     def layout(self) -> CallLayout:
         return CallLayout(begin="", end="", separator=SEPARATOR + " ",
-                          prefix_template='{{"name": "{name}", "parameters": ', call_suffix="}", trigger=None)
+                          prefix_template='{{"name": "{name}", "parameters": ', call_suffix="}", trigger=None,
+                          reply_start=True)
 
     def system_prompt(self, tools: Sequence[Dict[str, Any]]) -> str:
         listing = "\n\n".join(json.dumps(t, ensure_ascii=False, indent=4) for t in tools)

@@ -41,7 +41,9 @@ class CallLayout:
     A call to `name` is `call_prefix(name) + <arguments JSON> + call_suffix`; several calls are
     `begin + call (separator call)* + end`. `trigger` is the text that opens call markup in free
     text (the grammar constrains everything after it in `auto` mode); None when a family's calls
-    cannot be told from text by a fixed opening string.
+    cannot be told from text by a fixed opening string. `reply_start`: calls are recognised only at
+    the start of the reply (llama3: a reply opening with `{`), so `auto` constrains a reply that
+    starts with the call's first character.
     """
 
     begin: str
@@ -50,6 +52,7 @@ class CallLayout:
     prefix_template: str  # with {name}
     call_suffix: str
     trigger: Optional[str] = None
+    reply_start: bool = False
 
     def call_prefix(self, name: str) -> str:
         return self.prefix_template.format(name=name)
