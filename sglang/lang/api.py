@@ -32,13 +32,19 @@ def gen(name: Optional[str] = None, max_tokens: Optional[int] = None,
         return_text_in_logprobs: Optional[bool] = None, dtype: Any = None,
         choices: Optional[list[str]] = None,
         choices_method: Optional[ChoicesSamplingMethod] = None, regex: Optional[str] = None,
-        json_schema: Any = None, seed: Optional[int] = None) -> SglExpr:
-    """Generate text into variable `name`; with `choices` it is a `select`."""
+        json_schema: Any = None, seed: Optional[int] = None, ebnf: Optional[str] = None,
+        lark: Optional[str] = None) -> SglExpr:
+    """Generate text into variable `name`; with `choices` it is a `select`.
+
+    At most one constraint: `regex`, `json_schema`, `ebnf` (GBNF text) or `lark` (a grammar in
+    Lark syntax, for a runtime started with --grammar-backend lark)."""
     if choices is not None:
         return SglSelect(name, check_choices(choices), 0.0 if temperature is None else temperature,
                          choices_method or token_length_normalized)
-    if regex is not None and json_schema is not None:
-        raise ValueError("gen() takes regex or json_schema, not both")
+    given = [k for k, v in (("regex", regex), ("json_schema", json_schema), ("ebnf", ebnf), ("lark", lark))
+             if v is not None]
+    if len(given) > 1:
+        raise ValueError(f"gen() takes one of regex, json_schema, ebnf, lark; got {' and '.join(given)}")
     params = sampling_params_from_kwargs(
         max_tokens=max_tokens, min_tokens=min_tokens, dtype=dtype, n=n, stop=stop,
         stop_token_ids=stop_token_ids, stop_regex=stop_regex, temperature=temperature,
@@ -46,7 +52,7 @@ def gen(name: Optional[str] = None, max_tokens: Optional[int] = None,
         presence_penalty=presence_penalty, ignore_eos=ignore_eos, return_logprob=return_logprob,
         logprob_start_len=logprob_start_len, top_logprobs_num=top_logprobs_num,
         return_text_in_logprobs=return_text_in_logprobs, regex=regex, json_schema=json_schema,
-        seed=seed)
+        seed=seed, ebnf=ebnf, lark=lark)
     return SglGen(name, params)
 
 

@@ -49,11 +49,13 @@ class SglSamplingParams:
     return_text_in_logprobs: Optional[bool] = None
     json_schema: Optional[str] = None
     regex: Optional[str] = None
+    ebnf: Optional[str] = None  # a GBNF grammar (runtime backends; both grammar backends serve it)
+    lark: Optional[str] = None  # a grammar in Lark syntax (runtime started with --grammar-backend lark)
     seed: Optional[int] = None
 
     SAMPLING_KEYS = ("max_new_tokens", "min_new_tokens", "n", "stop", "stop_token_ids", "stop_regex",
                      "temperature", "top_p", "top_k", "min_p", "frequency_penalty",
-                     "presence_penalty", "ignore_eos", "json_schema", "regex", "seed")
+                     "presence_penalty", "ignore_eos", "json_schema", "regex", "ebnf", "lark", "seed")
     LOGPROB_KEYS = ("return_logprob", "logprob_start_len", "top_logprobs_num",
                     "return_text_in_logprobs")
 
@@ -77,7 +79,10 @@ class SglSamplingParams:
         return {k: getattr(self, k) for k in self.LOGPROB_KEYS if getattr(self, k) is not None}
 
     def is_constrained(self) -> bool:
-        return self.regex is not None or self.json_schema is not None
+        return any(getattr(self, k) is not None for k in GRAMMAR_KEYS)
+
+
+GRAMMAR_KEYS = ("regex", "json_schema", "ebnf", "lark")  # at most one per gen()
 
 
 def sampling_params_from_kwargs(max_tokens: Optional[int] = None, min_tokens: Optional[int] = None,

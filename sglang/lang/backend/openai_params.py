@@ -3,7 +3,7 @@
 Official OpenAI takes only its own parameters, so anything else is a clear error there. Other
 OpenAI-compatible endpoints (ours, vLLM-like servers) get SGLang's extensions in `extra_body`
 under the names our server's protocol uses (top_k, min_p, min_tokens, ignore_eos,
-stop_token_ids, regex, json_schema). A parameter at its neutral value (top_k=-1, min_p=0,
+stop_token_ids, regex, json_schema, ebnf, lark). A parameter at its neutral value (top_k=-1, min_p=0,
 ignore_eos=False, ...) counts as not given, so run-wide defaults never trip the check.
 """
 
@@ -22,6 +22,8 @@ _EXTENSIONS: dict[str, tuple[str, tuple[Any, ...]]] = {
     "ignore_eos": ("ignore_eos", (False,)),
     "stop_token_ids": ("stop_token_ids", ()),
     "regex": ("regex", ()),
+    "ebnf": ("ebnf", ()),
+    "lark": ("lark", ()),
 }
 _STANDARD = ("temperature", "top_p", "n", "seed", "frequency_penalty", "presence_penalty", "stop")
 
@@ -74,7 +76,8 @@ def _extensions(params: SglSamplingParams, *, model: str, official: bool) -> dic
         if not _given(value, neutral):
             continue
         if official:
-            hint = "; regex needs an SGLang endpoint (base_url=...)" if name == "regex" else ""
+            hint = (f"; {name} needs an SGLang endpoint (base_url=...) or a RuntimeEndpoint/Engine backend"
+                    if name in ("regex", "ebnf", "lark") else "")
             raise _unsupported(name, model, hint)
         extra[api_name] = value
     return extra
