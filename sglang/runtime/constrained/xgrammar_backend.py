@@ -41,9 +41,11 @@ from sglang.runtime.constrained.string_formats import with_format_patterns
 
 logger = logging.getLogger(__name__)
 
-# How xgrammar prints the character class of a length-bounded JSON string, and our fix of it.
-_LOOSE_STRING_CHAR = r'[^\"\\\r\n]'
-_STRICT_STRING_CHAR = r'[^\"\\\0-\x1f]'
+# How xgrammar prints the character classes of JSON strings (length-bounded, and its generic
+# string), and our fix of them: no raw control characters, no UTF-16 surrogate code points.
+_SURROGATES = r"\ud800-\udfff"
+STRING_CHAR_FIXES = ((r'[^\"\\\r\n]', r'[^\"\\\0-\x1f' + _SURROGATES + "]"),
+                     (r'[^\0-\x1f\"\\\r\n]', r'[^\0-\x1f\"\\\r\n' + _SURROGATES + "]"))
 
 
 class XGrammarBatchFiller:
@@ -206,7 +208,7 @@ class XGrammarBackend(BaseGrammarBackend):
             schema = with_format_patterns(load_schema(spec))  # same validation as the fsm backend
             check_schema_counts(schema)
             grammar = xgr.Grammar.from_json_schema(json.dumps(schema), any_whitespace=self._any_whitespace)
-            ebnf = _escape_controls_in_strings(str(grammar))
+            ebnf = narrow_string_chars(str(grammar))
             return ebnf, ebnf
         grammar = xgr.Grammar.from_regex(spec) if kind == "regex" else xgr.Grammar.from_ebnf(spec)
         return grammar, str(grammar)
@@ -228,11 +230,15 @@ def _checked_measure(kind: str, ebnf: str) -> Optional[GrammarMeasure]:
     return measure
 
 
-def _escape_controls_in_strings(ebnf: str) -> str:
+def narrow_string_chars(ebnf: str) -> str:
     r"""xgrammar 0.2.8 spells a length-bounded string character as [^\"\\\r\n], which admits raw
-    control characters (invalid JSON: they must be escaped); narrow it to [^\"\\\0-\x1f].
-    A no-op if a later xgrammar prints the rule differently."""
-    return ebnf.replace(_LOOSE_STRING_CHAR, _STRICT_STRING_CHAR)
+    control characters (invalid JSON: they must be escaped); narrow it to [^\"\\\0-\x1f]. Both its
+    string classes also admit the 3-byte UTF-8 forms of surrogates (ED A0..BF xx), which are not
+    valid UTF-8: the text decodes to three U+FFFD each, so a string may outgrow its maxLength.
+    A no-op if a later xgrammar prints the rules differently."""
+    for loose, strict in STRING_CHAR_FIXES:
+        ebnf = ebnf.replace(loose, strict)
+    return ebnf
 
 
 def _clean_message(message: str) -> str:

@@ -24,10 +24,6 @@ from sglang.runtime.function_call.types import CallLayout
 MAX_PARALLEL_CALLS = 4
 _ROOT_RULE = re.compile(r"^root ::= ", re.MULTILINE)
 _ROOT_REF = re.compile(r"\broot\b")
-# xgrammar prints a bounded JSON string character as [^\"\\\r\n], which lets raw control
-# characters through; the xgrammar backend narrows it the same way for json_schema constraints.
-_LOOSE_STRING_CHAR = r'[^\"\\\r\n]'
-_STRICT_STRING_CHAR = r'[^\"\\\0-\x1f]'
 
 
 def ebnf_literal(text: str) -> str:
@@ -79,6 +75,8 @@ def _calls_union(layout: CallLayout, tools: Sequence[Dict[str, Any]], consumed: 
     """One call to any of `tools`, less `consumed` (the trigger) at its start."""
     import xgrammar as xgr
 
+    from sglang.runtime.constrained.xgrammar_backend import narrow_string_chars
+
     alternatives = []
     for tool in tools:
         prefix = layout.call_prefix(tool["name"])
@@ -90,7 +88,8 @@ def _calls_union(layout: CallLayout, tools: Sequence[Dict[str, Any]], consumed: 
         alternatives.append(xgr.Grammar.concat(_literal_grammar(xgr, prefix), args,
                                                _literal_grammar(xgr, layout.call_suffix)))
     grammar = alternatives[0] if len(alternatives) == 1 else xgr.Grammar.union(*alternatives)
-    return str(grammar).replace(_LOOSE_STRING_CHAR, _STRICT_STRING_CHAR)
+    # Narrowed as the backend narrows json_schema constraints (no raw controls, no surrogates).
+    return narrow_string_chars(str(grammar))
 
 
 def _literal_grammar(xgr: Any, text: str) -> Any:
