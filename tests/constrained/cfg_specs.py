@@ -54,4 +54,38 @@ val ::= [0-9]+ | "'" [a-z]* "'"'''),
     CFGSpec("escapes_and_negation", 'root ::= "\\"" ([^"\\\\] | "\\\\" ["\\\\nt])* "\\""'),
     CFGSpec("palindrome_like", 'root ::= "a" root "a" | "b" root "b" | "c"'),
     CFGSpec("forced_prefix", 'root ::= "The answer is: " ("yes" | "no") "."'),
+    CFGSpec("csv_rows", 'root ::= row ("\\n" row){0,3}\nrow ::= field ("," field){0,3}\nfield ::= [a-z0-9]{1,4}'),
+    CFGSpec("json_number_array", 'root ::= "[" (num ("," num)*)? "]"\nnum ::= "-"? ("0" | [1-9] [0-9]{0,3})'),
+    CFGSpec("json_fixed_keys", 'root ::= "{\\"name\\":\\"" [a-z]{1,8} "\\",\\"age\\":" [0-9]{1,2} "}"'),
+    CFGSpec("json_string_escapes", r'root ::= "\"" char* "\""' + '\n'
+                                   r'char ::= [^"\\\x00-\x1f] | "\\" (["\\/bfnrt] | "u" [0-9a-f]{4})'),
+    CFGSpec("arith_functions", 'root ::= expr\nexpr ::= term (("+" | "-") term)*\nterm ::= factor (("*" | "/") factor)*\n'
+                               'factor ::= "-" factor | num | "(" expr ")" | fn "(" expr ")"\n'
+                               'fn ::= "sin" | "cos" | "max"\nnum ::= [0-9]+ ("." [0-9]+)?'),
+    CFGSpec("boolean_expr", 'root ::= disj\ndisj ::= conj ("|" conj)*\nconj ::= atom ("&" atom)*\n'
+                            'atom ::= "true" | "false" | "!" atom | "(" disj ")" | [xyz]'),
+    CFGSpec("sql_insert", 'root ::= "INSERT INTO " ident " (" ident (", " ident){0,2} ") VALUES (" val (", " val){0,2} ");"\n'
+                          'ident ::= [a-z]{1,6}\nval ::= [0-9]{1,4} | "\'" [a-z ]{0,6} "\'" | "NULL"'),
+    CFGSpec("sql_select_tail", 'root ::= "SELECT " ident " FROM " ident tail ";"\n'
+                               'tail ::= "" | " ORDER BY " ident | " LIMIT " num | " ORDER BY " ident " LIMIT " num\n'
+                               'ident ::= [a-z]{1,6}\nnum ::= [1-9] [0-9]?'),
+    CFGSpec("nested_dicts", 'root ::= dict\ndict ::= "{" (entry ("," entry)*)? "}"\nentry ::= [a-z] ":" (dict | [0-9])'),
+    CFGSpec("tuple_list", 'root ::= "[" (tup (", " tup)*)? "]"\ntup ::= "(" [0-9] ", " [a-z] ")"'),
+    CFGSpec("nested_number_lists", 'root ::= nl\nnl ::= "[" (item ("," item)*)? "]"\nitem ::= nl | "-"? [0-9]{1,3}'),
+    CFGSpec("markdown_list", 'root ::= line ("\\n" line){0,4}\nline ::= "- " [a-z ]{1,10}'),
+    CFGSpec("date_time", 'root ::= [0-9]{4} "-" ("0" [1-9] | "1" [0-2]) "-" ("0" [1-9] | [12] [0-9] | "3" [01]) '
+                         '("T" [01] [0-9] ":" [0-5] [0-9])?'),
+    CFGSpec("email_like", 'root ::= [a-z]{1,8} ("." [a-z]{1,8})? "@" [a-z]{2,8} "." ("com" | "org" | "net")'),
+    CFGSpec("ipv4_like", 'root ::= octet "." octet "." octet "." octet\noctet ::= "0" | [1-9] [0-9]{0,2}'),
+    CFGSpec("lisp_define", 'root ::= "(define " name " " expr ")"\nname ::= [a-z]{1,5}\n'
+                           'expr ::= [0-9]{1,3} | name | "(" op (" " expr){1,3} ")"\nop ::= "+" | "*" | "-"'),
+    CFGSpec("enum_choice", 'root ::= "color=" ("red" | "green" | "blue") ("; size=" ("S" | "M" | "L"))?'),
+    CFGSpec("yaml_like", 'root ::= pair ("\\n" pair){0,3}\n'
+                         'pair ::= [a-z]{1,6} ": " (scalar | "[" scalar (", " scalar){0,2} "]")\n'
+                         'scalar ::= [0-9]{1,3} | "true" | "false"'),
+    CFGSpec("function_call", 'root ::= name "(" (arg (", " arg){0,2})? ")"\nname ::= [a-z_]{1,8}\n'
+                             'arg ::= [a-z]{1,4} "=" ([0-9]{1,3} | "\\"" [a-z]{0,5} "\\"")'),
+    CFGSpec("tree_depth2", 'root ::= "N(" sub "," sub ")"\nsub ::= "L" | "N(" leaf "," leaf ")"\nleaf ::= "L" | [0-9]'),
+    CFGSpec("chess_moves", 'root ::= move (" " move){0,4}\nmove ::= [KQRBN]? [a-h] [1-8] | "O-O" | "O-O-O"'),
+    CFGSpec("semver", 'root ::= num "." num "." num ("-" [a-z]{1,6} ("." num)?)?\nnum ::= "0" | [1-9] [0-9]{0,2}'),
 ]

@@ -28,7 +28,9 @@ _END = "$END"
 def build_table(lark_text: str, cells: CharCells):
     """lark's LALR table for the character-cell grammar; ValueError naming any conflict."""
     try:
-        parser = Lark(lark_text, parser="lalr", lexer="basic")
+        # strict: a shift/reduce conflict is an error, not silently resolved as a shift (which
+        # would make masks refuse valid text, e.g. " or" after an atom that " and" could follow)
+        parser = Lark(lark_text, parser="lalr", lexer="basic", strict=True)
     except GrammarError as exc:
         raise ValueError("grammar is not LALR(1) at the character level, so the lark backend cannot "
                          f"serve it (use --grammar-backend xgrammar, or remove the ambiguity): "
@@ -42,6 +44,7 @@ def _describe_cells(message: str, cells: CharCells) -> str:
                           for lo, hi in cells.cell_ranges[c][:4])
         message = message.replace(f"Terminal('{terminal(c)}')", f"character [{chars}]").replace(
             f" {terminal(c)}>", f" <char {chars}>>").replace(f" {terminal(c)} ", f" <char {chars}> ")
+        message = message.replace(f"terminal {terminal(c)}.", f"character [{chars}].")
     return message
 
 
