@@ -9,7 +9,7 @@ level grammar cannot express is refused with the reason: anchors, lookarounds, b
 Semantics differ from lark's lexer in one documented way: the grammar is analysed at character
 level, so terminal priorities and longest-match lexing do not disambiguate; an ambiguity between
 adjacent terminals shows up as an LALR conflict (HTTP 400) instead. `%ignore`d terminals may
-appear before any terminal and at the end (what lark's lexer allows between tokens).
+appear at the start and after any terminal (what lark's lexer allows between tokens).
 """
 
 from __future__ import annotations
@@ -53,13 +53,15 @@ def lark_to_ebnf(text: str) -> str:
         raise LarkSyntaxError(_located(str(exc), text)) from None
     start = parser.options.start[0]
     ignored = list(parser.ignore_tokens)
-    lines = [f"{_ROOT} ::= {_rule(start)}" + (f" {_IGNORED_RULE}" if ignored else "")]
+    # Ignored text is attached to the terminal before it (and the start): deciding where it belongs
+    # then never needs to look past it, which keeps the grammar LALR(1) at character level.
+    lines = [f"{_ROOT} ::= " + (f"{_IGNORED_RULE} " if ignored else "") + _rule(start)]
     by_origin: dict = {}
     for rule in parser.rules:
         by_origin.setdefault(rule.origin.name, []).append(rule.expansion)
-    prefix = f"{_IGNORED_RULE} " if ignored else ""
+    suffix = f" {_IGNORED_RULE}" if ignored else ""
     for name, expansions in by_origin.items():
-        alts = [" ".join((prefix + _term(s.name)) if s.is_term else _rule(s.name) for s in exp) or '""'
+        alts = [" ".join((_term(s.name) + suffix) if s.is_term else _rule(s.name) for s in exp) or '""'
                 for exp in expansions]
         lines.append(f"{_rule(name)} ::= " + " | ".join(f"( {a} )" for a in alts))
     for terminal in parser.terminals:
@@ -69,7 +71,9 @@ def lark_to_ebnf(text: str) -> str:
             raise LarkSyntaxError(f"Lark grammar error: terminal {terminal.name}: {exc}") from None
         lines.append(f"{_term(terminal.name)} ::= {body}")
     if ignored:
-        lines.append(f"{_IGNORED_RULE} ::= ( " + " | ".join(_term(n) for n in ignored) + " )*")
+        patterns = {t.name: t.pattern for t in parser.terminals}
+        bodies = [_repeated_body(patterns[n].to_regexp(), patterns[n].flags) for n in ignored]
+        lines.append(f"{_IGNORED_RULE} ::= ( " + " | ".join(bodies) + " )*")
     return "\n".join(lines) + "\n"
 
 
@@ -106,6 +110,21 @@ def _located(message: str, text: str) -> str:
 # ---------------------------------------------------------------- regex -> EBNF
 def regex_to_ebnf(pattern: str, flags: Iterable[str] = ()) -> str:
     """An EBNF expression matching exactly the strings `pattern` fully matches."""
+    items, flag_bits = _parse(pattern, flags)
+    return _seq(items, bool(flag_bits & re.IGNORECASE), bool(flag_bits & re.DOTALL))
+
+
+def _repeated_body(pattern: str, flags: Iterable[str]) -> str:
+    """What one step of `(ignored)*` may match. For the usual `X+` ignore terminal (WS) that is X:
+    a run of ignored `X+` would be ambiguous (two spaces = one WS or two), an LALR conflict."""
+    items, flag_bits = _parse(pattern, flags)
+    icase, dotall = bool(flag_bits & re.IGNORECASE), bool(flag_bits & re.DOTALL)
+    if len(items) == 1 and str(items[0][0]) == "MAX_REPEAT" and items[0][1][:2] == (1, MAXREPEAT):
+        return _seq(list(items[0][1][2]), icase, dotall)
+    return _seq(items, icase, dotall)
+
+
+def _parse(pattern: str, flags: Iterable[str]) -> Tuple[List[Tuple], int]:
     flag_bits = 0
     for flag in flags:
         flag_bits |= {"i": re.IGNORECASE, "s": re.DOTALL, "m": re.MULTILINE, "x": re.VERBOSE,
@@ -114,7 +133,7 @@ def regex_to_ebnf(pattern: str, flags: Iterable[str] = ()) -> str:
         parsed = _sre.parse(pattern, flag_bits)
     except re.error as exc:
         raise LarkSyntaxError(f"bad regex /{pattern}/: {exc}") from None
-    return _seq(list(parsed), bool(flag_bits & re.IGNORECASE), bool(flag_bits & re.DOTALL))
+    return list(parsed), flag_bits
 
 
 def _seq(items: List[Tuple], icase: bool, dotall: bool) -> str:
