@@ -53,6 +53,9 @@ MEANINGS: Dict[str, str] = {
     "json_schema": "Constrain the output to JSON valid under this JSON Schema, given as a string "
                    "(`json.dumps(schema)`).",
     "ebnf": "Constrain the output to this EBNF grammar (rule `root` is the start; xgrammar's syntax).",
+    "lark": ("Constrain the output to this grammar in Lark's syntax (rule `start` is the start); only on "
+             "`--grammar-backend lark` (other backends answer 400 naming the flag). See "
+             "[structured outputs](structured_outputs.md#grammars-in-lark-syntax)."),
     "stop_regex": "A regular expression (or list) whose match in the newest output ends generation; each "
                   "search is time-bounded.",
     "custom_params": "Accepted for upstream compatibility and not used: this runtime has no custom logit "
@@ -204,8 +207,8 @@ def render() -> str:
         "Greedy decoding is `temperature: 0` (any temperature below "
         f"{code(sp.GREEDY_TEMPERATURE_EPS)} is treated as 0). `stop` and `stop_regex` take at most "
         f"{sp.MAX_STOP_STRINGS} entries of at most {sp.MAX_STOP_STR_LEN} characters; `logit_bias` values "
-        f"lie in [-{sp.MAX_LOGIT_BIAS:g}, {sp.MAX_LOGIT_BIAS:g}]. Only one of `regex`, `json_schema`, `ebnf` "
-        "may be set. A value of `null` means \"not given\" and keeps the default.",
+        f"lie in [-{sp.MAX_LOGIT_BIAS:g}, {sp.MAX_LOGIT_BIAS:g}]. Only one of `regex`, `json_schema`, `ebnf`, "
+        "`lark` may be set. A value of `null` means \"not given\" and keeps the default.",
         "",
         "## Errors",
         "",
