@@ -1,7 +1,7 @@
 """Tiny quantized checkpoints in the Hub's published layouts, written from a float checkpoint.
 
 `write_quantized(src_dir, out_dir, fmt, **options)` quantizes every decoder linear weight
-(`*_proj.weight` under `model.layers`) of a float checkpoint (e.g. `tiny_model_dir("llama")`)
+(2-D `.weight` tensors under `model.layers` except MoE routers and norms) of a float checkpoint (e.g. `tiny_model_dir("llama")`)
 and writes the checkpoint the way the format's producers do, with config.json's
 `quantization_config`. It also writes `out_dir/dequantized/`: the same model with float32
 weights equal to the quantized values, the reference the loader's results are checked against.
@@ -34,7 +34,10 @@ E4M3_MAX = 448.0
 
 
 def is_quantized_linear(name: str, tensor: torch.Tensor) -> bool:
-    return name.startswith("model.layers.") and name.endswith("_proj.weight") and tensor.dim() == 2
+    """Decoder projections (incl. experts and DeepSeek's `kv_a_proj_with_mqa`); MoE routers
+    (`mlp.gate`, `shared_expert_gate`) and norms stay float, as in published FP8 checkpoints."""
+    return (name.startswith("model.layers.") and name.endswith(".weight") and tensor.dim() == 2
+            and not name.endswith("gate.weight") and "norm" not in name)
 
 
 def _fp8_with(w: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,7 @@ def logits(model: torch.nn.Module, mc: ModelConfig, kv_dtype: Optional[torch.dty
 def round_inputs(model: torch.nn.Module, rounding: Callable[[str, torch.Tensor], torch.Tensor]) -> None:
     """Make every linear layer of a float model compute F.linear(rounding(name, x), W, b)."""
     for name, module in model.named_modules():
-        if isinstance(module, LinearBase):
+        if isinstance(module, LinearBase) and not getattr(module, "keep_float", False):  # routers stay float
             def forward(x, m=module, n=name):
                 return F.linear(rounding(n, x.reshape(-1, x.shape[-1])).reshape(x.shape), m.weight, m.bias)
             module.forward = forward

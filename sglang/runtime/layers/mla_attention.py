@@ -79,6 +79,7 @@ class MLAAttention(nn.Module):
         self.kv_a_proj_with_mqa = ReplicatedLinear(hidden, self.kv_lora_rank + self.rope_dim, bias=bias)
         self.kv_a_layernorm = RMSNorm(self.kv_lora_rank, eps=LATENT_NORM_EPS)
         self.kv_b_proj = ColumnParallelLinear(self.kv_lora_rank, heads * (self.nope_dim + self.v_dim), bias=False)
+        self.kv_b_proj.float_after_load = True  # its weight is absorbed, read directly (FP8 checkpoints: dequantized)
         self.o_proj = RowParallelLinear(heads * self.v_dim, hidden, bias=bias)
         fits = rotary_emb is not None and rotary_emb.head_size == self.rope_dim
         self.rotary_emb = rotary_emb if fits else mla_rope(config)

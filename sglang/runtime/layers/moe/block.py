@@ -36,6 +36,9 @@ class MoEBlock(nn.Module):
         self.experts = FusedMoE(num_experts, hidden_size, intermediate_size, hidden_act)
         self.shared_expert = shared_expert
         self.shared_expert_gate = ReplicatedLinear(hidden_size, 1, bias=False) if shared_expert_gate else None
+        for router in (self.gate, self.shared_expert_gate):
+            if router is not None:  # routing stays float: published FP8 MoE checkpoints keep it so
+                router.keep_float = True
 
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(weights [T, k], expert ids [T, k]) for hidden states x [T, H]."""

@@ -83,9 +83,10 @@ class FusedMoE(nn.Module):
             offset = 0 if slot == "w1" else rows
             src, dst = loaded.narrow(0, start, rows), param.data[expert, offset:offset + rows]
         src = materialize(src)
-        if src.dtype in FP8_DTYPES:  # a plain copy would drop the block scales: wrong numbers
-            raise ValueError(f"expert {expert} {slot} is stored as {src.dtype}; FP8 expert weights are not "
-                             f"supported yet: use a bfloat16 checkpoint of this model")
+        if src.dtype in FP8_DTYPES and param.dtype not in FP8_DTYPES:  # a plain copy would drop the scales
+            raise ValueError(f"expert {expert} {slot} is stored as {src.dtype}; FP8 experts are read from "
+                             f"checkpoints with block-wise scales (quant_method fp8, weight_block_size) only: "
+                             f"use such a checkpoint or a bfloat16 one")
         with torch.no_grad():
             dst.copy_(src)
 

@@ -131,10 +131,28 @@ class Fp8LinearMethod(LinearMethod):
         if self.scheme.serialized:
             if self.scheme.activations == "static" and not float(layer.input_scale) > 0:
                 raise ValueError("a static FP8 input_scale must be positive")
+            if getattr(layer, "float_after_load", False):
+                self._to_float(layer)
+            return
+        if getattr(layer, "float_after_load", False):  # read directly by its module: stays float
+            from sglang.runtime.layers.quantization.unquantized import UnquantizedLinearMethod
+
+            layer.quant_method = UnquantizedLinearMethod()
             return
         weight, scale = quantize_rows(layer.weight.data)  # on the weight's device
         layer.weight = nn.Parameter(weight, requires_grad=False)
         setattr(layer, self.scheme.scale_name, nn.Parameter(scale, requires_grad=False))
+
+    def _to_float(self, layer: nn.Module) -> None:
+        """A layer whose weight is read directly (MLA absorbs kv_b_proj into its queries and
+        output) gets the dequantized weight in the model dtype and computes unquantized."""
+        from sglang.runtime.layers.quantization.fp8_math import dequantize
+        from sglang.runtime.layers.quantization.unquantized import UnquantizedLinearMethod
+
+        weight = dequantize(layer.weight.data, getattr(layer, self.scheme.scale_name).data, self.block_k)
+        layer.weight = nn.Parameter(weight.to(layer.params_dtype), requires_grad=False)
+        delattr(layer, self.scheme.scale_name)
+        layer.quant_method = UnquantizedLinearMethod()
 
     # ---------------------------------------------------------------- compute
     def apply(self, layer: nn.Module, x: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
@@ -172,6 +190,21 @@ class Fp8Config(QuantizationConfig):
             raise ValueError("an FP8 quantization_config cannot describe a GGUF checkpoint")
         for layer in quantizable_linears(model, self.scheme.ignore):
             layer.set_quant_method(Fp8LinearMethod(self.scheme))
+        if self.scheme.serialized and self.scheme.block is not None:
+            from sglang.runtime.layers.moe.fp8_experts import stage_fp8_block_experts
+            from sglang.runtime.layers.moe.fused_moe import FusedMoE
+
+            for module in model.modules():
+                if isinstance(module, FusedMoE):
+                    stage_fp8_block_experts(module, self.scheme.block)
+
+    def finish(self, model: nn.Module) -> None:
+        super().finish(model)
+        from sglang.runtime.layers.moe.fp8_experts import dequantize_staged_experts
+
+        for module in model.modules():
+            if getattr(module, "fp8_block", None) is not None:
+                dequantize_staged_experts(module)
 
 
 def _names(value: Any) -> Tuple[str, ...]:

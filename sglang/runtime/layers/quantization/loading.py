@@ -91,8 +91,8 @@ def quantizable_linears(model: nn.Module, ignore: Sequence[str] = ()) -> List[nn
 
     out = []
     for name, module in model.named_modules():
-        if not isinstance(module, LinearBase):
-            continue
+        if not isinstance(module, LinearBase) or getattr(module, "keep_float", False):
+            continue  # keep_float: e.g. MoE routers
         parts = layer_checkpoint_names(model, name)
         listed = [name_matches(p, ignore) for p in parts]
         if all(listed):
