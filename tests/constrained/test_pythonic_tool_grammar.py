@@ -99,3 +99,15 @@ def test_random_walks_parse_and_validate(compiled, vocab, monkeypatch):
         assert content == "" and calls, result.text
         for call in calls:
             validate(json.loads(call.arguments), SCHEMAS[call.name])
+
+
+def test_auto_is_free_text_or_a_whole_constrained_call_list():
+    from sglang.runtime.function_call.pythonic_grammar import pythonic_auto_ebnf
+
+    ebnf = pythonic_auto_ebnf(TOOLS, parallel=True)
+    for text in ("", "It is sunny in Paris.", "Sure: [not a call", f"  [{render(*GOOD[0])}]",
+                 "[" + ", ".join(render(n, a) for n, a in GOOD[:2]) + "]"):
+        assert accepts(ebnf, text), text
+    for text in BAD[:-2] + ["[", " [get_weather(city='P', days=3)] and more"]:  # a reply opening with "[" is a call list
+        assert not accepts(ebnf, text), text
+    assert not accepts(pythonic_auto_ebnf(TOOLS, parallel=False), "[" + ", ".join(render(*GOOD[0]) for _ in "ab") + "]")

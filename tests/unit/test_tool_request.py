@@ -57,7 +57,9 @@ def test_grammar_by_choice_and_backend():
     assert plan_tools(request(tool_choice=named), "llama3", PLAIN, "xgrammar").grammar is not None
     assert plan_tools(request(tool_choice="required"), "pythonic", PLAIN, "xgrammar").grammar["ebnf"].startswith(
         'root ::= "[" py_call')
-    assert plan_tools(request(), "pythonic", PLAIN, "xgrammar").grammar is None  # auto: parsed, not constrained
+    # auto: free text, or a constrained call list when the reply opens with "["
+    assert "root ::= [ \\t\\n\\r]* (py_calls | reply_text)" in plan_tools(request(), "pythonic", PLAIN,
+                                                                           "xgrammar").grammar["ebnf"]
     assert plan_tools(request(tool_choice="required"), "hermes", PLAIN, "fsm").grammar is None
     assert "needs tools" in error_of(plan_tools, request(tools=None, tool_choice="required"), "hermes", PLAIN,
                                      "xgrammar")

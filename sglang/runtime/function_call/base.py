@@ -45,6 +45,11 @@ class ToolCallFormat(ABC):
         grammar grammar.calls_ebnf builds from the layout); None when it cannot be constrained."""
         return None
 
+    def auto_grammar(self, tools: Sequence[Dict[str, Any]], parallel: bool) -> Optional[str]:
+        """EBNF of a `tool_choice=auto` reply (free text, constrained once a call starts) for
+        formats without a JSON-bodied layout; None when calls stay parsed only."""
+        return None
+
     def parse(self, text: str, names: AbstractSet[str] = frozenset()) -> Tuple[str, List[ToolCall]]:
         scan = self.scan(text, names, final=True)
         return scan.content, [ToolCall(c.name, c.arguments) for c in scan.calls if c.name is not None]

@@ -10,7 +10,7 @@ import re
 from typing import AbstractSet, Any, Dict, List, Optional, Sequence
 
 from sglang.runtime.function_call.base import ToolCallFormat
-from sglang.runtime.function_call.pythonic_grammar import pythonic_calls_ebnf
+from sglang.runtime.function_call.pythonic_grammar import pythonic_auto_ebnf, pythonic_calls_ebnf
 from sglang.runtime.function_call.types import PartialCall, Scan, ToolCall
 
 _OPENING = re.compile(r"\[\s*[A-Za-z_][\w.]*\s*\(")
@@ -38,6 +38,9 @@ class PythonicFormat(ToolCallFormat):
 
     def calls_grammar(self, tools: Sequence[Dict[str, Any]], parallel: bool) -> Optional[str]:
         return pythonic_calls_ebnf(tools, parallel)
+
+    def auto_grammar(self, tools: Sequence[Dict[str, Any]], parallel: bool) -> Optional[str]:
+        return pythonic_auto_ebnf(tools, parallel)
 
     def render_calls(self, calls: Sequence[ToolCall]) -> str:
         def one(call: ToolCall) -> str:

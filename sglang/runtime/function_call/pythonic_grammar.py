@@ -45,6 +45,15 @@ def pythonic_calls_ebnf(tools: Sequence[Dict[str, Any]], parallel: bool) -> str:
     return "\n".join(head + builder.rules) + "\n" + _GENERIC
 
 
+def pythonic_auto_ebnf(tools: Sequence[Dict[str, Any]], parallel: bool) -> str:
+    """`tool_choice=auto`: free text, or (after leading whitespace) a call list when the reply
+    opens with "[" (the call list's only opening marker): text may not start with "[", so such a
+    reply is constrained whole."""
+    calls = pythonic_calls_ebnf(tools, parallel).replace("root ::= ", "py_calls ::= ", 1)
+    return (calls + '\nreply_text ::= "" | [^[ \\t\\n\\r] [^]*'
+            + '\nroot ::= [ \\t\\n\\r]* (py_calls | reply_text)\n')
+
+
 def python_literal(value: Any) -> str:
     """`value` (JSON data) written as a Python literal, double-quoted strings."""
     if isinstance(value, bool) or value is None:

@@ -133,7 +133,8 @@ def _grammar(plan: ToolPlan, picked: List[Dict[str, Any]], req: ChatCompletionRe
     parallel = plan.parallel and plan.choice == "required"
     try:
         if plan.choice == "auto":
-            ebnf = triggered_ebnf(layout, picked, plan.parallel) if layout is not None else None
+            ebnf = (triggered_ebnf(layout, picked, plan.parallel) if layout is not None
+                    else plan.fmt.auto_grammar(picked, plan.parallel))
         elif layout is None:
             ebnf = plan.fmt.calls_grammar(picked, parallel)
         else:
