@@ -121,7 +121,7 @@ def test_weight_loader_stacks_gate_up_and_down_per_expert():
         layer.weight_loader(layer.w13_weight, torch.zeros(5, 8), (1, "w3"))
     with pytest.raises(ValueError, match="expert shard id"):
         layer.weight_loader(layer.w13_weight, tensors[0, "w1"], (3, "w1"))
-    with pytest.raises(ValueError, match="FP8 expert weights are not supported yet"):
+    with pytest.raises(ValueError, match="FP8 experts are read from checkpoints with block-wise scales"):
         layer.weight_loader(layer.w2_weight, tensors[0, "w2"].to(torch.float8_e4m3fn), (0, "w2"))
 
 
