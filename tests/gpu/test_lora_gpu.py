@@ -38,7 +38,7 @@ def test_kernels_match_twins(dtype, counts, slots, k, n, m):
     h = lora_shrink(x, a, seg, rows, max_len)
     h_ref = ref.lora_shrink(x.float(), a.float(), seg, rows, max_len)
     tol = dict(rtol=1e-4, atol=1e-3) if dtype == torch.float32 else dict(rtol=2e-2, atol=5e-2)
-    torch.testing.assert_close(h.float(), h_ref, **tol)
+    torch.testing.assert_close(h.sum(0), h_ref.sum(0), **tol)  # h: partials over slices of K
     got = lora_expand(h, b, out.clone(), seg, rows, max_len)
     want = ref.lora_expand(h.float(), b.float(), out.float(), seg, rows, max_len)
     torch.testing.assert_close(got.float(), want, **tol)
