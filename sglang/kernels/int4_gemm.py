@@ -130,19 +130,18 @@ def _dequant_kernel(Q, S, Z, G, W, N, K, NG, stride_qn, stride_wn,
     byte = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
     rows = offs_n.to(tl.int64)
     n_mask = offs_n < N
-    k_even = byte * 2
-    even_ok, odd_ok = k_even < K, k_even + 1 < K
-    packed = tl.load(Q + rows[:, None] * stride_qn + byte[None, :], mask=n_mask[:, None] & even_ok[None, :],
+    packed = tl.load(Q + rows[:, None] * stride_qn + byte[None, :], mask=n_mask[:, None] & (byte < (K + 1) // 2)[None, :],
                      other=0).to(tl.int32)
-    for half in tl.static_range(2):
-        k = k_even + half
-        k_ok = odd_ok if half else even_ok
-        mask = n_mask[:, None] & k_ok[None, :]
-        grp = tl.load(G + k, mask=k_ok, other=0)
-        s = tl.load(S + rows[:, None] * NG + grp[None, :], mask=mask, other=0.0)
-        z = tl.load(Z + rows[:, None] * NG + grp[None, :], mask=mask, other=0).to(tl.float32)
-        q = ((packed >> (4 * half)) & 0xF).to(tl.float32)
-        tl.store(W + rows[:, None] * stride_wn + k[None, :], ((q - z) * s).to(W.dtype.element_ty), mask=mask)
+    # Interleave the nibbles into input order so each row's store is one contiguous run (storing
+    # even and odd inputs separately wrote every other element: half-empty transactions).
+    q = tl.reshape(tl.join(packed & 0xF, packed >> 4), (BLOCK_N, 2 * BLOCK_B)).to(tl.float32)
+    k = pid_b * 2 * BLOCK_B + tl.arange(0, 2 * BLOCK_B)
+    k_ok = k < K
+    mask = n_mask[:, None] & k_ok[None, :]
+    grp = tl.load(G + k, mask=k_ok, other=0)
+    s = tl.load(S + rows[:, None] * NG + grp[None, :], mask=mask, other=0.0)
+    z = tl.load(Z + rows[:, None] * NG + grp[None, :], mask=mask, other=0).to(tl.float32)
+    tl.store(W + rows[:, None] * stride_wn + k[None, :], ((q - z) * s).to(W.dtype.element_ty), mask=mask)
 
 
 def _gemv_config(n: int, group: int) -> Tuple[int, int, int, int]:
