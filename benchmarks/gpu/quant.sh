@@ -26,7 +26,7 @@ one bf16 /tmp/l8b
 one fp8 /tmp/l8b --quantization fp8
 one awq /tmp/l8b_awq
 [ "${SKIP_FP8KV:-0}" = 1 ] || one fp8kv /tmp/l8b --kv-cache-dtype fp8_e4m3
-for q in bf16 fp8; do
+[ "${SKIP_OFFLINE:-0}" = 1 ] || for q in bf16 fp8; do
   extra=(); [ $q = fp8 ] && extra=(--quantization fp8)
   echo "== offline $q"
   timeout ${OFFLINE_TIMEOUT:-120} python3 -m sglang.bench_offline_throughput --model-path /tmp/l8b --load-format dummy \
