@@ -97,10 +97,15 @@ def test_cuda_graph_decode_with_mixed_adapters_equals_eager(tmp_path):
             h.submit(f"r{i}", input_ids=[3 + i, 17, 29, 5 + 2 * i], return_logprob=True, lora_path=name,
                      params={"max_new_tokens": 12, "temperature": 0.0, "ignore_eos": True})
         h.run_until_idle()
+        # then a batch on the base model alone: replayed from the graphs without LoRA kernels
+        for i in range(len(names), len(names) + 3):
+            h.submit(f"r{i}", input_ids=[3 + i, 17, 29, 5 + 2 * i], return_logprob=True,
+                     params={"max_new_tokens": 12, "temperature": 0.0, "ignore_eos": True})
+        h.run_until_idle()
         if graphs:
-            assert h.runner.graph_runner.num_replays > 0
+            assert h.runner.graph_runner.num_replays > 0 and h.runner.graph_runner.base_graphs
         results[graphs] = h.results
-    for i in range(len(names)):
+    for i in range(len(names) + 3):
         eager, graph = results[False][f"r{i}"], results[True][f"r{i}"]
         assert graph.output_ids == eager.output_ids
         lp = lambda r: torch.tensor([v for d in r.logprobs for v in d.output_token_logprobs])  # noqa: E731

@@ -138,6 +138,9 @@ class CudaGraphRunner:
         self.static_batches: Dict[int, ForwardBatch] = {}
         self.lora = getattr(model_runner, "lora", None)  # multi-LoRA: static row segments per graph
         self.lora_batches: Dict[int, object] = {}
+        # With LoRA, a second graph per size without the LoRA kernels for batches that use no
+        # adapter: replaying the adapter graph's empty launches cost 0.7 ms a step on an H100.
+        self.base_graphs: Dict[int, torch.cuda.CUDAGraph] = {}
         with torch.inference_mode():
             self.inputs = StaticInputs.allocate(self.max_bs, padding_row, model_runner.device)
             self.logits = torch.zeros(self.max_bs, model_runner.vocab_size(), dtype=torch.float32,
@@ -202,6 +205,11 @@ class CudaGraphRunner:
         with torch.cuda.graph(graph, pool=self.pool, stream=stream):
             self._run_model(fb)
         self.graphs[bs], self.static_batches[bs] = graph, fb
+        if self.lora is not None:
+            self.lora.ctx.batch = None
+            self.base_graphs[bs] = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.base_graphs[bs], pool=self.pool, stream=stream):
+                self._run_model(fb)
 
     # ---------------------------------------------------------------- replay
     def graph_batch_size(self, bs: int) -> Optional[int]:
@@ -228,8 +236,12 @@ class CudaGraphRunner:
         # Backends that plan on the host (flashinfer) read the lengths; padded rows hold one token.
         static.seq_lens_cpu = list(fb.seq_lens_cpu) + [1] * (graph_bs - fb.batch_size)
         self.runner.attn_backend.init_forward_metadata_replay(static)
+        graph = self.graphs[graph_bs]
         if self.lora is not None:
-            self.lora.prepare_graph(fb.lora_names, fb.batch_size, self.lora_batches[graph_bs])
-        self.graphs[graph_bs].replay()
+            if fb.lora_names and any(fb.lora_names):
+                self.lora.prepare_graph(fb.lora_names, fb.batch_size, self.lora_batches[graph_bs])
+            else:
+                graph = self.base_graphs[graph_bs]
+        graph.replay()
         self.num_replays += 1
         return LogitsProcessorOutput(next_token_logits=self.logits[: fb.batch_size])
