@@ -1,7 +1,6 @@
 """NGRAM verify passes under LoRA adapters: every verify row of a request runs under its adapter,
-so greedy outputs equal plain decoding's for a batch mixing adapters and the base model. (Skipped
-while runtime/lora/config.py refuses LoRA with --speculative-algorithm; it passes with that
-refusal lifted, and fails if the verify rows drop the adapter names.)"""
+so greedy outputs equal plain decoding's for a batch mixing adapters and the base model (fails if
+the verify rows drop the adapter names). DRAFT with LoRA is refused at start."""
 
 from __future__ import annotations
 
@@ -19,10 +18,6 @@ GREEDY = {"max_new_tokens": 16, "temperature": 0.0, "ignore_eos": True}
 
 def _run(base, adapters, spec: bool):
     extra = {"speculative_algorithm": "NGRAM", "speculative_disable_batch_size": 64} if spec else {}
-    try:
-        ServerArgs(model_path=base, device="cpu", lora_paths=[f"{n}={p}" for n, p in adapters.items()], **extra)
-    except ValueError as exc:
-        pytest.skip(f"this build refuses LoRA with speculation: {exc}")
     h = SchedulerHarness(base, dtype="float32", lora_paths=[f"{n}={p}" for n, p in adapters.items()], **extra)
     names = [None, "a1", "a2"] * 3
     for i, name in enumerate(names):
@@ -41,3 +36,11 @@ def test_verify_rows_use_the_request_adapter(tmp_path):
     spec, h = _run(base, adapters, spec=True)
     assert spec == plain
     assert h.scheduler.state()["spec_verify_passes"] > 0
+
+
+def test_draft_model_with_lora_is_refused(tmp_path):
+    base = tiny_model_dir("llama")
+    adapter = write_peft_adapter(base, str(tmp_path / "a1"), r=4, seed=1)
+    with pytest.raises(ValueError, match="speculative-algorithm DRAFT is not supported yet .NGRAM is."):
+        ServerArgs(model_path=base, device="cpu", lora_paths=[f"a1={adapter}"], speculative_algorithm="DRAFT",
+                   speculative_draft_model_path=base)

@@ -67,7 +67,10 @@ def validate_lora_args(args: Any) -> None:
         return
     if args.tp_size > 1:
         raise ValueError("LoRA serving with --tp-size > 1 is not supported yet; drop one of them")
-    if args.speculative_algorithm:
-        raise ValueError("LoRA serving with --speculative-algorithm is not supported yet; drop one of them")
+    # NGRAM verifies with the target model alone, each row under its request's adapter; a draft
+    # model would draft without the adapters (and would need its own adapter pool).
+    if args.speculative_algorithm and str(args.speculative_algorithm).upper() != "NGRAM":
+        raise ValueError(f"LoRA serving with --speculative-algorithm {args.speculative_algorithm} is not supported "
+                         "yet (NGRAM is); drop one of them or use NGRAM")
     if getattr(args, "is_embedding", False):
         raise ValueError("LoRA serving is for generation models; drop --is-embedding or --enable-lora")
