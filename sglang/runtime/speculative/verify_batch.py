@@ -27,31 +27,42 @@ def build_verify_batch(reqs: Sequence[Req], drafts: Sequence[List[int]], res: KV
     before attending, so row j sees exactly the tokens up to its own: causal attention over the
     segment, as an extend pass would compute it. As a decode batch it takes the decode kernels
     and CUDA graphs. Logits come back one row per token, in batch order."""
+    return build_rows_batch(reqs, [[req.output_ids[-1], *draft] for req, draft in zip(reqs, drafts)], res)
+
+
+def build_rows_batch(reqs: Sequence[Req], token_lists: Sequence[List[int]], res: KVResources) -> ForwardBatch:
+    """A DECODE batch with one row per token of `token_lists[i]`, written from request i's
+    kv_committed_len on (see build_verify_batch). Also the in-batch jump-forward's catch-up step:
+    a request's forced tokens are rows next to the other requests' single decode rows."""
     tokens: List[int] = []
-    positions: List[int] = []
+    rope: List[int] = []
     rows: List[int] = []
-    for req, draft in zip(reqs, drafts):
-        tokens.append(req.output_ids[-1])
-        tokens.extend(draft)
-        positions.extend(range(req.kv_committed_len, req.kv_committed_len + len(draft) + 1))
-        rows.extend([req.req_pool_idx] * (len(draft) + 1))
+    seq_lens: List[int] = []
+    for req, toks in zip(reqs, token_lists):
+        tokens.extend(toks)
+        seq_lens.extend(range(req.kv_committed_len + 1, req.kv_committed_len + len(toks) + 1))
+        # rotary positions: the sequence index, shifted for M-RoPE requests (their t = h = w)
+        rope.extend(range(req.kv_committed_len + req.rope_delta, req.kv_committed_len + req.rope_delta + len(toks)))
+        rows.extend([req.req_pool_idx] * len(toks))
     slots = res.alloc_slots(len(tokens))
     if slots is None:
-        raise OutOfKVMemory(f"cannot allocate {len(tokens)} KV slots for a verify pass")
-    seq_lens = [p + 1 for p in positions]
+        raise OutOfKVMemory(f"cannot allocate {len(tokens)} KV slots for a multi-row decode pass")
     # Multi-LoRA: every row of a request runs under the request's adapter.
-    names = [getattr(r, "lora_name", None) for r, d in zip(reqs, drafts) for _ in range(len(d) + 1)]
+    names = [getattr(r, "lora_name", None) for r, t in zip(reqs, token_lists) for _ in t]
+    # The decode input table (ids, rotary positions, rows, seq_lens, KV slots): one copy to the
+    # device, and what a CUDA graph replay loads.
     host = torch.empty((5, len(tokens)), dtype=torch.int64)
-    host[:4] = torch.tensor([tokens, positions, rows, seq_lens], dtype=torch.int64)
+    host[:4] = torch.tensor([tokens, rope, rows, seq_lens], dtype=torch.int64)
     host[4] = slots.to(torch.int64)
     packed = host_to_device(host, res.device)
-    input_ids, dev_positions, dev_rows, dev_seq_lens, out_loc = packed.unbind(0)
-    res.req_to_token_pool.write_points(host[2], host[1], host[4], device_args=(dev_rows, dev_positions, out_loc))
+    input_ids, dev_rope, dev_rows, dev_seq_lens, out_loc = packed.unbind(0)
+    # A token's column in req_to_token is its sequence index, seq_len - 1.
+    res.req_to_token_pool.write_points(host[2], host[3] - 1, host[4], device_args=(dev_rows, dev_seq_lens - 1, out_loc))
     return ForwardBatch(
         forward_mode=ForwardMode.DECODE,
         batch_size=len(tokens),
         input_ids=input_ids,
-        positions=dev_positions,
+        positions=dev_rope,
         req_pool_indices=dev_rows,
         seq_lens=dev_seq_lens,
         out_cache_loc=out_loc,
