@@ -110,6 +110,9 @@ class ServerArgs:
     tool_call_parser: Optional[str] = _f(None, "Format of tool calls in model output, for `tools` in chat requests. Default: detected from the chat template; naming one makes tool calling work with any template (tools are then described in the family's system-prompt format when the template ignores them).", TOOL_CALL_PARSER_NAMES)
     reasoning_parser: Optional[str] = _f(None, "Split `<think>...</think>` reasoning from chat answers into message.reasoning_content (deepseek-r1 / qwen3-thinking: output starts inside the block; qwen3: when the output opens one).", REASONING_PARSER_NAMES)
     disable_jump_forward: bool = _f(False, "Turn off jump-forward decoding of forced text in constrained generation.")
+    disable_in_batch_jump_forward: bool = _f(
+        False, "Jump-forward by re-prefilling the forced text in its own extend pass (the other running requests "
+        "wait) instead of as extra rows of the next decode pass; for A/B comparison.")
     constrained_json_whitespace_pattern: Optional[str] = _f(None, "Regex for whitespace allowed between JSON tokens. The fsm backend defaults to '[ ]?'; setting it makes xgrammar allow any JSON whitespace.")
 
     # Speculative decoding

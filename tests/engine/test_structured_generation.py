@@ -102,11 +102,12 @@ def test_jump_forward_saves_decode_steps_and_stays_valid(backend):
 
 
 def test_jump_forward_is_skipped_when_it_would_stall_a_larger_batch():
-    """A short forced string (a few tokens) is jumped for a request running alone, but decoded
-    step by step in a batch of 8: its re-prefill would cost the other 7 a forward pass."""
+    """The re-prefill path (--disable-in-batch-jump-forward): a short forced string (a few
+    tokens) is jumped for a request running alone, but decoded step by step in a batch of 8: its
+    re-prefill would cost the other 7 a forward pass. (In-batch jumps: test_jump_in_batch.py.)"""
     spec = _regex_spec("short", r"(yes|no)\. ok\. [a-z]{3}")
     for n, expect_jumps in ((1, True), (8, False)):
-        h = SchedulerHarness(tiny_model_dir("llama"))
+        h = SchedulerHarness(tiny_model_dir("llama"), disable_in_batch_jump_forward=True)
         for res in _run(h, spec, n, f"s{n}"):
             spec.check(h.tokenizer.decode(res.output_ids, skip_special_tokens=True))
         stats = h.scheduler.state()

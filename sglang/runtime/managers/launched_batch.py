@@ -34,6 +34,10 @@ class ForwardDone:
     rows: List[int]  # rows to sample
     pending: Optional[PendingTokens] = None  # penalty inputs still in flight
     done_rows: frozenset = frozenset()
+    seq: int = 0  # the scheduler's forward_seq of this pass (stale rows: jump_forward_step.py)
+    # When `logits` is a selection of the forward pass's rows (catch-up steps): which ones, so
+    # tensor-parallel followers, sampling from their own full output, pick the same rows.
+    logit_rows: Optional[List[int]] = None
 
     def has_grammar(self) -> bool:
         return any(self.reqs[i].grammar is not None for i in self.rows)

@@ -106,6 +106,7 @@ class Req:
         # a Future; afterwards the per-request grammar object.
         self.grammar: Any = None
         self.jump_replaced = 0  # tokens re-tokenized by the last jump-forward
+        self.jump_seq = -1  # forward passes numbered up to this one predate its last in-batch jump
         # Overlap scheduling: (launch seq, row in that launch's sampled ids) of a token sampled on
         # the device but not yet appended to output_ids; None when output_ids is complete.
         self.pending_ref: Optional[Tuple[int, int]] = None

@@ -33,6 +33,8 @@ from sglang.runtime.lora.scheduling import handle_lora_control, make_admission
 from sglang.runtime.managers.grammar_support import GrammarSupport
 from sglang.runtime.managers.kv_concat import concat_and_append
 from sglang.runtime.managers.launched_batch import ForwardDone, LaunchedBatch
+from sglang.runtime.managers.jump_forward_step import (apply_jump_forward, launch_catch_up, mirror_rows, needs_catch_up,
+                                                        stale_row)
 from sglang.runtime.managers.io_struct import (
     AbortReq,
     BatchTokenOut,
@@ -106,6 +108,8 @@ class Scheduler:
         self.inflight: Optional[LaunchedBatch] = None  # launched, results not yet processed
         self.next_forward: Optional[ForwardDone] = None  # a grammar batch's forward, not yet sampled
         self.launch_seq = 0
+        self.forward_seq = 0  # forward passes launched (in-batch jump-forward drops stale rows)
+        self.in_batch_jump = not server_args.disable_in_batch_jump_forward
         # Speculative decoding (runtime/speculative/): replaces decode steps of small batches.
         self.spec = create_spec_worker(server_args, self.runner)
         self.stats = {"num_retractions": 0, "forward_steps": 0, "decode_steps": 0, "prefill_steps": 0, "prefill_tokens": 0}
@@ -250,9 +254,11 @@ class Scheduler:
     def _after_drain(forward: ForwardDone) -> ForwardDone:
         """The forward pass as seen once batch N is processed: its tokens are in output_ids (no
         longer pending), and rows of requests that batch N finished or jumped forward are
-        dropped (they left the running batch; a token sampled for them would be discarded)."""
+        dropped (they left the running batch, or their row predates the forced tokens; a token
+        sampled for them would be discarded)."""
         forward.pending = None
-        forward.rows = [i for i in forward.rows if forward.reqs[i].is_live()]
+        forward.rows = [i for i in forward.rows
+                        if forward.reqs[i].is_live() and not stale_row(forward, forward.reqs[i])]
         return forward
 
     def _launch_next(self) -> Optional[ForwardDone]:
@@ -313,7 +319,8 @@ class Scheduler:
         rows = [i for i, r in enumerate(batch.reqs) if not r.is_chunked and r.sampling_params.max_new_tokens > 0]
         done_rows = frozenset(i for i, r in enumerate(batch.reqs)
                               if not r.is_chunked and r.sampling_params.max_new_tokens == 0)
-        forward = ForwardDone(fb.forward_mode, batch.reqs, out.next_token_logits, rows, done_rows=done_rows)
+        forward = ForwardDone(fb.forward_mode, batch.reqs, out.next_token_logits, rows, done_rows=done_rows,
+                              seq=self.forward_seq)
         # They decode from the next step on, before their first token is read (overlap).
         self.running.extend(batch.reqs[i] for i in rows)
         for req in batch.reqs:
@@ -324,6 +331,7 @@ class Scheduler:
         return forward
 
     def _forward(self, fb):
+        self.forward_seq += 1
         return self.runner.forward(fb) if self.mirror is None else self.mirror.forward(fb)
 
     def _record_input_logprobs(self, reqs: List[Req], fb, out) -> None:
@@ -351,7 +359,7 @@ class Scheduler:
             info = SamplingBatchInfo.from_reqs(chosen, self.runner.vocab_size(), logits.device, pending)
             info.allowed_token_mask = GrammarSupport.build_mask(chosen, self.runner.vocab_size(), logits.device)
             if self.mirror is not None:
-                self.mirror.sample(rows if len(rows) != len(reqs) else None, info)
+                self.mirror.sample(mirror_rows(forward), info)
             next_ids = self.runner.sample(logits, info)
             logprobs = self.output.launch_output_logprobs(chosen, logits, next_ids, copies)
             host_ids = copies.add(next_ids)
@@ -394,33 +402,10 @@ class Scheduler:
                 and req.grammar.is_terminated()):
             req.finished_reason = finish_matched_token(token)  # the grammar ended (even with ignore_eos)
 
-    def _jump_forward(self, req: Req) -> bool:
-        """Append the grammar's forced text; the request then re-prefills it from the cache."""
-        old_seqlen = req.seqlen
-        budget = min(req.sampling_params.max_new_tokens - len(req.output_ids), self.runner.context_len - req.seqlen)
-        if not self.grammar.try_jump_forward(req, max(len(self.running), 1), budget):
-            return False
-        valid = min(req.kv_committed_len, old_seqlen - req.jump_replaced, req.seqlen - 1)
-        if req.kv_committed_len > valid:
-            pool = self.runner.req_to_token_pool
-            self.runner.allocator.free(pool.read(req.req_pool_idx, valid, req.kv_committed_len))
-            req.kv_committed_len = valid
-        self.output.check_finished(req)
-        if req.finished_reason is not None:
-            return False  # finishes normally below, from its (truncated) KV
-        self.tree_cache.cache_finished_req(req)
-        req.reset_memory_state()
-        if req in self.running:
-            self.running.remove(req)
-        self.waiting.insert(0, req)
-        if self.output.should_send(req):
-            self.outbox.append(self.output.make_token_out(req))
-        return True
-
     def _after_token(self, req: Req) -> None:
         """Finish or stream a request after its new token (running membership was decided at
         launch; `_drop_finished` removes finished requests from the queues)."""
-        if req.finished_reason is None and req.grammar is not None and self._jump_forward(req):
+        if req.finished_reason is None and req.grammar is not None and apply_jump_forward(self, req):
             return
         if req.finished_reason is not None:
             self.tree_cache.cache_finished_req(req)
@@ -449,6 +434,8 @@ class Scheduler:
         # Requests whose in-flight token is their last by length stay in `running` until it is
         # read, but get no further step (it would be computed and dropped).
         reqs = [r for r in self.running if not r.finishes_with_pending(self.runner.context_len)]
+        if self.in_batch_jump and needs_catch_up(reqs):
+            return launch_catch_up(self)
         if self.spec is not None and self.spec.wants(len(reqs)):
             reqs = self._speculate(reqs)
         if not reqs:
@@ -466,7 +453,7 @@ class Scheduler:
             ids = fb.input_ids if len(rows) == len(batch.reqs) else fb.input_ids[to_device(rows, torch.int64, fb.input_ids.device)]
             pending = PendingTokens(rows, ids)
         return ForwardDone(ForwardMode.DECODE, batch.reqs, out.next_token_logits, list(range(len(batch.reqs))),
-                           pending)
+                           pending, seq=self.forward_seq)
 
     def _speculate(self, reqs: List[Req]) -> List[Req]:
         """A speculative step for `reqs`; returns the requests still to decode plainly (all of
