@@ -6,7 +6,8 @@ For each shape (qkv, o, gate_up, down) and row count: microseconds and weight GB
 F.linear, FP8 W8A8 (`fp8_linear`: the GEMV at <= 4 rows, else quantizer + _scaled_mm) and INT4
 (`int4_linear`: the GEMV at <= 4 rows, the fused tl.dot kernel, or dequantize + cuBLAS), plus the
 summed per-layer time (x 32 layers ~ the decode step's linear time). `--sweep` also times the
-INT4 fused kernel's tile choices at each row count above 4 (the data behind `_gemm_config`).
+INT4 fused kernel's tile choices at each row count above 4 (the data behind `_gemm_config`) and
+the FP8 GEMV's block shapes at one row (behind `fp8_gemv._block_config`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ def bench_shape(name: str, n: int, k: int, rows: List[int], sweep: bool) -> List
             row[f"{kind}_gb_s"] = nbytes / row[f"{kind}_us"] / 1e3
         if sweep and m > int4_gemm.MAX_GEMV_ROWS:
             row["int4_fused_sweep"] = _sweep_fused(x, qw, s, z, layout, k)
+        if sweep and m == 1:
+            row["fp8_gemv_sweep"] = _sweep_fp8_gemv(x, wq, ws)
         out.append(row)
         print(f"{name:8s} m={m:4d} bf16 {row['bf16_us']:8.1f} us  fp8 {row['fp8_us']:8.1f}  int4 {row['int4_us']:8.1f}",
               flush=True)
@@ -84,6 +87,28 @@ def _sweep_fused(x, qw, s, z, layout, k) -> Dict[str, float]:
                     res[f"bm{bm}_bn{bn}_bk{bk}_w{warps}_s{stages}"] = round(_time_us(run), 2)
                 except Exception as e:  # a tile that does not fit shared memory
                     res[f"bm{bm}_bn{bn}_bk{bk}_w{warps}_s{stages}"] = f"error: {type(e).__name__}"
+    return res
+
+
+def _sweep_fp8_gemv(x, wq, ws) -> Dict[str, float]:
+    """The FP8 GEMV's (BLOCK_N, BLOCK_K, warps, stages) at one row (the data behind _block_config)."""
+    from sglang.kernels import fp8_gemv
+
+    n, k = wq.shape
+    y = torch.empty(1, n, device="cuda", dtype=x.dtype)
+    scale = ws.reshape(n, -1)
+    res = {}
+    for bn, bk in ((4, 1024), (8, 512), (8, 1024), (16, 512), (16, 1024), (32, 256)):
+        for warps, stages in ((4, 1), (4, 3), (8, 2), (8, 4)):
+            def run():
+                fp8_gemv._fp8_gemv_kernel[(1, triton.cdiv(n, bn))](
+                    x, wq, scale, scale, y, y, n, k, scale.stride(0), x.stride(0), wq.stride(0), y.stride(0),
+                    BLOCKWISE=False, STATIC=False, HAS_BIAS=False, BLOCK_N=bn, BLOCK_K=bk, num_warps=warps,
+                    num_stages=stages)
+            try:
+                res[f"bn{bn}_bk{bk}_w{warps}_s{stages}"] = round(_time_us(run), 2)
+            except Exception as e:  # a configuration that does not compile or fit
+                res[f"bn{bn}_bk{bk}_w{warps}_s{stages}"] = f"error: {type(e).__name__}"
     return res
 
 
