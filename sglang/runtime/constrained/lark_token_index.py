@@ -5,7 +5,8 @@ per trie node: 0.2 s for a JSON string-contents state on a 49k vocabulary. Most 
 state are runs of one "loop" of character cells: cells C such that, from the state S, any c in C
 leads to T1 and any further c in C to a fixed T2 (`[^"\\]*`, `[0-9]+`, `[a-z]*`). Every token
 made only of such characters is allowed in bulk (a numpy test on the vocabulary's cell matrix);
-only the others whose first character is acceptable (a few percent) are stepped one by one.
+only the others whose first character is acceptable are stepped, a character column at a time
+for all of them together (`step_cells_columns`).
 Tokens that are not whole UTF-8 text, or longer than MAX_CHARS characters, are always stepped.
 """
 
@@ -45,6 +46,12 @@ class VocabChars:
                 continue
             self.codepoints[tid, : len(text)] = [ord(ch) for ch in text]
             self.text_ids[tid] = True
+        # the stepped tokens' bytes, -1 padded, for stepping them a byte column at a time
+        longest = max((len(token_bytes[t]) for t in self.stepped), default=0)
+        self.stepped_bytes = np.full((len(self.stepped), longest), -1, dtype=np.int16)
+        for row, tid in enumerate(self.stepped):
+            self.stepped_bytes[row, : len(token_bytes[tid])] = np.frombuffer(token_bytes[tid], dtype=np.uint8)
+        self.stepped_ids = np.asarray(self.stepped, dtype=np.int64)
 
 
 class TokenCells:
@@ -112,30 +119,76 @@ def allowed_ids(driver: LALRDriver, tokens: TokenCells, token_bytes: Sequence[Op
         allowed |= bulk
         candidates &= ~bulk
     memo: Dict = {}
-    for tid in np.flatnonzero(candidates).tolist():
-        allowed[tid] = _step_cells(driver, stack, seq[tid], tokens.pad, memo)
-    for tid in tokens.chars.stepped:
-        allowed[tid] = _step_bytes(driver, stack, token_bytes[tid], memo)
+    ids = np.flatnonzero(candidates)
+    allowed[ids] = step_cells_columns(driver, stack, seq[ids], tokens.pad)
+    allowed[tokens.chars.stepped_ids] = step_bytes_columns(driver, stack, tokens.chars.stepped_bytes, memo)
     return torch.from_numpy(np.flatnonzero(allowed).astype(np.int32))
 
 
-def _step_cells(driver: LALRDriver, stack: Stack, row: np.ndarray, pad: int, memo: Dict) -> bool:
-    for cell in row.tolist():
-        if cell == pad:
+def step_cells_columns(driver: LALRDriver, stack: Stack, rows: np.ndarray, pad: int) -> np.ndarray:
+    """Which token rows (cells, PAD-padded) the parser accepts from `stack`, stepping all tokens a
+    character column at a time: tokens at the same parser stack reading the same cell share one
+    parser step, so the Python work is the number of distinct (stack, cell) pairs per column, not
+    the number of characters (stepping each token alone made a cold 128k-token mask cost up to
+    0.5 s; benchmarks/results/cpu_lark_mask_128k_2026-12-07.json)."""
+    m = rows.shape[0]
+    alive = np.ones(m, dtype=bool)
+    if m == 0:
+        return alive
+    stacks: List[Stack] = [stack]
+    index: Dict[Stack, int] = {stack: 0}
+    cur = np.zeros(m, dtype=np.int64)  # each row's parser stack, as an index into `stacks`
+    base = pad + 2  # cells run to pad + 1 (REJECT)
+    for j in range(rows.shape[1]):
+        col = rows[:, j]
+        act = np.flatnonzero(alive & (col != pad))  # a row's PADs all come after its text
+        if act.size == 0:
             break
-        key = (stack, -1 - cell)  # negative: never collides with codepoint keys of feed_byte
-        nxt = memo[key] if key in memo else memo.setdefault(key, driver.feed(stack, driver.terminals[cell])
-                                                              if cell < pad else None)
-        if nxt is None:
-            return False
-        stack = nxt
-    return True
+        keys, inverse = np.unique(cur[act] * base + col[act], return_inverse=True)
+        nxt_ids = np.empty(keys.size, dtype=np.int64)
+        for u, key in enumerate(keys.tolist()):
+            sid, cell = divmod(key, base)
+            nxt = driver.feed(stacks[sid], driver.terminals[cell]) if cell < pad else None
+            if nxt is None:
+                nxt_ids[u] = -1
+                continue
+            if nxt not in index:
+                index[nxt] = len(stacks)
+                stacks.append(nxt)
+            nxt_ids[u] = index[nxt]
+        moved = nxt_ids[inverse.reshape(-1)]
+        cur[act] = moved
+        alive[act[moved < 0]] = False
+    return alive
 
 
-def _step_bytes(driver: LALRDriver, stack: Stack, spelled: bytes, memo: Dict) -> bool:
-    state = (stack, b"")
-    for byte in spelled:
-        state = driver.feed_byte(state, byte, memo)
-        if state is None:
-            return False
-    return True
+def step_bytes_columns(driver: LALRDriver, stack: Stack, rows: np.ndarray, memo: Dict) -> np.ndarray:
+    """Which byte rows (-1 padded) the parser accepts from `stack` (a row may end inside a UTF-8
+    character whose completion is still possible), a byte column at a time as in
+    `step_cells_columns`: one `feed_byte` per distinct (parser state, byte) in a column."""
+    m = rows.shape[0]
+    alive = np.ones(m, dtype=bool)
+    states: List = [(stack, b"")]
+    index: Dict = {states[0]: 0}
+    cur = np.zeros(m, dtype=np.int64)
+    for j in range(rows.shape[1]):
+        col = rows[:, j].astype(np.int64)
+        act = np.flatnonzero(alive & (col >= 0))
+        if act.size == 0:
+            break
+        keys, inverse = np.unique(cur[act] * 256 + col[act], return_inverse=True)
+        nxt_ids = np.empty(keys.size, dtype=np.int64)
+        for u, key in enumerate(keys.tolist()):
+            sid, byte = divmod(key, 256)
+            nxt = driver.feed_byte(states[sid], byte, memo)
+            if nxt is None:
+                nxt_ids[u] = -1
+                continue
+            if nxt not in index:
+                index[nxt] = len(states)
+                states.append(nxt)
+            nxt_ids[u] = index[nxt]
+        moved = nxt_ids[inverse.reshape(-1)]
+        cur[act] = moved
+        alive[act[moved < 0]] = False
+    return alive
