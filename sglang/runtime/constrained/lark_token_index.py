@@ -110,19 +110,28 @@ def allowed_ids(driver: LALRDriver, tokens: TokenCells, token_bytes: Sequence[Op
     """int32 ids of the tokens allowed from `stack` (no pending bytes)."""
     nxt = {c: driver.feed(stack, driver.terminals[c]) for c in driver.acceptable_cells(stack)}
     seq = tokens.seq
-    candidates = tokens.lookup(nxt)[seq[:, 0]]
+    ids = np.flatnonzero(tokens.lookup(nxt)[seq[:, 0]])  # the first character is acceptable
+    rows = seq[ids]
     allowed = np.zeros(len(seq), dtype=bool)
     group = _loop_group(driver, nxt)
     if group:
-        in_group = tokens.lookup(group + (tokens.pad,))
-        bulk = candidates & in_group[seq].all(axis=1)
-        allowed |= bulk
-        candidates &= ~bulk
+        bulk = tokens.lookup(group + (tokens.pad,))[rows].all(axis=1)
+        allowed[ids[bulk]] = True
+        ids, rows = ids[~bulk], rows[~bulk]
     memo: Dict = {}
-    ids = np.flatnonzero(candidates)
-    allowed[ids] = step_cells_columns(driver, stack, seq[ids], tokens.pad)
+    allowed[ids] = step_cells_columns(driver, stack, rows, tokens.pad)
     allowed[tokens.chars.stepped_ids] = step_bytes_columns(driver, stack, tokens.chars.stepped_bytes, memo)
     return torch.from_numpy(np.flatnonzero(allowed).astype(np.int32))
+
+
+def _distinct(keys: np.ndarray, bound: int) -> Tuple[np.ndarray, np.ndarray]:
+    """np.unique(keys, return_inverse=True) for keys in [0, bound) without sorting: O(n)."""
+    seen = np.zeros(bound, dtype=bool)
+    seen[keys] = True
+    uniq = np.flatnonzero(seen)
+    slot = np.empty(bound, dtype=np.int64)
+    slot[uniq] = np.arange(uniq.size)
+    return uniq, slot[keys]
 
 
 def step_cells_columns(driver: LALRDriver, stack: Stack, rows: np.ndarray, pad: int) -> np.ndarray:
@@ -144,7 +153,7 @@ def step_cells_columns(driver: LALRDriver, stack: Stack, rows: np.ndarray, pad: 
         act = np.flatnonzero(alive & (col != pad))  # a row's PADs all come after its text
         if act.size == 0:
             break
-        keys, inverse = np.unique(cur[act] * base + col[act], return_inverse=True)
+        keys, inverse = _distinct(cur[act] * base + col[act], len(stacks) * base)
         nxt_ids = np.empty(keys.size, dtype=np.int64)
         for u, key in enumerate(keys.tolist()):
             sid, cell = divmod(key, base)
@@ -156,7 +165,7 @@ def step_cells_columns(driver: LALRDriver, stack: Stack, rows: np.ndarray, pad: 
                 index[nxt] = len(stacks)
                 stacks.append(nxt)
             nxt_ids[u] = index[nxt]
-        moved = nxt_ids[inverse.reshape(-1)]
+        moved = nxt_ids[inverse]
         cur[act] = moved
         alive[act[moved < 0]] = False
     return alive
@@ -176,7 +185,7 @@ def step_bytes_columns(driver: LALRDriver, stack: Stack, rows: np.ndarray, memo:
         act = np.flatnonzero(alive & (col >= 0))
         if act.size == 0:
             break
-        keys, inverse = np.unique(cur[act] * 256 + col[act], return_inverse=True)
+        keys, inverse = _distinct(cur[act] * 256 + col[act], len(states) * 256)
         nxt_ids = np.empty(keys.size, dtype=np.int64)
         for u, key in enumerate(keys.tolist()):
             sid, byte = divmod(key, 256)
@@ -188,7 +197,7 @@ def step_bytes_columns(driver: LALRDriver, stack: Stack, rows: np.ndarray, memo:
                 index[nxt] = len(states)
                 states.append(nxt)
             nxt_ids[u] = index[nxt]
-        moved = nxt_ids[inverse.reshape(-1)]
+        moved = nxt_ids[inverse]
         cur[act] = moved
         alive[act[moved < 0]] = False
     return alive
