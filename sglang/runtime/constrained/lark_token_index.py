@@ -134,62 +134,26 @@ def _distinct(keys: np.ndarray, bound: int) -> Tuple[np.ndarray, np.ndarray]:
     return uniq, slot[keys]
 
 
-def step_cells_columns(driver: LALRDriver, stack: Stack, rows: np.ndarray, pad: int) -> np.ndarray:
-    """Which token rows (cells, PAD-padded) the parser accepts from `stack`, stepping all tokens a
-    character column at a time: tokens at the same parser stack reading the same cell share one
-    parser step, so the Python work is the number of distinct (stack, cell) pairs per column, not
-    the number of characters (stepping each token alone made a cold 128k-token mask cost up to
-    0.5 s; benchmarks/results/cpu_lark_mask_128k_2026-12-07.json)."""
+def _step_columns(start, rows: np.ndarray, skip: int, base: int, step) -> np.ndarray:
+    """Which rows of symbols (ending in `skip` padding) are accepted from parser state `start`,
+    stepping every row a column at a time: rows at the same state reading the same symbol share
+    one `step(state, symbol)` call (None: rejected), so the Python work is the number of distinct
+    (state, symbol) pairs per column, not the number of symbols. Symbols are < base."""
     m = rows.shape[0]
     alive = np.ones(m, dtype=bool)
-    if m == 0:
-        return alive
-    stacks: List[Stack] = [stack]
-    index: Dict[Stack, int] = {stack: 0}
-    cur = np.zeros(m, dtype=np.int64)  # each row's parser stack, as an index into `stacks`
-    base = pad + 2  # cells run to pad + 1 (REJECT)
-    for j in range(rows.shape[1]):
-        col = rows[:, j]
-        act = np.flatnonzero(alive & (col != pad))  # a row's PADs all come after its text
-        if act.size == 0:
-            break
-        keys, inverse = _distinct(cur[act] * base + col[act], len(stacks) * base)
-        nxt_ids = np.empty(keys.size, dtype=np.int64)
-        for u, key in enumerate(keys.tolist()):
-            sid, cell = divmod(key, base)
-            nxt = driver.feed(stacks[sid], driver.terminals[cell]) if cell < pad else None
-            if nxt is None:
-                nxt_ids[u] = -1
-                continue
-            if nxt not in index:
-                index[nxt] = len(stacks)
-                stacks.append(nxt)
-            nxt_ids[u] = index[nxt]
-        moved = nxt_ids[inverse]
-        cur[act] = moved
-        alive[act[moved < 0]] = False
-    return alive
-
-
-def step_bytes_columns(driver: LALRDriver, stack: Stack, rows: np.ndarray, memo: Dict) -> np.ndarray:
-    """Which byte rows (-1 padded) the parser accepts from `stack` (a row may end inside a UTF-8
-    character whose completion is still possible), a byte column at a time as in
-    `step_cells_columns`: one `feed_byte` per distinct (parser state, byte) in a column."""
-    m = rows.shape[0]
-    alive = np.ones(m, dtype=bool)
-    states: List = [(stack, b"")]
-    index: Dict = {states[0]: 0}
-    cur = np.zeros(m, dtype=np.int64)
+    states: List = [start]
+    index: Dict = {start: 0}
+    cur = np.zeros(m, dtype=np.int64)  # each row's state, as an index into `states`
     for j in range(rows.shape[1]):
         col = rows[:, j].astype(np.int64)
-        act = np.flatnonzero(alive & (col >= 0))
+        act = np.flatnonzero(alive & (col != skip))  # a row's padding all comes after its symbols
         if act.size == 0:
             break
-        keys, inverse = _distinct(cur[act] * 256 + col[act], len(states) * 256)
+        keys, inverse = _distinct(cur[act] * base + col[act], len(states) * base)
         nxt_ids = np.empty(keys.size, dtype=np.int64)
         for u, key in enumerate(keys.tolist()):
-            sid, byte = divmod(key, 256)
-            nxt = driver.feed_byte(states[sid], byte, memo)
+            sid, symbol = divmod(key, base)
+            nxt = step(states[sid], symbol)
             if nxt is None:
                 nxt_ids[u] = -1
                 continue
@@ -201,3 +165,17 @@ def step_bytes_columns(driver: LALRDriver, stack: Stack, rows: np.ndarray, memo:
         cur[act] = moved
         alive[act[moved < 0]] = False
     return alive
+
+
+def step_cells_columns(driver: LALRDriver, stack: Stack, rows: np.ndarray, pad: int) -> np.ndarray:
+    """Which token rows (cells, PAD-padded; REJECT = pad + 1) the parser accepts from `stack`
+    (stepping each token alone made a cold 128k-token mask cost up to 0.5 s;
+    benchmarks/results/cpu_lark_mask_128k_2026-12-07.json)."""
+    return _step_columns(stack, rows, pad, pad + 2,
+                         lambda st, cell: driver.feed(st, driver.terminals[cell]) if cell < pad else None)
+
+
+def step_bytes_columns(driver: LALRDriver, stack: Stack, rows: np.ndarray, memo: Dict) -> np.ndarray:
+    """Which byte rows (-1 padded) the parser accepts from `stack`; a row may end inside a UTF-8
+    character whose completion is still possible."""
+    return _step_columns((stack, b""), rows, -1, 256, lambda state, byte: driver.feed_byte(state, byte, memo))
