@@ -85,4 +85,5 @@ def test_jumps_in_a_batch_of_eight_where_reprefill_skips():
     # (a jump whose retokenization adds no token is skipped on both paths)
     assert in_batch["jump_forward_skipped"] < reprefill["jump_forward_skipped"], (in_batch, reprefill)
     assert in_batch["jump_forward_events"] > reprefill["jump_forward_events"]
-    assert in_batch["decode_steps"] < reprefill["decode_steps"], (in_batch["decode_steps"], reprefill["decode_steps"])
+    # (not the step counts: grammars compile off-thread, so when each request joins the batch,
+    # and with it the number of steps, depends on timing; the gain is measured by benchmarks)
