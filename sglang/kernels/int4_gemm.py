@@ -147,7 +147,7 @@ def _dequant_kernel(Q, S, Z, G, W, N, K, NG, stride_qn, stride_wn,
 def _gemv_config(n: int, group: int) -> Tuple[int, int, int, int]:
     """(BLOCK_N, groups per chunk, num_warps, num_stages): 512 packed bytes per row and chunk, so a
     chunk of a program moves 4-8 KB, as the bf16 GEMV's do (sglang/kernels/gemv.py; 256 bytes ran
-    at a quarter of the copy bandwidth on an H100, benchmarks/results/gpu_quant_h100_2026-12-07.json);
+    at a quarter of the copy bandwidth on an H100, benchmarks/results/gpu_quant_h100_2026-12-07_run2.json);
     fewer rows per program for narrow outputs so every SM has several programs."""
     gpc = max(1, 1024 // group)
     return (16, gpc, 8, 3) if n >= 6144 else (8, gpc, 8, 3)

@@ -58,13 +58,13 @@ def _lora_shrink_kernel(X, A, H, Seg, Rows, num_seg, K, N, K_PER, SPLIT, stride_
 BLOCK_K = 64
 
 
-def k_splits(num_rows: int, k: int, block_k: int = BLOCK_K) -> int:
+def k_splits(num_rows: int, k: int) -> int:
     """How many programs share K: enough for ~256 (few rows) or ~512 columns each while the batch
     has few rows; one when its row blocks already fill the GPU (and the partials would be large)."""
     if num_rows > 256:
         return 1
     per = 256 if num_rows <= 16 else 512
-    return max(1, min(32, triton.cdiv(k, max(per, block_k))))
+    return max(1, min(32, triton.cdiv(k, per)))
 
 
 def lora_shrink(x: torch.Tensor, a: torch.Tensor, seg: torch.Tensor, rows: torch.Tensor, max_len: int) -> torch.Tensor:

@@ -20,7 +20,8 @@ MAX_NEW_TOKENS = 48
 OTHER = {"xgrammar": "lark", "lark": "xgrammar"}
 
 
-def _run(backend: str, samples: int) -> None:
+def _run(backend: str, samples: int) -> tuple:
+    """Runs the corpus, checking every output; returns (finished outputs, all outputs)."""
     path = tiny_model_dir("llama")
     tokenizer = AutoTokenizer.from_pretrained(path)
     eos = tokenizer.convert_tokens_to_ids(["<|eot_id|>", "<|end_of_text|>"])
@@ -42,9 +43,11 @@ def _run(backend: str, samples: int) -> None:
             matcher = judge.compile("ebnf", spec.grammar)
             assert matcher.accept_tokens(out["output_ids"]), (spec.name, out["text"])
     print(f"{backend}: {finished} of {len(outs)} outputs finished, the rest valid prefixes")
-    assert finished >= len(outs) // 4, f"only {finished} of {len(outs)} outputs finished"
+    return finished, len(outs)
 
 
 @pytest.mark.parametrize("backend", ["xgrammar", "lark"])
 def test_corpus_on_the_engine(backend: str) -> None:
-    _run(backend, SAMPLES)
+    finished, total = _run(backend, SAMPLES)
+    assert total == len(CFG_SPECS) * SAMPLES
+    assert finished >= total // 4, f"only {finished} of {total} outputs finished"

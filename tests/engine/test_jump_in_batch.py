@@ -75,7 +75,7 @@ def test_pool_too_small_for_the_forced_rows(overlap):
     """Forced rows that find no free KV re-prefill later instead; outputs stay valid, nothing
     leaks. (Tokens may differ from a roomy run: retracted requests re-prefill from the cache.)"""
     _, stats = _run(max_total_tokens=64, disable_overlap_schedule=not overlap)
-    assert stats.get("catch_up_requeued", 0) > 0, stats
+    assert stats["catch_up_requeued"] > 0, stats
 
 
 def test_jumps_in_a_batch_of_eight_where_reprefill_skips():

@@ -5,7 +5,7 @@ retokenization and rollback rules) and frees the KV of replaced tokens. Then, by
 (in-batch), the request stays in the running batch: its next decode step is a "catch-up" pass
 (`launch_catch_up`), one DECODE batch in which every token still lacking KV is a row (the forced
 tokens of the requests that jumped, one row for every other request), written at consecutive
-positions the way a speculative verify pass writes drafts (`build_rows_batch`); each request's
+positions the way a speculative verify pass writes drafts (`schedule_batch.build_rows_batch`); each request's
 next token is sampled from its last row. Nobody stalls, so a jump pays off at any batch size.
 
 With --disable-in-batch-jump-forward (the earlier path, kept for A/B), the request instead leaves
@@ -27,7 +27,7 @@ import torch
 from sglang.runtime.host_device import to_device
 from sglang.runtime.managers.launched_batch import ForwardDone
 from sglang.runtime.managers.req import Req
-from sglang.runtime.managers.schedule_batch import OutOfKVMemory
+from sglang.runtime.managers.schedule_batch import OutOfKVMemory, build_rows_batch
 from sglang.runtime.model_executor.forward_batch import ForwardMode
 
 
@@ -96,8 +96,6 @@ def launch_catch_up(sched) -> Optional[ForwardDone]:
     if not reqs:
         return None
     token_lists = [r.all_ids[r.kv_committed_len:] for r in reqs]
-    from sglang.runtime.speculative.verify_batch import build_rows_batch
-
     try:
         fb = build_rows_batch(reqs, token_lists, sched.res)
     except OutOfKVMemory:
@@ -105,7 +103,7 @@ def launch_catch_up(sched) -> Optional[ForwardDone]:
         for req, toks in zip(reqs, token_lists):
             if len(toks) > 1:
                 requeue(sched, req)
-                sched.stats["catch_up_requeued"] = sched.stats.get("catch_up_requeued", 0) + 1
+                sched.stats["catch_up_requeued"] += 1
         return sched._launch_decode()  # no request needs a catch-up row any more
     out = sched._forward(fb)
     last, end = [], 0
@@ -116,7 +114,7 @@ def launch_catch_up(sched) -> Optional[ForwardDone]:
     logits = out.next_token_logits[to_device(last, torch.int64, out.next_token_logits.device)]
     sched.stats["forward_steps"] += 1
     sched.stats["decode_steps"] += 1
-    sched.stats["catch_up_steps"] = sched.stats.get("catch_up_steps", 0) + 1
+    sched.stats["catch_up_steps"] += 1
     sched.ratio.step()
     return ForwardDone(ForwardMode.DECODE, reqs, logits, list(range(len(reqs))), seq=sched.forward_seq,
                        logit_rows=last)

@@ -7,7 +7,7 @@ cache reads them back when a request is cached.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 
@@ -209,3 +209,50 @@ class ScheduleBatch:
     def commit_decode(self) -> None:
         for req in self.reqs:
             req.kv_committed_len += 1
+
+
+def build_rows_batch(reqs: Sequence[Req], token_lists: Sequence[List[int]], res: KVResources) -> ForwardBatch:
+    """A DECODE batch with one row per token of `token_lists[i]`, written from request i's
+    kv_committed_len on: row j of a request is its token j at position kv_committed_len + j, with
+    the request's req_to_token row and seq_len kv_committed_len + j + 1. Every layer writes the KV
+    of all rows before attending, so a row sees exactly the tokens up to its own. Used by the
+    speculative verify pass (newest token + drafts) and the in-batch jump-forward's catch-up step
+    (a request's forced tokens next to the other requests' single rows)."""
+    tokens: List[int] = []
+    rope: List[int] = []
+    rows: List[int] = []
+    seq_lens: List[int] = []
+    for req, toks in zip(reqs, token_lists):
+        tokens.extend(toks)
+        seq_lens.extend(range(req.kv_committed_len + 1, req.kv_committed_len + len(toks) + 1))
+        # rotary positions: the sequence index, shifted for M-RoPE requests (their t = h = w)
+        rope.extend(range(req.kv_committed_len + req.rope_delta, req.kv_committed_len + req.rope_delta + len(toks)))
+        rows.extend([req.req_pool_idx] * len(toks))
+    slots = res.alloc_slots(len(tokens))
+    if slots is None:
+        raise OutOfKVMemory(f"cannot allocate {len(tokens)} KV slots for a multi-row decode pass")
+    # Multi-LoRA: every row of a request runs under the request's adapter.
+    names = [getattr(r, "lora_name", None) for r, t in zip(reqs, token_lists) for _ in t]
+    # The decode input table (ids, rotary positions, rows, seq_lens, KV slots): one copy to the
+    # device, and what a CUDA graph replay loads.
+    host = torch.empty((5, len(tokens)), dtype=torch.int64)
+    host[:4] = torch.tensor([tokens, rope, rows, seq_lens], dtype=torch.int64)
+    host[4] = slots.to(torch.int64)
+    packed = host_to_device(host, res.device)
+    input_ids, dev_rope, dev_rows, dev_seq_lens, out_loc = packed.unbind(0)
+    # A token's column in req_to_token is its sequence index, seq_len - 1.
+    res.req_to_token_pool.write_points(host[2], host[3] - 1, host[4], device_args=(dev_rows, dev_seq_lens - 1, out_loc))
+    return ForwardBatch(
+        forward_mode=ForwardMode.DECODE,
+        batch_size=len(tokens),
+        input_ids=input_ids,
+        positions=dev_rope,
+        req_pool_indices=dev_rows,
+        seq_lens=dev_seq_lens,
+        out_cache_loc=out_loc,
+        seq_lens_cpu=seq_lens,
+        req_to_token_pool=res.req_to_token_pool,
+        kv_pool=res.kv_pool,
+        decode_table=packed,
+        lora_names=names if any(n is not None for n in names) else None,
+    )

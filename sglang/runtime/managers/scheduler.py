@@ -112,7 +112,8 @@ class Scheduler:
         self.in_batch_jump = not server_args.disable_in_batch_jump_forward
         # Speculative decoding (runtime/speculative/): replaces decode steps of small batches.
         self.spec = create_spec_worker(server_args, self.runner)
-        self.stats = {"num_retractions": 0, "forward_steps": 0, "decode_steps": 0, "prefill_steps": 0, "prefill_tokens": 0}
+        self.stats = {"num_retractions": 0, "forward_steps": 0, "decode_steps": 0, "prefill_steps": 0, "prefill_tokens": 0,
+                      "catch_up_steps": 0, "catch_up_requeued": 0}
 
     # ---------------------------------------------------------------- messages
     def handle(self, msg) -> Optional[object]:
