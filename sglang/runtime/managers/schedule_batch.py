@@ -191,20 +191,7 @@ class ScheduleBatch:
         # The new token's column in req_to_token is its sequence index, seq_len - 1.
         columns = (host[3] - 1, seq_lens_t - 1) if shifted else (host[1], positions)
         res.req_to_token_pool.write_points(host[2], columns[0], host[4], device_args=(rows, columns[1], out_loc))
-        return ForwardBatch(
-            forward_mode=ForwardMode.DECODE,
-            batch_size=len(reqs),
-            input_ids=input_ids,
-            positions=positions,
-            req_pool_indices=rows,
-            seq_lens=seq_lens_t,
-            out_cache_loc=out_loc,
-            seq_lens_cpu=seq_lens,
-            req_to_token_pool=res.req_to_token_pool,
-            kv_pool=res.kv_pool,
-            decode_table=packed,
-            lora_names=self._lora_names(),
-        )
+        return decode_forward_batch(packed, seq_lens, res, self._lora_names())
 
     def commit_decode(self) -> None:
         for req in self.reqs:
@@ -239,20 +226,28 @@ def build_rows_batch(reqs: Sequence[Req], token_lists: Sequence[List[int]], res:
     host[:4] = torch.tensor([tokens, rope, rows, seq_lens], dtype=torch.int64)
     host[4] = slots.to(torch.int64)
     packed = host_to_device(host, res.device)
-    input_ids, dev_rope, dev_rows, dev_seq_lens, out_loc = packed.unbind(0)
+    _, _, dev_rows, dev_seq_lens, out_loc = packed.unbind(0)
     # A token's column in req_to_token is its sequence index, seq_len - 1.
     res.req_to_token_pool.write_points(host[2], host[3] - 1, host[4], device_args=(dev_rows, dev_seq_lens - 1, out_loc))
+    return decode_forward_batch(packed, seq_lens, res, names if any(n is not None for n in names) else None)
+
+
+def decode_forward_batch(packed: torch.Tensor, seq_lens: List[int], res: "KVResources",
+                         lora_names: Optional[List[Optional[str]]]) -> ForwardBatch:
+    """A DECODE ForwardBatch over the device input table [ids, rotary positions, req rows,
+    seq_lens, KV slots] (one row per token; also what a CUDA graph replay loads)."""
+    input_ids, positions, rows, seq_lens_t, out_loc = packed.unbind(0)
     return ForwardBatch(
         forward_mode=ForwardMode.DECODE,
-        batch_size=len(tokens),
+        batch_size=len(seq_lens),
         input_ids=input_ids,
-        positions=dev_rope,
-        req_pool_indices=dev_rows,
-        seq_lens=dev_seq_lens,
+        positions=positions,
+        req_pool_indices=rows,
+        seq_lens=seq_lens_t,
         out_cache_loc=out_loc,
         seq_lens_cpu=seq_lens,
         req_to_token_pool=res.req_to_token_pool,
         kv_pool=res.kv_pool,
         decode_table=packed,
-        lora_names=names if any(n is not None for n in names) else None,
+        lora_names=lora_names,
     )
