@@ -27,7 +27,6 @@ SCHEDULE_POLICIES = ("fcfs", "lpm", "dfs-weight", "lof", "random")
 LOAD_FORMATS = ("auto", "safetensors", "pt", "gguf", "dummy")
 MODEL_IMPLS = ("auto", "sglang", "transformers")
 SPECULATIVE_ALGORITHMS = ("NGRAM", "DRAFT", "EAGLE")
-IMPLEMENTED_SPECULATIVE_ALGORITHMS = ("NGRAM", "DRAFT")
 DTYPES = ("auto", "float32", "bfloat16", "float16", "half", "float", "bf16", "fp16", "fp32")
 
 
@@ -116,11 +115,11 @@ class ServerArgs:
     constrained_json_whitespace_pattern: Optional[str] = _f(None, "Regex for whitespace allowed between JSON tokens. The fsm backend defaults to '[ ]?'; setting it makes xgrammar allow any JSON whitespace.")
 
     # Speculative decoding
-    speculative_algorithm: Optional[str] = _f(None, "Speculative decoding: 'NGRAM' drafts each request's next tokens from its own prompt+output (prompt lookup) and verifies them in one forward pass; 'DRAFT' drafts greedily with a separate small checkpoint (--speculative-draft-model-path, same tokenizer, its own KV pool). Greedy outputs are unchanged and sampling keeps the target distribution (rejection sampling). EAGLE is refused at start (not implemented yet). Default: off.", SPECULATIVE_ALGORITHMS)
+    speculative_algorithm: Optional[str] = _f(None, "Speculative decoding: 'NGRAM' drafts each request's next tokens from its own prompt+output (prompt lookup) and verifies them in one forward pass; 'DRAFT' drafts greedily with a separate small checkpoint (--speculative-draft-model-path, same tokenizer, its own KV pool); 'EAGLE' grows a token tree with an EAGLE/EAGLE-2/EAGLE-3 head (--speculative-draft-model-path) fed by the target's hidden states and verifies every node in one pass. Greedy outputs are unchanged and sampling keeps the target distribution. Default: off.", SPECULATIVE_ALGORITHMS)
     speculative_draft_model_path: Optional[str] = _f(None, "Draft checkpoint for --speculative-algorithm DRAFT/EAGLE (same tokenizer as the target).")
     speculative_num_steps: Optional[int] = _f(None, "DRAFT/EAGLE: draft-model steps per verify pass (drafts per request: at most this and --speculative-num-draft-tokens - 1). NGRAM drafts in one lookup and ignores it.")
     speculative_num_draft_tokens: Optional[int] = _f(None, "Tokens per request in one verify pass: the newest accepted token plus up to this many minus one drafts (default 8).")
-    speculative_eagle_topk: Optional[int] = _f(None, "Branching factor of EAGLE's draft tree (EAGLE only).")
+    speculative_eagle_topk: Optional[int] = _f(None, "EAGLE: branches kept per tree level (each frontier node's top-k children compete for the next level's k places; 1 drafts a chain). Default 4.")
     speculative_ngram_min_match_window_size: int = _f(1, "NGRAM: shortest suffix (in tokens) of a request's text that must recur earlier in it to draft from.")
     speculative_ngram_max_match_window_size: int = _f(12, "NGRAM: longest suffix tried first when looking for an earlier occurrence (longer matches predict better).")
     speculative_disable_batch_size: int = _f(8, "Decode batches with more running requests than this skip speculation (plain decode steps, overlapped as usual): a verify pass costs more than it saves once the batch is compute-bound.")
@@ -218,12 +217,11 @@ class ServerArgs:
             return
         if algo not in SPECULATIVE_ALGORITHMS:
             raise ValueError(f"--speculative-algorithm must be one of {SPECULATIVE_ALGORITHMS}, got {algo!r}")
-        if algo not in IMPLEMENTED_SPECULATIVE_ALGORITHMS:
-            raise ValueError(f"--speculative-algorithm {algo} is not implemented yet; use NGRAM or DRAFT "
-                             f"(implemented: {IMPLEMENTED_SPECULATIVE_ALGORITHMS})")
         if algo == "DRAFT" and not self.speculative_draft_model_path:
             raise ValueError("--speculative-algorithm DRAFT needs --speculative-draft-model-path (a small checkpoint "
                              "with the target's tokenizer)")
+        if algo == "EAGLE":
+            self._validate_eagle()
         if self.tp_size > 1:
             raise ValueError("speculative decoding with --tp-size > 1 is not supported yet; drop one of them")
         if self.speculative_num_draft_tokens is None:
@@ -236,6 +234,22 @@ class ServerArgs:
                              f"<= --speculative-ngram-max-match-window-size ({hi})")
         if self.speculative_disable_batch_size < 0:
             raise ValueError(f"--speculative-disable-batch-size must be >= 0, got {self.speculative_disable_batch_size}")
+
+    def _validate_eagle(self) -> None:
+        if not self.speculative_draft_model_path:
+            raise ValueError("--speculative-algorithm EAGLE needs --speculative-draft-model-path (an EAGLE, EAGLE-2 "
+                             "or EAGLE-3 head trained for the target)")
+        # Defaults: a tree of depth 5 with 4 branches per level, 8 verified tokens (root + 7 nodes).
+        defaults = {"speculative_num_steps": 5, "speculative_eagle_topk": 4, "speculative_num_draft_tokens": 8}
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        for name in defaults:
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.speculative_disable_batch_size < 1:
+            raise ValueError("--speculative-algorithm EAGLE needs --speculative-disable-batch-size >= 1 (the "
+                             "largest batch that speculates: branch rows are reserved for it)")
 
     @property
     def ranks_per_node(self) -> int:

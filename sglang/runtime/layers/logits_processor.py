@@ -31,6 +31,9 @@ class LogitsProcessorOutput:
     input_logits: Optional[torch.Tensor] = None
     # Pooling models (embeddings, rewards): their per-request vectors instead of logits (layers/pooler.py).
     pooled: Optional["PoolerOutput"] = None
+    # EAGLE draft heads: their output hidden state at the same rows as next_token_logits (the
+    # feature their next step reads).
+    hidden_states: Optional[torch.Tensor] = None
 
 
 def input_logit_row_indices(forward_batch: "ForwardBatch") -> List[int]:

@@ -62,6 +62,14 @@ class ReqToTokenPool:
         d_rows, d_pos, d_slots = device_args
         self.req_to_token[d_rows, d_pos] = d_slots.to(torch.int32)
 
+    def copy_prefix(self, dst_rows: List[int], src_rows: List[int], lengths: List[int]) -> None:
+        """table[dst, :n] = table[src, :n] for each (dst, src, n): a row that shares another's
+        first n positions (EAGLE's tree branches)."""
+        for dst, src, n in zip(dst_rows, src_rows, lengths):
+            self.host_table[dst, :n] = self.host_table[src, :n]
+            if self.host_table is not self.req_to_token:
+                self.req_to_token[dst, :n] = self.req_to_token[src, :n]
+
     def read(self, req_idx: int, start: int, end: int) -> torch.Tensor:
         """Slots at positions [start, end) of a row, as a fresh int64 host tensor (no device sync)."""
         return self.host_table[req_idx, start:end].to(torch.int64)

@@ -76,6 +76,10 @@ class ForwardBatch:
     # of the batch uses one. The LoRA manager turns it into slot segments before the pass.
     lora_names: Optional[List[Optional[str]]] = None
 
+    # EAGLE draft heads: [num_tokens, F] the feature each token's draft step reads (the target's
+    # hidden state, or the head's own output on later steps); None for every other model.
+    spec_features: Optional[torch.Tensor] = None
+
     # Logits: which positions need full-vocabulary logits (for input logprobs).
     # For request i, logits are computed for its last `extend_logprob_lens_cpu[i]` ... see
     # LogitsMetadata; default is only the last token of each request.

@@ -54,15 +54,7 @@ class ModelRunner:
         # Nodes of a multi-node launch draw their own default seeds; dummy weights must agree.
         self.seed = self.tp.first_ranks_value(server_args.random_seed)
         torch.manual_seed(self.seed)
-        self.model_config = ModelConfig(
-            server_args.model_path,
-            context_length=server_args.context_length,
-            dtype=server_args.dtype,
-            trust_remote_code=server_args.trust_remote_code,
-            device=self.device,
-            load_format=server_args.load_format,
-            model_impl=server_args.model_impl,
-        )
+        self.model_config = self._model_config(server_args)
         self.dtype = self.model_config.dtype
         self.model = load_model(self.model_config, server_args.load_format, self.device, self.seed,
                                 server_args.quantization, tp=self.tp)
@@ -84,6 +76,17 @@ class ModelRunner:
         self.graph_runner: Optional[CudaGraphRunner] = None
         if self.use_cuda_graph:
             self.graph_runner = CudaGraphRunner(self, self.cuda_graph_batch_sizes(), self.padding_req_row)
+
+    def _model_config(self, server_args: ServerArgs) -> ModelConfig:
+        return ModelConfig(
+            server_args.model_path,
+            context_length=server_args.context_length,
+            dtype=server_args.dtype,
+            trust_remote_code=server_args.trust_remote_code,
+            device=self.device,
+            load_format=server_args.load_format,
+            model_impl=server_args.model_impl,
+        )
 
     def _as_pooling_model(self, model):
         """Embedding / reward models get their pooling rule (layers/pooler.py); a causal LM is
@@ -141,8 +144,26 @@ class ModelRunner:
 
     def _table_rows(self, max_running: int) -> int:
         # +1 so a request slot is always there for a request admitted while others finish,
-        # +1 for the all-zero row that CUDA-graph padding rows point at.
-        return max_running + 1 + (1 if self.use_cuda_graph else 0)
+        # +1 for the all-zero row that CUDA-graph padding rows point at; EAGLE's tree branch rows.
+        return max_running + 1 + (1 if self.use_cuda_graph else 0) + self._spec_table_rows()
+
+    def _is_eagle_target(self) -> bool:
+        return self.server_args.speculative_algorithm == "EAGLE" and not getattr(self, "is_draft", False)
+
+    def _spec_table_rows(self) -> int:
+        if not self._is_eagle_target():
+            return 0
+        from sglang.runtime.speculative.eagle_features import scratch_rows
+
+        return scratch_rows(self.server_args)
+
+    def _spec_bytes_per_token(self) -> int:
+        """EAGLE keeps a target feature and the head's KV per KV slot (eagle_features.py)."""
+        if not self._is_eagle_target():
+            return 0
+        from sglang.runtime.speculative.eagle_features import eagle_bytes_per_token
+
+        return eagle_bytes_per_token(self.server_args, self.model_config, self.dtype)
 
     def _plan_memory(self, per_token: int) -> tuple:
         """(KV token capacity, max running requests) within the budget."""
@@ -170,7 +191,7 @@ class ModelRunner:
         cfg = self.model_config
         # This rank's kv heads (its share, or one replicated head when ranks outnumber them).
         kv_heads = kv_heads_per_rank(cfg.num_key_value_heads, self.tp.size)
-        per_token = kv_bytes_per_token(cfg, kv_heads, self.kv_dtype())
+        per_token = kv_bytes_per_token(cfg, kv_heads, self.kv_dtype()) + self._spec_bytes_per_token()
         self.max_total_num_tokens, self.max_running_requests = self._plan_memory(per_token)
         self.req_to_token_pool = ReqToTokenPool(self._table_rows(self.max_running_requests), self.context_len + 4,
                                                 self.device)

@@ -180,6 +180,9 @@ class LlamaModel(nn.Module):
         # Set by `cpu_kernels.apply_cpu_kernels`: decode steps run each layer as direct C++ calls
         # (`layers/cpu_decode_step.py`).
         self.cpu_decode_steps = None
+        # Set by `speculative.eagle_features.attach_feature_store` (EAGLE): every pass stores its
+        # tokens' features by KV slot for the draft head.
+        self.feature_store = None
         self.embed_tokens = VocabParallelEmbedding(config.vocab_size, config.hidden_size)
         rotary_emb = rope_for_config(config)
         self.layers = nn.ModuleList(
@@ -197,17 +200,23 @@ class LlamaModel(nn.Module):
         embeddings with image rows written in)."""
         hidden_states = self.embed(input_ids) if input_embeds is None else input_embeds
         residual = None
+        taps = self.feature_store.layer_ids if self.feature_store is not None else ()
+        tapped = {}  # EAGLE: the residual stream entering each tapped layer
         if self.one_token_gemv and input_ids.shape[0] == 1:
-            for layer in self.layers:
+            for i, layer in enumerate(self.layers):
+                if i in taps:
+                    tapped[i] = hidden_states.clone()  # the stream is updated in place
                 hidden_states = layer.forward_one_token(positions, forward_batch, hidden_states)
-            return self.norm(hidden_states)
-        if cpu_decode_step.serves(self.cpu_decode_steps, forward_batch, hidden_states):
-            for step in self.cpu_decode_steps:
-                hidden_states, residual = step(positions, hidden_states, forward_batch, residual)
+            hidden_states = self.norm(hidden_states)
         else:
-            for layer in self.layers:
-                hidden_states, residual = layer(positions, hidden_states, forward_batch, residual)
-        hidden_states, _ = self.norm(hidden_states, residual)
+            serves = cpu_decode_step.serves(self.cpu_decode_steps, forward_batch, hidden_states)
+            for i, step in enumerate(self.cpu_decode_steps if serves else self.layers):
+                if i in taps:
+                    tapped[i] = hidden_states if residual is None else hidden_states + residual
+                hidden_states, residual = step(positions, hidden_states, forward_batch, residual)
+            hidden_states, _ = self.norm(hidden_states, residual)
+        if self.feature_store is not None:
+            self.feature_store.write(forward_batch.out_cache_loc, [tapped[i] for i in taps] or [hidden_states])
         return hidden_states
 
 

@@ -27,6 +27,10 @@ _MODELS = MappingProxyType({
     "Qwen2_5_VLForConditionalGeneration": f"{_PKG}.qwen2_5_vl:Qwen2_5_VLForConditionalGeneration",
     "LlavaForConditionalGeneration": f"{_PKG}.llava:LlavaForConditionalGeneration",
     "LlavaNextForConditionalGeneration": f"{_PKG}.llava_next:LlavaNextForConditionalGeneration",
+    # EAGLE draft heads (--speculative-algorithm EAGLE; an EAGLE-1/2 checkpoint says
+    # LlamaForCausalLM and the draft runner renames it).
+    "LlamaForCausalLMEagle": f"{_PKG}.llama_eagle:LlamaForCausalLMEagle",
+    "LlamaForCausalLMEagle3": f"{_PKG}.llama_eagle:LlamaForCausalLMEagle3",
     # Pooling models (embeddings, rewards): backbone-only and sequence-classification checkpoints.
     "LlamaModel": f"{_PKG}.embedding_model:LlamaModel",
     "MistralModel": f"{_PKG}.embedding_model:MistralModel",

@@ -13,6 +13,7 @@ from typing import Optional
 _WORKERS = {
     "NGRAM": ("sglang.runtime.speculative.spec_worker", "NgramSpecWorker"),
     "DRAFT": ("sglang.runtime.speculative.draft_worker", "DraftModelSpecWorker"),
+    "EAGLE": ("sglang.runtime.speculative.eagle_worker", "EagleSpecWorker"),
 }
 
 

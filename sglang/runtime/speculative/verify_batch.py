@@ -10,7 +10,7 @@ with KV for all of its kept tokens) and nothing leaks.
 
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 
@@ -31,12 +31,15 @@ def build_verify_batch(reqs: Sequence[Req], drafts: Sequence[List[int]], res: KV
 
 
 def extend_batch(pool_rows: Sequence[int], prefix_lens: Sequence[int], token_lists: Sequence[List[int]], res,
-                 all_logits: bool) -> ForwardBatch:
+                 all_logits: bool, slots: Optional[torch.Tensor] = None) -> ForwardBatch:
     """EXTEND batch: segment i writes `token_lists[i]` at positions prefix_lens[i] ... of
-    req_to_token row pool_rows[i] (fresh KV slots from `res`), attending to that row's prefix.
+    req_to_token row pool_rows[i] (fresh KV slots from `res`, or `slots` when the table already
+    maps those positions to them), attending to that row's prefix.
     `all_logits`: logits for every position (`input_logits`), else only each segment's last."""
     lens = [len(t) for t in token_lists]
-    slots = res.alloc_slots(sum(lens))
+    given = slots is not None
+    if not given:
+        slots = res.alloc_slots(sum(lens))
     if slots is None:
         raise OutOfKVMemory(f"cannot allocate {sum(lens)} KV slots for a speculative pass")
     ids: List[int] = []
@@ -49,7 +52,8 @@ def extend_batch(pool_rows: Sequence[int], prefix_lens: Sequence[int], token_lis
     host = torch.tensor([ids, positions, rows], dtype=torch.int64)
     host_slots = slots.to(torch.int64)
     dev = host_to_device(torch.cat([host, host_slots[None]]), res.device)
-    res.req_to_token_pool.write_points(host[2], host[1], host_slots, device_args=(dev[2], dev[1], dev[3]))
+    if not given:
+        res.req_to_token_pool.write_points(host[2], host[1], host_slots, device_args=(dev[2], dev[1], dev[3]))
     seq_lens = [p + n for p, n in zip(prefix_lens, lens)]
     starts = [0]
     for n in lens[:-1]:

@@ -1,0 +1,102 @@
+"""Tiny random EAGLE heads in the published checkpoint layouts (tests only).
+
+`write_eagle_head(target_dir, out_dir, kind)` writes config.json + model.safetensors for a head
+that fits the target checkpoint at `target_dir`:
+- kind "eagle" (EAGLE-1/2, e.g. yuhuili/EAGLE-LLaMA3-Instruct-8B): architectures
+  ["LlamaForCausalLM"], one layer; tensors fc.weight [H, 2H] (+ fc.bias with "bias": true),
+  layers.0.self_attn.{q,k,v,o}_proj.weight, layers.0.mlp.{gate,up,down}_proj.weight,
+  layers.0.post_attention_layernorm.weight (layer 0 has no input norm); embed_tokens.weight only
+  with `ship_embed`.
+- kind "eagle3" (EAGLE-3, e.g. yuhuili/EAGLE3-LLaMA3.1-Instruct-8B): architectures
+  ["LlamaForCausalLMEagle3"], "draft_vocab_size"; tensors midlayer.self_attn.{q,k,v}_proj.weight
+  [.., 2H], midlayer.self_attn.o_proj.weight, midlayer.mlp.*, midlayer.{input_layernorm,
+  hidden_norm,post_attention_layernorm}.weight, fc.weight [H, 3H], norm.weight,
+  lm_head.weight [draft_vocab, H], d2t [draft_vocab] int64 (target id = draft id + d2t) and
+  t2d [vocab] bool.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, Optional
+
+import torch
+
+KINDS = ("eagle", "eagle3")
+
+
+def _target_config(target_dir: str) -> dict:
+    with open(os.path.join(target_dir, "config.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _layer_tensors(prefix: str, cfg: dict, attn_in: int, gen: torch.Generator, std: float) -> Dict[str, torch.Tensor]:
+    h, heads = cfg["hidden_size"], cfg["num_attention_heads"]
+    kv_heads = cfg.get("num_key_value_heads") or heads
+    head_dim = cfg.get("head_dim") or h // heads
+    inter = cfg["intermediate_size"]
+
+    def rnd(*shape):
+        return torch.randn(shape, generator=gen) * std
+
+    return {
+        f"{prefix}.self_attn.q_proj.weight": rnd(heads * head_dim, attn_in),
+        f"{prefix}.self_attn.k_proj.weight": rnd(kv_heads * head_dim, attn_in),
+        f"{prefix}.self_attn.v_proj.weight": rnd(kv_heads * head_dim, attn_in),
+        f"{prefix}.self_attn.o_proj.weight": rnd(h, heads * head_dim),
+        f"{prefix}.mlp.gate_proj.weight": rnd(inter, h),
+        f"{prefix}.mlp.up_proj.weight": rnd(inter, h),
+        f"{prefix}.mlp.down_proj.weight": rnd(h, inter),
+        f"{prefix}.post_attention_layernorm.weight": 1.0 + rnd(h),
+    }
+
+
+def write_eagle_head(target_dir: str, out_dir: str, kind: str = "eagle", seed: int = 0, std: float = 0.05,
+                     ship_embed: bool = False, fc_bias: bool = False, draft_vocab_size: Optional[int] = None,
+                     aux_layers: Optional[list] = None) -> str:
+    """A random `kind` head for the target at `target_dir`, written to `out_dir` (returned)."""
+    from safetensors.torch import save_file
+
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    target = _target_config(target_dir)
+    gen = torch.Generator().manual_seed(seed)
+    h, vocab = target["hidden_size"], target["vocab_size"]
+    cfg = {k: target[k] for k in ("hidden_size", "intermediate_size", "num_attention_heads", "rms_norm_eps",
+                                  "vocab_size", "max_position_embeddings", "hidden_act") if k in target}
+    for k in ("num_key_value_heads", "head_dim", "rope_theta", "rope_scaling", "bos_token_id", "eos_token_id"):
+        if target.get(k) is not None:
+            cfg[k] = target[k]
+    cfg.update({"model_type": "llama", "num_hidden_layers": 1, "torch_dtype": "float32", "tie_word_embeddings": False})
+    tensors: Dict[str, torch.Tensor] = {}
+    if kind == "eagle":
+        cfg.update({"architectures": ["LlamaForCausalLM"], "bias": fc_bias})
+        tensors["fc.weight"] = torch.randn((h, 2 * h), generator=gen) * std
+        if fc_bias:
+            tensors["fc.bias"] = torch.randn((h,), generator=gen) * std
+        tensors.update(_layer_tensors("layers.0", cfg, h, gen, std))
+    else:
+        dv = draft_vocab_size or vocab
+        cfg.update({"architectures": ["LlamaForCausalLMEagle3"], "draft_vocab_size": dv})
+        if aux_layers is not None:
+            cfg["eagle_config"] = {"eagle_aux_hidden_state_layer_ids": list(aux_layers)}
+        tensors.update(_layer_tensors("midlayer", cfg, 2 * h, gen, std))
+        tensors["midlayer.input_layernorm.weight"] = 1.0 + torch.randn((h,), generator=gen) * std
+        tensors["midlayer.hidden_norm.weight"] = 1.0 + torch.randn((h,), generator=gen) * std
+        tensors["fc.weight"] = torch.randn((h, 3 * h), generator=gen) * std
+        tensors["norm.weight"] = 1.0 + torch.randn((h,), generator=gen) * std
+        tensors["lm_head.weight"] = torch.randn((dv, h), generator=gen) * std
+        # The draft vocabulary: every other target id from 0 (a strict subset when dv < vocab).
+        draft_to_target = torch.arange(dv, dtype=torch.int64) * max(vocab // dv, 1)
+        tensors["d2t"] = draft_to_target - torch.arange(dv, dtype=torch.int64)
+        t2d = torch.zeros(vocab, dtype=torch.bool)
+        t2d[draft_to_target] = True
+        tensors["t2d"] = t2d
+    if ship_embed:
+        tensors["embed_tokens.weight"] = torch.randn((vocab, h), generator=gen) * std
+    os.makedirs(out_dir, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(out_dir, "model.safetensors"))
+    with open(os.path.join(out_dir, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(cfg, f, indent=2)
+    return out_dir
