@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import torch
 
@@ -99,4 +99,51 @@ def write_eagle_head(target_dir: str, out_dir: str, kind: str = "eagle", seed: i
     save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(out_dir, "model.safetensors"))
     with open(os.path.join(out_dir, "config.json"), "w", encoding="utf-8") as f:
         json.dump(cfg, f, indent=2)
+    return out_dir
+
+
+def fit_eagle3_readout(target_dir: str, out_dir: str, seqs: List[List[int]], steps: int = 300,
+                       seed: int = 0) -> str:
+    """An EAGLE-3 head that actually predicts (tests of acceptance): its attention and MLP add
+    nothing (o_proj, down_proj zero), fc passes the first tapped stream through, and lm_head is
+    fitted (cross-entropy, Adam) so that norm(stream at p) scores token p + 2 — on texts the
+    target memorized, the context up to p fixes both next tokens. Deeper draft steps feed the
+    head's output back, so they mostly repeat; depth 1 is what this head gets right."""
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoModelForCausalLM
+
+    write_eagle_head(target_dir, out_dir, "eagle3", seed=seed)
+    target = AutoModelForCausalLM.from_pretrained(target_dir, dtype=torch.float32).eval()
+    cfg = _target_config(target_dir)
+    h, n_layers = cfg["hidden_size"], cfg["num_hidden_layers"]
+    tap = min(2, n_layers - 1)  # the first of the default taps (2, L // 2, L - 3), clamped
+    xs, ys = [], []
+    with torch.no_grad():
+        for ids in seqs:
+            if len(ids) < 3:
+                continue
+            out = target(input_ids=torch.tensor([ids]), output_hidden_states=True)
+            stream = out.hidden_states[tap][0]  # the residual stream entering layer `tap`
+            xs.append(stream[:-2])
+            ys.append(torch.tensor(ids[2:]))
+    x, y = torch.cat(xs), torch.cat(ys)
+    x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + cfg.get("rms_norm_eps", 1e-6))
+    torch.manual_seed(seed)
+    head = torch.nn.Linear(h, cfg["vocab_size"], bias=False)
+    opt = torch.optim.Adam(head.parameters(), lr=0.05)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(head(x), y)
+        loss.backward()
+        opt.step()
+    tensors = load_file(os.path.join(out_dir, "model.safetensors"))
+    tensors["lm_head.weight"] = head.weight.detach().clone()
+    tensors["midlayer.self_attn.o_proj.weight"].zero_()
+    tensors["midlayer.mlp.down_proj.weight"].zero_()
+    fc = torch.zeros((h, 3 * h))
+    fc[:, :h] = torch.eye(h)
+    tensors["fc.weight"] = fc
+    tensors["midlayer.post_attention_layernorm.weight"].fill_(1.0)
+    tensors["norm.weight"].fill_(1.0)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(out_dir, "model.safetensors"))
     return out_dir

@@ -112,7 +112,7 @@ def test_meta_info_and_metrics_histogram(model_path, prompts):
     assert "spec_accept_length" not in plain.render().decode()
 
 
-@pytest.mark.parametrize("algo", ["EAGLE", "MEDUSA"])
+@pytest.mark.parametrize("algo", ["MEDUSA", "eagle"])
 def test_unimplemented_algorithms_are_refused(algo):
     with pytest.raises(ValueError, match="speculative-algorithm"):
         ServerArgs(model_path="x", device="cpu", speculative_algorithm=algo)

@@ -1,0 +1,156 @@
+"""EAGLE speculation end to end in the scheduler (CPU, float32): heads written in the published
+EAGLE-1/2 and EAGLE-3 layouts load and run; greedy outputs are token-identical to plain decoding
+(64 copy-heavy prompts, batched and alone, radix off, chunked prefill, no overlap, small pools,
+chains and trees, stop strings, JSON schema); a head fitted to the target gets drafts accepted;
+the KV pool is consistent after every step and free at the end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sglang.runtime.server_args import ServerArgs
+from sglang.testing.fixtures import tiny_model_dir, trained_model_dir
+from sglang.testing.scheduler_harness import SchedulerHarness
+from sglang.testing.tiny_eagle import fit_eagle3_readout, write_eagle_head
+from sglang.testing.trained_model import encode_document, trained_corpus
+from tests.speculative.copy_prompts import copy_prompts
+from tests.speculative.test_ngram_exactness import NEW_TOKENS, generate
+
+
+@pytest.fixture(scope="module")
+def model_path() -> str:
+    return trained_model_dir()
+
+
+@pytest.fixture(scope="module")
+def tokenizer(model_path):
+    return SchedulerHarness(model_path).tokenizer
+
+
+@pytest.fixture(scope="module")
+def prompts(tokenizer):
+    return copy_prompts(tokenizer, 64)
+
+
+@pytest.fixture(scope="module")
+def reference(model_path, prompts):
+    return generate(model_path, prompts)[0]
+
+
+@pytest.fixture(scope="module")
+def fitted_head(model_path, tokenizer, tmp_path_factory) -> str:
+    tok = tokenizer._tokenizer if hasattr(tokenizer, "_tokenizer") else tokenizer.backend_tokenizer
+    docs = [encode_document(tok, d) for d in trained_corpus()]
+    return fit_eagle3_readout(model_path, str(tmp_path_factory.mktemp("eagle3_fit")), docs)
+
+
+def eagle_args(head: str, **kw) -> dict:
+    return {"speculative_algorithm": "EAGLE", "speculative_draft_model_path": head,
+            "speculative_disable_batch_size": 64, **kw}
+
+
+def assert_clean(h: SchedulerHarness) -> None:
+    """No head state left; every scratch row back to its prefix copy only (pool checks: generate)."""
+    assert not h.scheduler.spec.drafter.states
+
+
+@pytest.mark.parametrize("topk", [1, 4])
+def test_fitted_head_is_exact_and_accepted(model_path, prompts, reference, fitted_head, topk):
+    outs, h = generate(model_path, prompts, **eagle_args(fitted_head, speculative_eagle_topk=topk))
+    assert outs == reference
+    state = h.scheduler.state()
+    assert state["spec_accepted_tokens"] > 100, state
+    assert max(state["spec_accept_length_counts"]) >= 3  # several drafts of one tree accepted
+    assert state["decode_steps"] < NEW_TOKENS - 1
+    assert_clean(h)
+
+
+@pytest.mark.parametrize("head_kw", [
+    {"kind": "eagle"},
+    {"kind": "eagle", "ship_embed": True, "fc_bias": True},
+    {"kind": "eagle3", "draft_vocab_size": 500},
+    {"kind": "eagle3", "aux_layers": [0, 1, 1]},
+], ids=["eagle", "eagle-embed-bias", "eagle3-draft-vocab", "eagle3-aux-layers"])
+def test_random_heads_load_and_change_nothing(model_path, prompts, reference, head_kw, tmp_path):
+    head = write_eagle_head(model_path, str(tmp_path / "head"), **head_kw)
+    outs, h = generate(model_path, prompts[:16], **eagle_args(head))
+    assert outs == reference[:16]
+    assert h.scheduler.state()["spec_verify_passes"] > 0
+    assert_clean(h)
+
+
+@pytest.mark.parametrize("overrides", [
+    {"alone": True},
+    {"disable_radix_cache": True},
+    {"chunked_prefill_size": 7},
+    {"disable_overlap_schedule": True},
+    {"speculative_num_draft_tokens": 2},
+    {"speculative_num_steps": 1, "speculative_eagle_topk": 8},
+    {"max_total_tokens": 400},
+], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_fitted_head_under_options(model_path, prompts, reference, fitted_head, overrides):
+    alone = overrides.pop("alone", False)
+    outs, h = generate(model_path, prompts[:16], alone=alone, **eagle_args(fitted_head, **overrides))
+    assert outs == reference[:16]
+    assert h.scheduler.state()["spec_accepted_tokens"] > 0
+    if "max_total_tokens" in overrides:
+        assert h.scheduler.stats["num_retractions"] > 0
+    assert_clean(h)
+
+
+def test_stop_strings(model_path, prompts, fitted_head):
+    params = {"max_new_tokens": NEW_TOKENS, "temperature": 0, "stop": [": ", "\n"]}
+    ref, h0 = generate(model_path, prompts[:24], params=params)
+    outs, h = generate(model_path, prompts[:24], params=params, **eagle_args(fitted_head))
+    assert outs == ref
+    assert ([h.results[str(i)].finished_reason for i in range(24)]
+            == [h0.results[str(i)].finished_reason for i in range(24)])
+    assert any(r.finished_reason["type"] == "stop" for r in h.results.values())
+    assert_clean(h)
+
+
+def test_json_schema(model_path, tokenizer, fitted_head):
+    schema = json.dumps({"type": "object", "properties": {"name": {"type": "string", "maxLength": 10},
+                                                          "age": {"enum": [27, 31]}}, "required": ["name", "age"]})
+    ids = [tokenizer.encode(f'{{"name": "Alice", "age": 31}}\n{{"name": "B{i}') for i in range(6)]
+    params = {"max_new_tokens": 40, "temperature": 0, "json_schema": schema}
+    ref, _ = generate(model_path, ids, params=params, disable_jump_forward=True)
+    outs, h = generate(model_path, ids, params=params, disable_jump_forward=True, **eagle_args(fitted_head))
+    assert outs == ref
+    for out in outs:
+        json.loads(tokenizer.decode(out, skip_special_tokens=True))
+    assert_clean(h)
+
+
+def test_temperature_one_and_logprobs(model_path, prompts, fitted_head):
+    params = {"max_new_tokens": NEW_TOKENS, "temperature": 1.0, "ignore_eos": True}
+    outs, h = generate(model_path, prompts[:16], params=params, **eagle_args(fitted_head))
+    assert all(len(o) == NEW_TOKENS for o in outs)
+    assert h.scheduler.state()["spec_accepted_tokens"] > 0
+    assert_clean(h)
+
+
+def test_eagle_needs_a_head():
+    with pytest.raises(ValueError, match="speculative-draft-model-path"):
+        ServerArgs(model_path="x", device="cpu", speculative_algorithm="EAGLE")
+    with pytest.raises(ValueError, match="speculative-eagle-topk must be >= 1"):
+        ServerArgs(model_path="x", device="cpu", speculative_algorithm="EAGLE", speculative_draft_model_path="h",
+                   speculative_eagle_topk=0)
+
+
+def test_a_plain_checkpoint_is_not_a_head(model_path):
+    with pytest.raises(ValueError, match="Qwen2ForCausalLM checkpoint; EAGLE heads supported"):
+        SchedulerHarness(model_path, **eagle_args(tiny_model_dir("qwen2")))
+
+
+def test_bad_d2t_is_named(model_path, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    head = write_eagle_head(model_path, str(tmp_path / "head"), "eagle3", draft_vocab_size=500)
+    tensors = load_file(f"{head}/model.safetensors")
+    tensors["d2t"] = tensors["d2t"][:10].clone()
+    save_file(tensors, f"{head}/model.safetensors")
+    with pytest.raises(ValueError, match="'d2t' has shape"):
+        SchedulerHarness(model_path, **eagle_args(head))
