@@ -154,3 +154,37 @@ def test_bad_d2t_is_named(model_path, tmp_path):
     save_file(tensors, f"{head}/model.safetensors")
     with pytest.raises(ValueError, match="'d2t' has shape"):
         SchedulerHarness(model_path, **eagle_args(head))
+
+
+def test_head_entries_pair_the_next_token_with_the_target_feature(model_path, prompts, fitted_head):
+    """Entry p of the head's KV is computed from (token p + 1, the target's feature at p): every
+    catch-up pass's rows, checked against transformers' hidden states of the final text (the
+    residual stream entering the tapped layers)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    h = SchedulerHarness(model_path, **eagle_args(fitted_head))
+    drafter = h.scheduler.spec.drafter
+    seen = []
+    forward = drafter.runner.forward
+
+    def record(fb):
+        if fb.forward_mode.is_extend():
+            seen.append((fb.input_ids.tolist(), fb.positions.tolist(), fb.spec_features.clone()))
+        return forward(fb)
+
+    drafter.runner.forward = record
+    ids = prompts[0]
+    h.submit("0", input_ids=ids, params={"max_new_tokens": 12, "temperature": 0, "ignore_eos": True})
+    text = ids + h.run_until_idle()["0"].output_ids
+    hf = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
+    with torch.no_grad():
+        streams = hf(input_ids=torch.tensor([text]), output_hidden_states=True).hidden_states
+    want = torch.cat([streams[i][0] for i in drafter.store.layer_ids], dim=-1)
+    assert len(seen) >= 2 and seen[0][1][0] == 0
+    covered = set()
+    for tokens, positions, feats in seen:
+        assert tokens == [text[p + 1] for p in positions]
+        torch.testing.assert_close(feats, want[positions], atol=1e-4, rtol=1e-4)
+        covered.update(positions)
+    assert covered == set(range(max(covered) + 1))  # every position's entry was computed
