@@ -212,7 +212,8 @@ class LlamaModel(nn.Module):
             serves = cpu_decode_step.serves(self.cpu_decode_steps, forward_batch, hidden_states)
             for i, step in enumerate(self.cpu_decode_steps if serves else self.layers):
                 if i in taps:
-                    tapped[i] = hidden_states if residual is None else hidden_states + residual
+                    # a copy: the first layer's norm may run in place on the embedding (CPU kernels)
+                    tapped[i] = hidden_states.clone() if residual is None else hidden_states + residual
                 hidden_states, residual = step(positions, hidden_states, forward_batch, residual)
             hidden_states, _ = self.norm(hidden_states, residual)
         if self.feature_store is not None:
