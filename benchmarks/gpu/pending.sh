@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # One device call for what landed after the last GPU run (2026-12-07 session 29): the GPU tests of
 # the rewritten INT4 kernels (GEMV with deferred scales, fused tl.dot GEMM, contiguous dequantize),
-# the LoRA split-K shrink and LoRA base-model graphs, the FP8 batched-vs-alone tolerance; then the
+# the LoRA split-K shrink and LoRA base-model graphs, the FP8 batched-vs-alone tolerance, speculative
+# decoding on CUDA (NGRAM, DRAFT, EAGLE chain and tree: session 30); then the
 # issue-19 table (bf16 / FP8 / AWQ one_batch), the LoRA figures and the quantized-linear sweep.
 # Usage on the GPU host: bash benchmarks/gpu/pending.sh OUT_DIR   (about 8 minutes on an H100)
 set -u
 OUT=${1:-/tmp/out}
 export PYTHONUNBUFFERED=1 PYTHONPATH=.:${PYTHONPATH:-}
-timeout 150 python3 -m pytest tests/gpu/test_int4_gemm.py tests/gpu/test_fp8_gemm.py tests/gpu/test_lora_gpu.py \
-  tests/gpu/test_gpu_fidelity.py::test_64_batched_greedy_equals_each_request_alone -q -p no:cacheprovider -rf \
+timeout 210 python3 -m pytest tests/gpu/test_int4_gemm.py tests/gpu/test_fp8_gemm.py tests/gpu/test_lora_gpu.py \
+  tests/gpu/test_gpu_fidelity.py::test_64_batched_greedy_equals_each_request_alone tests/gpu/test_speculative_gpu.py -q -p no:cacheprovider -rf \
   > "$OUT/pending_tests.txt" 2>&1
 tail -3 "$OUT/pending_tests.txt"; grep -E "^FAILED" "$OUT/pending_tests.txt" | head
 SKIP_TESTS=1 SKIP_FP8KV=1 SKIP_OFFLINE=${SKIP_OFFLINE:-1} OUTPUT_LEN=48 ONE_TIMEOUT=75 \
