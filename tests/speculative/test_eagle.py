@@ -124,12 +124,46 @@ def test_json_schema(model_path, tokenizer, fitted_head):
     assert_clean(h)
 
 
-def test_temperature_one_and_logprobs(model_path, prompts, fitted_head):
-    params = {"max_new_tokens": NEW_TOKENS, "temperature": 1.0, "ignore_eos": True}
+def test_temperature_one(model_path, prompts, fitted_head):
+    params = {"max_new_tokens": NEW_TOKENS, "temperature": 1.0, "ignore_eos": True, "top_p": 0.95}
     outs, h = generate(model_path, prompts[:16], params=params, **eagle_args(fitted_head))
     assert all(len(o) == NEW_TOKENS for o in outs)
     assert h.scheduler.state()["spec_accepted_tokens"] > 0
     assert_clean(h)
+
+
+def test_output_logprobs_match_plain_decoding(model_path, prompts, fitted_head):
+    from tests.speculative.test_spec_features import _flat_logprobs
+
+    runs = {}
+    for spec in (False, True):
+        h = SchedulerHarness(model_path, **(eagle_args(fitted_head) if spec else {}))
+        for i, ids in enumerate(prompts[:16]):
+            h.submit(str(i), input_ids=ids, params={"max_new_tokens": NEW_TOKENS, "temperature": 0, "ignore_eos": True},
+                     return_logprob=True, top_logprobs_num=3)
+        res = h.run_until_idle()
+        runs[spec] = [res[str(i)] for i in range(16)]
+        if spec:
+            assert h.scheduler.state()["spec_accepted_tokens"] > 0
+    for plain, spec in zip(runs[False], runs[True]):
+        assert spec.output_ids == plain.output_ids
+        pv, pids, ptops = _flat_logprobs(plain)
+        sv, sids, stops = _flat_logprobs(spec)
+        assert sids == pids == plain.output_ids
+        assert sv == pytest.approx(pv, abs=1e-4)
+        assert [[t for _, t in row] for row in stops] == [[t for _, t in row] for row in ptops]
+
+
+def test_engine_meta_info(model_path, prompts, fitted_head):
+    import sglang
+
+    with sglang.Engine(model_path=model_path, device="cpu", random_seed=0, speculative_algorithm="EAGLE",
+                       speculative_draft_model_path=fitted_head) as eng:
+        out = eng.generate(input_ids=prompts[0], sampling_params={"max_new_tokens": NEW_TOKENS, "temperature": 0})
+        meta = out["meta_info"]
+        assert meta["spec_verify_ct"] > 0 and meta["spec_accept_token_num"] > 0
+        assert meta["spec_draft_token_num"] >= meta["spec_accept_token_num"]
+        assert meta["spec_verify_ct"] < meta["completion_tokens"]
 
 
 def test_eagle_needs_a_head():

@@ -77,6 +77,7 @@ class HeadState:
     """What a request's head KV holds: entries for positions < len(ids) - 1 (ids = its tokens up
     to the one after the last entry), on the rows/slots it had then."""
 
+    req: Req
     row: int
     retractions: int
     ids: List[int]
@@ -154,13 +155,15 @@ class EagleDrafter:
         out = self.runner.forward(fb)
         for req, slots in zip(reqs, slot_lists):
             ids = req.all_ids
-            self.states[id(req)] = HeadState(req.req_pool_idx, req.num_retractions, ids[:req.seqlen],
+            self.states[id(req)] = HeadState(req, req.req_pool_idx, req.num_retractions, ids[:req.seqlen],
                                              int(table.host_table[req.req_pool_idx, req.seqlen - 2]))
         return out.next_token_logits, out.hidden_states
 
     # ---------------------------------------------------------------- tree growth
     def draft(self, reqs: Sequence[Req], rooms: Sequence[int], blocks: Sequence[Sequence[int]]) -> List:
         """A TreeGrower per request (root only where its room is 0)."""
+        for key in [k for k, s in self.states.items() if s.req.finished_reason is not None]:
+            del self.states[key]  # finished without passing through on_finish (aborted while retracted)
         growers = [TreeGrower(r.output_ids[-1]) for r in reqs]
         active = [i for i, n in enumerate(rooms) if n > 0]
         if not active:
