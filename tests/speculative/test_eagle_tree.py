@@ -106,3 +106,16 @@ def test_branch_rows_and_settling_the_accepted_branch():
     assert req.kv_committed_len == 5
     assert pool.req_to_token[0, :5].tolist() == prefix.tolist() + [slots[0], slots[2]]
     assert alloc.available_size() == before + 2  # nodes 11 and 13 freed
+
+
+def test_copy_prefix_on_a_separate_device_table():
+    """The device-table path (one gather/scatter for all rows) keeps columns past each row's n."""
+    pool = ReqToTokenPool(4, 10, "cpu")
+    pool.host_table = torch.zeros_like(pool.req_to_token)  # as on CUDA: host mirror + device table
+    pool.req_to_token[0] = torch.arange(10)
+    pool.host_table[0] = torch.arange(10)
+    pool.req_to_token[1], pool.req_to_token[2] = 99, 77
+    pool.copy_prefix([1, 2], [0, 0], [3, 5])
+    assert pool.req_to_token[1].tolist() == [0, 1, 2] + [99] * 7
+    assert pool.req_to_token[2].tolist() == [0, 1, 2, 3, 4] + [77] * 5
+    assert pool.host_table[2].tolist() == [0, 1, 2, 3, 4] + [0] * 5

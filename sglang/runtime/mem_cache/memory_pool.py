@@ -65,10 +65,20 @@ class ReqToTokenPool:
     def copy_prefix(self, dst_rows: List[int], src_rows: List[int], lengths: List[int]) -> None:
         """table[dst, :n] = table[src, :n] for each (dst, src, n): a row that shares another's
         first n positions (EAGLE's tree branches)."""
+        if not dst_rows:
+            return
+        width = max(lengths)
         for dst, src, n in zip(dst_rows, src_rows, lengths):
             self.host_table[dst, :n] = self.host_table[src, :n]
-            if self.host_table is not self.req_to_token:
-                self.req_to_token[dst, :n] = self.req_to_token[src, :n]
+        if self.host_table is self.req_to_token or width == 0:
+            return
+        # On the device: one gather and one scatter for all rows (columns past a row's n keep
+        # their values), not a copy launch per row.
+        dst_t, src_t, n_t = (host_to_device(torch.tensor(v, dtype=torch.int64), self.device)
+                             for v in (dst_rows, src_rows, lengths))
+        cols = torch.arange(width, device=self.req_to_token.device)
+        old = self.req_to_token[dst_t, :width]
+        self.req_to_token[dst_t, :width] = torch.where(cols[None, :] < n_t[:, None], self.req_to_token[src_t, :width], old)
 
     def read(self, req_idx: int, start: int, end: int) -> torch.Tensor:
         """Slots at positions [start, end) of a row, as a fresh int64 host tensor (no device sync)."""
