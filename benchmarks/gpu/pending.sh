@@ -19,3 +19,5 @@ timeout 110 python3 benchmarks/lora/bench_lora.py --model-path llama-3-8b --load
   --num-adapters 8 --rank 16 --num-prompts 128 --repeats 2 --decode-tokens 64 --out "$OUT/lora.json" 2>&1 | tail -8
 timeout 100 python3 benchmarks/kernels/bench_quant_gemm.py --rows 1 4 16 64 128 256 --sweep --out "$OUT/quant_gemm.json" \
   2>&1 | grep -v -i warn | tail -30
+timeout 120 python3 benchmarks/speculative/bench_verify_cost.py --model-path llama-3-8b --load-format dummy --device cuda \
+  --batch-sizes 1 8 --input-len 512 --out "$OUT/verify_cost.json" 2>&1 | grep -E "^bs|Error" | tail -4

@@ -52,33 +52,50 @@ def _layer_tensors(prefix: str, cfg: dict, attn_in: int, gen: torch.Generator, s
     }
 
 
-def write_eagle_head(target_dir: str, out_dir: str, kind: str = "eagle", seed: int = 0, std: float = 0.05,
-                     ship_embed: bool = False, fc_bias: bool = False, draft_vocab_size: Optional[int] = None,
-                     aux_layers: Optional[list] = None) -> str:
-    """A random `kind` head for the target at `target_dir`, written to `out_dir` (returned)."""
-    from safetensors.torch import save_file
+def write_eagle_config(target_dir: str, out_dir: str, kind: str = "eagle") -> str:
+    """config.json only (no weights): a head for `--load-format dummy` benchmarks at real shapes."""
+    cfg = _head_config(_target_config(target_dir), kind)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(cfg, f, indent=2)
+    return out_dir
 
+
+def _head_config(target: dict, kind: str, fc_bias: bool = False, draft_vocab_size: Optional[int] = None) -> dict:
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    target = _target_config(target_dir)
-    gen = torch.Generator().manual_seed(seed)
-    h, vocab = target["hidden_size"], target["vocab_size"]
     cfg = {k: target[k] for k in ("hidden_size", "intermediate_size", "num_attention_heads", "rms_norm_eps",
                                   "vocab_size", "max_position_embeddings", "hidden_act") if k in target}
     for k in ("num_key_value_heads", "head_dim", "rope_theta", "rope_scaling", "bos_token_id", "eos_token_id"):
         if target.get(k) is not None:
             cfg[k] = target[k]
     cfg.update({"model_type": "llama", "num_hidden_layers": 1, "torch_dtype": "float32", "tie_word_embeddings": False})
-    tensors: Dict[str, torch.Tensor] = {}
     if kind == "eagle":
         cfg.update({"architectures": ["LlamaForCausalLM"], "bias": fc_bias})
+    else:
+        cfg.update({"architectures": ["LlamaForCausalLMEagle3"],
+                    "draft_vocab_size": draft_vocab_size or target["vocab_size"]})
+    return cfg
+
+
+def write_eagle_head(target_dir: str, out_dir: str, kind: str = "eagle", seed: int = 0, std: float = 0.05,
+                     ship_embed: bool = False, fc_bias: bool = False, draft_vocab_size: Optional[int] = None,
+                     aux_layers: Optional[list] = None) -> str:
+    """A random `kind` head for the target at `target_dir`, written to `out_dir` (returned)."""
+    from safetensors.torch import save_file
+
+    target = _target_config(target_dir)
+    gen = torch.Generator().manual_seed(seed)
+    h, vocab = target["hidden_size"], target["vocab_size"]
+    cfg = _head_config(target, kind, fc_bias, draft_vocab_size)
+    tensors: Dict[str, torch.Tensor] = {}
+    if kind == "eagle":
         tensors["fc.weight"] = torch.randn((h, 2 * h), generator=gen) * std
         if fc_bias:
             tensors["fc.bias"] = torch.randn((h,), generator=gen) * std
         tensors.update(_layer_tensors("layers.0", cfg, h, gen, std))
     else:
-        dv = draft_vocab_size or vocab
-        cfg.update({"architectures": ["LlamaForCausalLMEagle3"], "draft_vocab_size": dv})
+        dv = cfg["draft_vocab_size"]
         if aux_layers is not None:
             cfg["eagle_config"] = {"eagle_aux_hidden_state_layer_ids": list(aux_layers)}
         tensors.update(_layer_tensors("midlayer", cfg, 2 * h, gen, std))

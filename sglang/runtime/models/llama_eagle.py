@@ -68,6 +68,7 @@ class _EagleBase(nn.Module):
         self.rotary_emb = rope_for_config(config)
         self._shared_embed: Optional[VocabParallelEmbedding] = None
         self._shared_head: Optional[VocabParallelEmbedding] = None
+        self.loaded = False  # set by load_weights
 
     # tensors the checkpoint may leave to the target
     optional_tensors: Tuple[str, ...] = ("embed_tokens.weight",)
@@ -77,7 +78,10 @@ class _EagleBase(nn.Module):
         return None
 
     def bind_target(self, target: nn.Module) -> None:
-        """Share the target's embedding (and lm_head) where the checkpoint has none."""
+        """Share the target's embedding (and lm_head) where the checkpoint has none. Dummy heads
+        (no checkpoint read) share what published checkpoints leave out."""
+        if not self.loaded:
+            self.drop_unshipped(set())
         if self.embed_tokens is None:
             self._shared_embed = target.model.embed_tokens
         if self.uses_target_head():
@@ -104,6 +108,7 @@ class _EagleBase(nn.Module):
                 items.append((name, tensor))
         self.drop_unshipped({n for n, _ in items})
         load_named_weights(self, items, STACKED_PARAMS)
+        self.loaded = True
 
     def load_buffer(self, name: str, tensor: torch.Tensor) -> bool:
         return False
