@@ -133,7 +133,7 @@ def test_temperature_one(model_path, prompts, fitted_head):
 
 
 def test_output_logprobs_match_plain_decoding(model_path, prompts, fitted_head):
-    from tests.speculative.test_spec_features import _flat_logprobs
+    from tests.speculative.test_spec_features import assert_logprobs_match
 
     runs = {}
     for spec in (False, True):
@@ -145,13 +145,7 @@ def test_output_logprobs_match_plain_decoding(model_path, prompts, fitted_head):
         runs[spec] = [res[str(i)] for i in range(16)]
         if spec:
             assert h.scheduler.state()["spec_accepted_tokens"] > 0
-    for plain, spec in zip(runs[False], runs[True]):
-        assert spec.output_ids == plain.output_ids
-        pv, pids, ptops = _flat_logprobs(plain)
-        sv, sids, stops = _flat_logprobs(spec)
-        assert sids == pids == plain.output_ids
-        assert sv == pytest.approx(pv, abs=1e-4)
-        assert [[t for _, t in row] for row in stops] == [[t for _, t in row] for row in ptops]
+    assert_logprobs_match(runs[False], runs[True])
 
 
 def test_engine_meta_info(model_path, prompts, fitted_head):

@@ -17,7 +17,6 @@ from typing import List, Sequence
 
 import torch
 
-from sglang.runtime.managers.io_struct import finish_abort
 from sglang.runtime.managers.req import Req
 from sglang.runtime.managers.schedule_batch import OutOfKVMemory
 from sglang.runtime.sampling.penalties import apply_logits_processors
@@ -100,21 +99,10 @@ class EagleSpecWorker(NgramSpecWorker):
         offset = 0
         for req, tree, slots in zip(reqs, trees, node_slots):
             path, tokens = walk(tree, lambda u, o=offset: choices[o + u])
-            rows = [offset + u for u in path]
-            logprobs = self._logprobs(req, raw[rows], tokens) if req.return_logprob else None
+            appended = self._emit(sched, req, tokens, raw[[offset + u for u in path]])
             offset += len(tree)
-            appended = 0
-            for j, tok in enumerate(tokens):
-                if logprobs is not None:
-                    sched.output.record_output_logprob(req, logprobs, j, tok)
-                sched._append(req, tok)
-                appended += 1
-                if req.finished_reason is not None:
-                    break
             kept_drafts = min(appended, len(path) - 1)
             settle_tree_kv(req, slots, path, 1 + kept_drafts, sched.res)
             self._count(req, len(tree) - 1, kept_drafts, appended)
-            if req.to_abort is not None and req.finished_reason is None:
-                req.finished_reason = finish_abort(req.to_abort)
-            sched._after_token(req)
+            self._after(sched, req)
         sched._drop_finished()

@@ -125,23 +125,33 @@ class NgramSpecWorker:
         row = 0
         self.stats["spec_verify_passes"] += 1
         for req, draft, tokens, accepted in zip(reqs, drafts, outcome.emitted, outcome.accepted):
-            logprobs = self._logprobs(req, raw[row : row + len(tokens)], tokens) if req.return_logprob else None
+            appended = self._emit(sched, req, tokens, raw[row : row + len(tokens)])
             row += len(draft) + 1
-            appended = 0
-            for j, tok in enumerate(tokens):
-                if logprobs is not None:
-                    sched.output.record_output_logprob(req, logprobs, j, tok)
-                sched._append(req, tok)
-                appended += 1
-                if req.finished_reason is not None:
-                    break
             kept_drafts = min(appended, accepted)
             settle_kv(req, len(draft) + 1, 1 + kept_drafts, sched.res)
             self._count(req, len(draft), kept_drafts, appended)
-            if req.to_abort is not None and req.finished_reason is None:
-                req.finished_reason = finish_abort(req.to_abort)
-            sched._after_token(req)
+            self._after(sched, req)
         sched._drop_finished()
+
+    def _emit(self, sched, req: Req, tokens: List[int], rows: torch.Tensor) -> int:
+        """Append `tokens` (their verify logit rows: `rows`) through the scheduler's per-token
+        path until the request finishes; returns how many were appended."""
+        logprobs = self._logprobs(req, rows, tokens) if req.return_logprob else None
+        appended = 0
+        for j, tok in enumerate(tokens):
+            if logprobs is not None:
+                sched.output.record_output_logprob(req, logprobs, j, tok)
+            sched._append(req, tok)
+            appended += 1
+            if req.finished_reason is not None:
+                break
+        return appended
+
+    @staticmethod
+    def _after(sched, req: Req) -> None:
+        if req.to_abort is not None and req.finished_reason is None:
+            req.finished_reason = finish_abort(req.to_abort)
+        sched._after_token(req)
 
     @staticmethod
     def _logprobs(req: Req, rows: torch.Tensor, tokens: List[int]) -> LogprobResult:
