@@ -216,3 +216,18 @@ def test_head_entries_pair_the_next_token_with_the_target_feature(model_path, pr
         torch.testing.assert_close(feats, want[positions], atol=1e-4, rtol=1e-4)
         covered.update(positions)
     assert covered == set(range(max(covered) + 1))  # every position's entry was computed
+
+
+@pytest.mark.parametrize("params", [
+    {"temperature": 1.0, "seed": 7},
+    {"temperature": 0.8, "top_p": 0.9, "seed": 11, "frequency_penalty": 0.5, "repetition_penalty": 1.2},
+], ids=["t1", "t0.8-topp-penalties"])
+def test_seeded_sampling_equals_plain_sampling(model_path, prompts, fitted_head, params):
+    """Every token the walk emits is the target's own draw at that node, with the seeded noise of
+    that output position: seeded sampling gives plain sampling's tokens (penalties counting the
+    branch's drafts, as plain decoding counts its outputs)."""
+    params = {"max_new_tokens": NEW_TOKENS, "ignore_eos": True, **params}
+    ref, _ = generate(model_path, prompts[:16], params=params)
+    outs, h = generate(model_path, prompts[:16], params=params, **eagle_args(fitted_head))
+    assert outs == ref
+    assert h.scheduler.state()["spec_accepted_tokens"] > 0
