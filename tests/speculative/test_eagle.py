@@ -231,3 +231,55 @@ def test_seeded_sampling_equals_plain_sampling(model_path, prompts, fitted_head,
     outs, h = generate(model_path, prompts[:16], params=params, **eagle_args(fitted_head))
     assert outs == ref
     assert h.scheduler.state()["spec_accepted_tokens"] > 0
+
+
+def test_branch_rows_give_the_head_its_own_path(model_path, prompts, tmp_path):
+    """A drafting row attends to the request's head entries and its own branch only: the logits
+    of every row of the first two expansions equal one fresh extend pass of the head over (the
+    caught-up entries + the row's path), with a random EAGLE-1 head whose attention matters."""
+    import torch
+
+    from sglang.runtime.speculative.verify_batch import extend_batch
+
+    head = write_eagle_head(model_path, str(tmp_path / "head"), "eagle", std=0.2)
+    h = SchedulerHarness(model_path, **eagle_args(head, speculative_eagle_topk=3, speculative_num_steps=3))
+    drafter = h.scheduler.spec.drafter
+    forward, seen, checked = drafter.runner.forward, {}, []
+
+    def reference(tokens, feats):
+        kv = drafter.kv
+        row = kv.req_to_token_pool.alloc(1)
+        fb = extend_batch(row, [0], [tokens], kv, all_logits=False)
+        fb.spec_features = feats
+        logits = forward(fb).next_token_logits[0]
+        kv.allocator.free(fb.out_cache_loc.to("cpu"))
+        kv.req_to_token_pool.free(row)
+        return logits
+
+    def record(fb):
+        out = forward(fb)
+        if fb.forward_mode.is_extend() and fb.batch_size == 1 and not checked:
+            seen["catch_up"] = (fb.input_ids.tolist(), fb.positions.tolist(), fb.spec_features.clone(),
+                                out.hidden_states[0].clone())
+        elif fb.forward_mode.is_decode() and "catch_up" in seen and len(checked) < 6:
+            tokens, positions, feats, last_hidden = seen["catch_up"]
+            assert positions[0] == 0  # the first catch-up covers the whole prompt
+            first = seen.get("first")
+            for j, tok in enumerate(fb.input_ids.tolist()):
+                if first is None:  # depth-1 nodes: their parent is the root
+                    path, path_feats = [tok], [last_hidden]
+                else:  # depth-2 nodes: the parent is the first-level row whose output they read
+                    p = next(i for i, hid in enumerate(first[1]) if torch.equal(hid, fb.spec_features[j]))
+                    path, path_feats = [first[0][p], tok], [last_hidden, first[1][p]]
+                want = reference(tokens + path, torch.cat([feats, torch.stack(path_feats)]))
+                # float32, decode vs extend kernels: ~1e-3 on logits of magnitude ~10 (a wrong path: O(1))
+                torch.testing.assert_close(out.next_token_logits[j], want, atol=5e-3, rtol=1e-3)
+                checked.append(j)
+            if first is None:
+                seen["first"] = (fb.input_ids.tolist(), out.hidden_states.clone())
+        return out
+
+    drafter.runner.forward = record
+    h.submit("0", input_ids=prompts[1], params={"max_new_tokens": 8, "temperature": 0, "ignore_eos": True})
+    h.run_until_idle()
+    assert len(checked) == 6  # the three frontier rows of the first two expansions
