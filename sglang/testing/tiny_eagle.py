@@ -164,3 +164,41 @@ def fit_eagle3_readout(target_dir: str, out_dir: str, seqs: List[List[int]], ste
     tensors["norm.weight"].fill_(1.0)
     save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(out_dir, "model.safetensors"))
     return out_dir
+
+
+class EagleOneTwin(torch.nn.Module):
+    """The EAGLE-1 head's math on transformers' Llama layers: an independent reference for our
+    LlamaForCausalLMEagle, and what `fit_eagle_head` trains. Inputs per position t: the token at
+    t + 1 and the target's feature at t; output: the predicted feature at t + 1."""
+
+    def __init__(self, target_config, embed_weight: torch.Tensor, bias: bool = False):
+        super().__init__()
+        import copy
+
+        from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRotaryEmbedding
+
+        cfg = copy.deepcopy(target_config)
+        cfg.num_hidden_layers = 1
+        cfg._attn_implementation = "eager"
+        h = cfg.hidden_size
+        self.fc = torch.nn.Linear(2 * h, h, bias=bias)
+        self.layer = LlamaDecoderLayer(cfg, layer_idx=0)
+        self.layer.input_layernorm = torch.nn.Identity()  # EAGLE-1's first layer has no input norm
+        self.rotary = LlamaRotaryEmbedding(cfg)
+        self.register_buffer("embed", embed_weight.detach().float().clone(), persistent=False)
+
+    def forward(self, next_tokens: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+        """next_tokens [B, T], feats [B, T, H] -> [B, T, H]."""
+        z = self.fc(torch.cat([self.embed[next_tokens], feats], dim=-1))
+        t = z.shape[1]
+        positions = torch.arange(t, device=z.device)[None].expand(z.shape[0], -1)
+        mask = torch.full((t, t), float("-inf"), device=z.device).triu(1)[None, None].expand(z.shape[0], 1, t, t)
+        out = self.layer(z, attention_mask=mask, position_ids=positions,
+                         position_embeddings=self.rotary(z, positions))
+        return out[0] if isinstance(out, tuple) else out
+
+    def published_tensors(self) -> Dict[str, torch.Tensor]:
+        """The head in the EAGLE-1 checkpoint layout."""
+        out = {f"layers.0.{k}": v for k, v in self.layer.state_dict().items() if "input_layernorm" not in k}
+        out.update({f"fc.{k}": v for k, v in self.fc.state_dict().items()})
+        return {k: v.detach().float().contiguous() for k, v in out.items() if "rotary" not in k}

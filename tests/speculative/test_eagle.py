@@ -283,3 +283,44 @@ def test_branch_rows_give_the_head_its_own_path(model_path, prompts, tmp_path):
     h.submit("0", input_ids=prompts[1], params={"max_new_tokens": 8, "temperature": 0, "ignore_eos": True})
     h.run_until_idle()
     assert len(checked) == 6  # the three frontier rows of the first two expansions
+
+
+def test_eagle1_head_matches_a_transformers_twin(model_path, prompts, tmp_path):
+    """Our EAGLE-1 head (fc, a first layer without input norm, the target's lm_head) against the
+    same math on transformers' Llama layers: the catch-up's last-row logits over a whole prompt,
+    fed with the target's final normed hidden states."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from sglang.testing.tiny_eagle import EagleOneTwin, write_eagle_config
+
+    target = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
+    torch.manual_seed(0)
+    twin = EagleOneTwin(AutoConfig.from_pretrained(model_path), target.model.embed_tokens.weight)
+    with torch.no_grad():
+        for p in twin.parameters():
+            p.normal_(0.0, 0.1)
+    head = write_eagle_config(model_path, str(tmp_path / "head"), "eagle")
+    save_file(twin.published_tensors(), f"{head}/model.safetensors")
+    h = SchedulerHarness(model_path, **eagle_args(head))
+    drafter = h.scheduler.spec.drafter
+    forward, seen = drafter.runner.forward, []
+
+    def record(fb):
+        out = forward(fb)
+        if fb.forward_mode.is_extend() and not seen:
+            seen.append((fb.input_ids.tolist(), out.next_token_logits[0].clone()))
+        return out
+
+    drafter.runner.forward = record
+    ids = prompts[2]
+    h.submit("0", input_ids=ids, params={"max_new_tokens": 4, "temperature": 0, "ignore_eos": True})
+    text = ids + h.run_until_idle()["0"].output_ids
+    next_tokens, logits = seen[0]
+    n = len(next_tokens)
+    assert next_tokens == text[1:n + 1]
+    with torch.no_grad():
+        feats = target(input_ids=torch.tensor([text[:n]]), output_hidden_states=True).hidden_states[-1]
+        want = target.lm_head(twin(torch.tensor([next_tokens]), feats)[0, -1])
+    torch.testing.assert_close(logits, want, atol=1e-4, rtol=1e-4)
