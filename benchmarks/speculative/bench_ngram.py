@@ -1,6 +1,7 @@
-"""NGRAM speculative decoding vs plain decoding on a copy-heavy workload.
+"""NGRAM (or EAGLE) speculative decoding vs plain decoding on a copy-heavy workload.
 
     python benchmarks/speculative/bench_ngram.py --device cuda --out benchmarks/results/spec_ngram_h100.json
+    python benchmarks/speculative/bench_ngram.py --algorithm EAGLE --draft-model-path HEAD_DIR ...
 
 bs1: each prompt alone, streamed; ms/token is the decode time (first chunk to last) per token
 after the first. bs32 (or --batch-sizes): all prompts submitted at once; output tokens per second
@@ -37,6 +38,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--num-draft-tokens", type=int, default=8, help="--speculative-num-draft-tokens")
     p.add_argument("--disable-batch-size", type=int, default=None,
                    help="--speculative-disable-batch-size (default: the server default)")
+    p.add_argument("--algorithm", default="NGRAM", choices=["NGRAM", "EAGLE"])
+    p.add_argument("--draft-model-path", default=None, help="EAGLE: the head (e.g. from fit_eagle_head.py)")
+    p.add_argument("--eagle-topk", type=int, default=None)
+    p.add_argument("--num-steps", type=int, default=None)
     p.add_argument("--extra", default="{}", help="JSON of extra Engine kwargs for both configurations")
     p.add_argument("--out", default=None, help="write the JSON result here")
     return p.parse_args(argv)
@@ -47,7 +52,10 @@ def _engine(args, spec: bool):
 
     kw = dict(model_path=args.model_path, device=args.device, dtype=args.dtype, random_seed=0, **json.loads(args.extra))
     if spec:
-        kw.update(speculative_algorithm="NGRAM", speculative_num_draft_tokens=args.num_draft_tokens)
+        kw.update(speculative_algorithm=args.algorithm, speculative_num_draft_tokens=args.num_draft_tokens)
+        if args.algorithm == "EAGLE":
+            kw.update(speculative_draft_model_path=args.draft_model_path, speculative_eagle_topk=args.eagle_topk,
+                      speculative_num_steps=args.num_steps)
         if args.disable_batch_size is not None:
             kw["speculative_disable_batch_size"] = args.disable_batch_size
     return sglang.Engine(**kw)
@@ -120,17 +128,18 @@ def _device_name(device: str) -> str:
     return platform.processor() or platform.machine()
 
 
-def summarize(off: Dict, on: Dict) -> Dict:
+def summarize(off: Dict, on: Dict, algo: str = "NGRAM") -> Dict:
+    name = algo.lower()
     summary = {}
     for key in off:
         same = off[key]["outputs"] == on[key]["outputs"]
         if key == "bs1":
             summary[key] = {"ms_per_token_off": off[key]["ms_per_token_mean"],
-                            "ms_per_token_ngram": on[key]["ms_per_token_mean"],
+                            f"ms_per_token_{name}": on[key]["ms_per_token_mean"],
                             "speedup": off[key]["ms_per_token_mean"] / on[key]["ms_per_token_mean"],
                             "mean_accept_length": on[key]["mean_accept_length"], "greedy_outputs_identical": same}
         else:
-            summary[key] = {"tokens_per_s_off": off[key]["tokens_per_s"], "tokens_per_s_ngram": on[key]["tokens_per_s"],
+            summary[key] = {"tokens_per_s_off": off[key]["tokens_per_s"], f"tokens_per_s_{name}": on[key]["tokens_per_s"],
                             "speedup": on[key]["tokens_per_s"] / off[key]["tokens_per_s"],
                             "spec_verify_ct": on[key]["spec_verify_ct"], "greedy_outputs_identical": same}
     return summary
@@ -145,15 +154,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     off = measure(args, spec=False)
     on = measure(args, spec=True)
     result = {
-        "benchmark": "speculative_ngram_copy_workload",
+        "benchmark": f"speculative_{args.algorithm.lower()}_copy_workload",
         "date": time.strftime("%Y-%m-%d"),
         "commit": _commit(),
         "device": _device_name(args.device),
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
         "args": vars(args),
-        "summary": summarize(off, on),
+        "summary": summarize(off, on, args.algorithm),
         "off": {k: {kk: vv for kk, vv in v.items() if kk != "outputs"} for k, v in off.items()},
-        "ngram": {k: {kk: vv for kk, vv in v.items() if kk != "outputs"} for k, v in on.items()},
+        args.algorithm.lower(): {k: {kk: vv for kk, vv in v.items() if kk != "outputs"} for k, v in on.items()},
     }
     print(json.dumps(result["summary"], indent=2))
     if args.out:

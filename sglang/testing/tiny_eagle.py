@@ -66,7 +66,8 @@ def _head_config(target: dict, kind: str, fc_bias: bool = False, draft_vocab_siz
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     cfg = {k: target[k] for k in ("hidden_size", "intermediate_size", "num_attention_heads", "rms_norm_eps",
                                   "vocab_size", "max_position_embeddings", "hidden_act") if k in target}
-    for k in ("num_key_value_heads", "head_dim", "rope_theta", "rope_scaling", "bos_token_id", "eos_token_id"):
+    for k in ("num_key_value_heads", "head_dim", "rope_theta", "rope_scaling", "rope_parameters", "bos_token_id",
+              "eos_token_id"):
         if target.get(k) is not None:
             cfg[k] = target[k]
     cfg.update({"model_type": "llama", "num_hidden_layers": 1, "torch_dtype": "float32", "tie_word_embeddings": False})
