@@ -20,7 +20,7 @@ from typing import Dict, List, Sequence
 import torch
 
 from sglang.runtime.managers.req import Req
-from sglang.runtime.managers.schedule_batch import OutOfKVMemory
+from sglang.runtime.managers.schedule_batch import KVResources, OutOfKVMemory
 from sglang.runtime.mem_cache.mla_pool import make_kv_pool
 from sglang.runtime.model_executor.model_runner import ModelRunner
 from sglang.runtime.models.model_config import ModelConfig
@@ -84,22 +84,6 @@ class HeadState:
     last_slot: int
 
 
-class _HeadKV:
-    """The memory view a head batch uses: the target's table and allocator, the head's KV pool."""
-
-    def __init__(self, runner: EagleDraftRunner, tree_cache):
-        self.req_to_token_pool, self.allocator, self.kv_pool = runner.req_to_token_pool, runner.allocator, runner.kv_pool
-        self.device = runner.device
-        self.tree_cache = tree_cache
-
-    def alloc_slots(self, n: int):
-        slots = self.allocator.alloc(n)
-        if slots is None and self.tree_cache is not None:
-            self.tree_cache.evict(n - self.allocator.available_size())
-            slots = self.allocator.alloc(n)
-        return slots
-
-
 class EagleDrafter:
     def __init__(self, server_args, target: ModelRunner):
         self.topk = server_args.speculative_eagle_topk
@@ -118,7 +102,10 @@ class EagleDrafter:
         self.states: Dict[int, HeadState] = {}
 
     def bind_cache(self, tree_cache) -> None:
-        self.kv = _HeadKV(self.runner, tree_cache)
+        # The head's memory view: the target's table and allocator (evicting from its cache), the
+        # head's KV pool.
+        r = self.runner
+        self.kv = KVResources(r.req_to_token_pool, r.allocator, r.kv_pool, tree_cache, r.device)
 
     def forget(self, req: Req) -> None:
         self.states.pop(id(req), None)

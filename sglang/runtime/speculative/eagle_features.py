@@ -76,7 +76,12 @@ def eagle_bytes_per_token(server_args, target_cfg, dtype: torch.dtype) -> int:
     return (width + 2 * layers * heads * head_dim) * elem
 
 
+def scratch_rows_per_req(server_args) -> int:
+    """Branch rows one request needs: a frontier of topk while drafting, the leaves but one of
+    num_draft_tokens - 1 nodes while verifying."""
+    return max(server_args.speculative_eagle_topk or 1, server_args.speculative_num_draft_tokens or 1)
+
+
 def scratch_rows(server_args) -> int:
     """req_to_token rows EAGLE reserves for tree branches (drafting and verification)."""
-    per_req = max(server_args.speculative_eagle_topk or 1, server_args.speculative_num_draft_tokens or 1)
-    return max(server_args.speculative_disable_batch_size, 1) * per_req
+    return max(server_args.speculative_disable_batch_size, 1) * scratch_rows_per_req(server_args)

@@ -21,6 +21,7 @@ from sglang.runtime.managers.req import Req
 from sglang.runtime.managers.schedule_batch import OutOfKVMemory
 from sglang.runtime.sampling.penalties import apply_logits_processors
 from sglang.runtime.speculative.eagle_draft import EagleDrafter
+from sglang.runtime.speculative.eagle_features import scratch_rows_per_req
 from sglang.runtime.speculative.eagle_tree import DraftTree, walk
 from sglang.runtime.speculative.spec_worker import _MAX_COOLDOWN, NgramSpecWorker
 from sglang.runtime.speculative.tree_verify import (ScratchRows, build_tree_verify, prune_tree, settle_tree_kv,
@@ -35,8 +36,8 @@ class EagleSpecWorker(NgramSpecWorker):
         self.max_draft = min(self.max_draft, server_args.speculative_num_steps)  # the tree's depth
         self.max_nodes = server_args.speculative_num_draft_tokens - 1
         self.drafter = EagleDrafter(server_args, target_runner)
-        per_req = max(server_args.speculative_eagle_topk, self.max_nodes, 1)
-        self.scratch = ScratchRows(target_runner.req_to_token_pool, max(self.disable_batch_size, 1), per_req)
+        self.scratch = ScratchRows(target_runner.req_to_token_pool, max(self.disable_batch_size, 1),
+                                   scratch_rows_per_req(server_args))
         self.bound = False
         logger.info("EAGLE: %s head, tree of depth %d, top-%d, %d nodes verified per request",
                     type(self.drafter.head).__name__, self.max_draft, server_args.speculative_eagle_topk,
