@@ -50,7 +50,8 @@ def run(args) -> dict:
     schema = json.dumps(SCHEMA)
     engine_args = {"model_path": args.model_path, "load_format": args.load_format, "device": args.device,
                    "max_running_requests": args.batch, "grammar_backend": args.grammar_backend,
-                   "random_seed": 0, "disable_jump_forward": args.disable_jump_forward}
+                   "random_seed": 0, "disable_jump_forward": args.disable_jump_forward,
+                   "disable_in_batch_jump_forward": args.disable_in_batch_jump_forward}
     if args.max_total_tokens:
         engine_args["max_total_tokens"] = args.max_total_tokens
     with Engine(**engine_args) as engine:
@@ -98,8 +99,10 @@ def main() -> None:
     parser.add_argument("--num-prompts", type=int, default=128)
     parser.add_argument("--input-len", type=int, default=256)
     parser.add_argument("--max-new-tokens", type=int, default=512)
-    parser.add_argument("--grammar-backend", default="xgrammar", choices=["xgrammar", "fsm"])
+    parser.add_argument("--grammar-backend", default="xgrammar", choices=["xgrammar", "fsm", "lark"])
     parser.add_argument("--disable-jump-forward", action="store_true")
+    parser.add_argument("--disable-in-batch-jump-forward", action="store_true",
+                        help="the old path: a jump re-prefills the request in a pass of its own")
     parser.add_argument("--max-total-tokens", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=2,
                         help="timed passes (JSON then unconstrained each); the last one is reported")

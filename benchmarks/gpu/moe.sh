@@ -7,7 +7,7 @@ set -u
 OUT=${1:-/tmp/out}
 export PYTHONUNBUFFERED=1 PYTHONPATH=.:${PYTHONPATH:-}
 quiet() { grep -v -i "warn\|loading\|INFO\|^\s*$" | tail -${1:-4}; }
-timeout 150 python3 benchmarks/kernels/bench_fused_moe.py --shape mixtral-8x7b --shape deepseek-v2-lite \
+[ "${SKIP_KERNEL:-0}" = 1 ] || timeout 150 python3 benchmarks/kernels/bench_fused_moe.py --shape mixtral-8x7b --shape deepseek-v2-lite \
   --batch 1 --batch 64 --batch 512 ${MOE_SWEEP:+--sweep} --out "$OUT/fused_moe.json" 2>&1 | quiet 8
 for s in mixtral-8x7b deepseek-v2-lite; do python3 -m sglang.testing.tiny_model --shape $s --out /tmp/$s >/dev/null 2>&1; done
 gib=$(python3 -c "import torch; print(torch.cuda.get_device_properties(0).total_memory >> 30)")
@@ -16,7 +16,7 @@ one() {  # model extra...
   timeout ${ONE_TIMEOUT:-150} python3 -m sglang.bench_one_batch --model-path /tmp/$1 --load-format dummy --batch-size 1 64 \
     --input-len 128 --output-len 64 --run-name $1 --result-file "$OUT/moe_one_batch.jsonl" "${@:2}" 2>&1 | quiet 7
 }
-one deepseek-v2-lite
+[ "${SKIP_DSV2:-0}" = 1 ] || one deepseek-v2-lite
 if [ "${SKIP_MIXTRAL:-0}" = 1 ]; then
   echo "== mixtral-8x7b skipped (SKIP_MIXTRAL=1)"
 elif [ "$gib" -ge 120 ]; then

@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# Structured generation on the GPU: JSON-schema vs unconstrained offline throughput at batch 32
-# (jump-forward on and off) and the per-step cost of a length-bounded schema; Llama-3-8B shape,
-# dummy weights.  Usage: SGLANG_BENCH_COMMIT=<commit> bash benchmarks/gpu/structured.sh OUT_DIR
-# (the commit is read from git unless given: a tree copied to the GPU host may carry a stale .git)
+# Structured generation on the GPU: JSON-schema vs unconstrained offline throughput (same prompts,
+# same per-request token counts) at batch 32 and batch 1, with jump-forward in the batch (default),
+# the old re-prefill path and jump-forward off; then the per-step cost of a length-bounded schema.
+# Llama-3-8B shape, dummy weights.  Usage: SGLANG_BENCH_COMMIT=<commit> bash benchmarks/gpu/structured.sh OUT_DIR
+# MODES picks among bs32_inbatch bs32_old bs32_off bs1_inbatch bs1_old bs1_off (all by default).
 set -u
 OUT=${1:-/tmp/out}
 export PYTHONUNBUFFERED=1 PYTHONPATH=.:${PYTHONPATH:-}
 python3 -m sglang.testing.tiny_model --shape llama-3-8b --out /tmp/l8b >/dev/null 2>&1
-: "${JSON_ARGS:=--batch 32 --num-prompts 128 --input-len 256 --max-new-tokens 512}"
-for jf in ${ORDER:-on off}; do
-  extra=""; [ $jf = off ] && extra="--disable-jump-forward"
-  timeout ${JSON_TIMEOUT:-240} python3 benchmarks/constrained/bench_json_offline.py --model-path /tmp/l8b --load-format dummy \
-    $JSON_ARGS $extra --out "$OUT/json_offline_jf_$jf.json" > "$OUT/json_offline_jf_$jf.log" 2>&1
-  echo "jump-forward $jf:"; grep -E '"json_schema_vs|"ratio"|output_tok_s|ended_by|invalid|jump_forward_tokens|mean_output|Error' \
-    "$OUT/json_offline_jf_$jf.log" | head -14
+for m in ${MODES:-bs32_inbatch bs32_old bs32_off bs1_inbatch bs1_old bs1_off}; do
+  case $m in
+    bs32_*) a="--batch 32 --num-prompts 128 --input-len 256 --max-new-tokens 512" ;;
+    bs1_*) a="--batch 1 --num-prompts ${BS1_PROMPTS:-6} --input-len 256 --max-new-tokens 256" ;;
+  esac
+  case $m in *_old) a="$a --disable-in-batch-jump-forward" ;; *_off) a="$a --disable-jump-forward" ;; esac
+  timeout ${JSON_TIMEOUT:-150} python3 benchmarks/constrained/bench_json_offline.py --model-path /tmp/l8b --load-format dummy \
+    $a --out "$OUT/json_$m.json" > "$OUT/json_$m.log" 2>&1
+  echo "== $m:"; grep -E '"json_schema_vs|output_tok_s|ended_by|invalid|jump_forward_tokens|Error' "$OUT/json_$m.log" | head -8
 done
 [ "${SKIP_STEP:-0}" = 1 ] || { timeout 150 python3 benchmarks/constrained/bench_structured.py --model /tmp/l8b \
   --load-format dummy --device cuda --out "$OUT/structured.json" > "$OUT/structured.log" 2>&1;
