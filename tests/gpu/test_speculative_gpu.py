@@ -62,3 +62,8 @@ def test_greedy_equals_plain_decoding_on_cuda(setup, algo):
     state = h.scheduler.state()
     assert state["spec_accepted_tokens"] > 0, state
     assert h.runner.graph_runner is not None  # captured with the feature writes (EAGLE) inside
+    # Drafting steps after the catch-up replay the draft model's / head's decode graphs.
+    draft_runner = {"DRAFT": lambda s: s.runner, "EAGLE": lambda s: s.drafter.runner}.get(algo.split("-")[0])
+    if draft_runner is not None:
+        graphs = draft_runner(h.scheduler.spec).graph_runner
+        assert graphs is not None and graphs.num_replays > 0

@@ -141,10 +141,19 @@ class CudaGraphRunner:
         # With LoRA, a second graph per size without the LoRA kernels for batches that use no
         # adapter: replaying the adapter graph's empty launches cost 0.7 ms a step on an H100.
         self.base_graphs: Dict[int, torch.cuda.CUDAGraph] = {}
+        model = model_runner.model
+        # A speculative draft head reads one feature row per token (spec_features) and returns its
+        # hidden states: both get static buffers. Its logits may cover a smaller draft vocabulary.
+        feature_width = getattr(model, "graph_feature_width", None)
+        logits_width = getattr(model, "output_vocab_size", None) or model_runner.vocab_size()
         with torch.inference_mode():
             self.inputs = StaticInputs.allocate(self.max_bs, padding_row, model_runner.device)
-            self.logits = torch.zeros(self.max_bs, model_runner.vocab_size(), dtype=torch.float32,
-                                      device=model_runner.device)
+            self.logits = torch.zeros(self.max_bs, logits_width, dtype=torch.float32, device=model_runner.device)
+            self.features = self.hidden = None
+            if feature_width:
+                self.features = torch.zeros(self.max_bs, feature_width, dtype=model_runner.dtype,
+                                            device=model_runner.device)
+                self.hidden = torch.zeros_like(self.features)
         model_runner.attn_backend.init_cuda_graph_state(self.max_bs)
         self.pool = torch.cuda.graph_pool_handle()
         self.capture_seconds, self.capture_bytes = self._capture_all()
@@ -164,11 +173,14 @@ class CudaGraphRunner:
             req_to_token_pool=self.runner.req_to_token_pool,
             kv_pool=self.runner.kv_pool,
             attn_backend=self.runner.attn_backend,
+            spec_features=None if self.features is None else self.features[:bs],
         )
 
     def _run_model(self, fb: ForwardBatch) -> None:
         out = self.runner.model.forward(fb.input_ids, fb.positions, fb)
         self.logits[: fb.batch_size].copy_(out.next_token_logits)
+        if self.hidden is not None:
+            self.hidden[: fb.batch_size].copy_(out.hidden_states)
 
     @torch.inference_mode()
     def _capture_all(self) -> tuple:
@@ -232,6 +244,8 @@ class CudaGraphRunner:
             raise ValueError(f"no CUDA graph for a {fb.forward_mode.name} batch of {fb.batch_size} "
                              f"(captured decode sizes up to {self.max_bs}); check can_run first")
         self.inputs.load(fb, graph_bs)
+        if self.features is not None:  # padded rows keep stale features: they only write slot 0
+            self.features[: fb.batch_size].copy_(fb.spec_features, non_blocking=True)
         static = self.static_batches[graph_bs]
         # Backends that plan on the host (flashinfer) read the lengths; padded rows hold one token.
         static.seq_lens_cpu = list(fb.seq_lens_cpu) + [1] * (graph_bs - fb.batch_size)
@@ -244,4 +258,5 @@ class CudaGraphRunner:
                 graph = self.base_graphs[graph_bs]
         graph.replay()
         self.num_replays += 1
-        return LogitsProcessorOutput(next_token_logits=self.logits[: fb.batch_size])
+        hidden = None if self.hidden is None else self.hidden[: fb.batch_size]
+        return LogitsProcessorOutput(next_token_logits=self.logits[: fb.batch_size], hidden_states=hidden)

@@ -74,8 +74,15 @@ class ModelRunner:
             apply_cpu_kernels(self.model, self.attn_backend)
         self.sampler = Sampler()
         self.graph_runner: Optional[CudaGraphRunner] = None
-        if self.use_cuda_graph:
-            self.graph_runner = CudaGraphRunner(self, self.cuda_graph_batch_sizes(), self.padding_req_row)
+        if self.use_cuda_graph and not self.defer_cuda_graphs:
+            self.capture_cuda_graphs()
+
+    # A runner whose model is not complete at construction (an EAGLE head borrows the target's
+    # embedding afterwards) captures its graphs later, by calling capture_cuda_graphs itself.
+    defer_cuda_graphs = False
+
+    def capture_cuda_graphs(self) -> None:
+        self.graph_runner = CudaGraphRunner(self, self.cuda_graph_batch_sizes(), self.padding_req_row)
 
     def _model_config(self, server_args: ServerArgs) -> ModelConfig:
         return ModelConfig(

@@ -73,6 +73,11 @@ class _EagleBase(nn.Module):
     # tensors the checkpoint may leave to the target
     optional_tensors: Tuple[str, ...] = ("embed_tokens.weight",)
 
+    @property
+    def graph_feature_width(self) -> int:
+        """Feature width of a decode row (the head's own hidden state): what CUDA graphs hold."""
+        return self.config.hidden_size
+
     def target_feature_layers(self, num_target_layers: int) -> Optional[Tuple[int, ...]]:
         """Target layers whose input stream is the feature (None: the final normed hidden)."""
         return None
@@ -182,6 +187,7 @@ class LlamaForCausalLMEagle3(_EagleBase):
         self.norm = RMSNorm(h, eps=config.rms_norm_eps)
         draft_vocab = getattr(config, "draft_vocab_size", None) or config.vocab_size
         self.lm_head = ParallelLMHead(draft_vocab, h)
+        self.output_vocab_size = draft_vocab  # logits width (CUDA-graph buffers)
         self.register_buffer("d2t", torch.zeros(draft_vocab, dtype=torch.int64), persistent=False)
         self.has_d2t = False
 

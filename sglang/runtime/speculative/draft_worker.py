@@ -17,9 +17,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Dict, List, Sequence
 
+import torch
+
 from sglang.runtime.managers.req import Req
 from sglang.runtime.managers.schedule_batch import OutOfKVMemory
 from sglang.runtime.speculative.spec_worker import NgramSpecWorker
+from sglang.runtime.speculative.tree_verify import RowsSpec
 from sglang.runtime.speculative.verify_batch import extend_batch
 
 logger = logging.getLogger(__name__)
@@ -59,7 +62,8 @@ def draft_server_args(server_args, target_runner):
         server_args, model_path=path, tokenizer_path=path, served_model_name=path, speculative_algorithm=None,
         quantization=None, load_format="auto", max_total_tokens=min(target_runner.max_total_num_tokens, DRAFT_POOL_MAX_TOKENS),
         max_running_requests=target_runner.max_running_requests, context_length=target_runner.context_len,
-        disable_cuda_graph=True)
+        # drafting steps after the catch-up are one decode row per speculating request
+        cuda_graph_max_bs=max(1, server_args.speculative_disable_batch_size))
 
 
 class DraftModelSpecWorker(NgramSpecWorker):
@@ -133,8 +137,11 @@ class DraftModelSpecWorker(NgramSpecWorker):
         feeds = [r.all_ids[len(s.tokens):] for (r, _), s in zip(active, states)]
         for step in range(max(n for _, n in active)):
             live = [i for i, (_, n) in enumerate(active) if n > step]
-            fb = extend_batch([states[i].row for i in live], [len(states[i].tokens) for i in live],
-                              [feeds[i] for i in live], self.kv, all_logits=False)
+            rows, prefix_lens = [states[i].row for i in live], [len(states[i].tokens) for i in live]
+            if step == 0:
+                fb = extend_batch(rows, prefix_lens, [feeds[i] for i in live], self.kv, all_logits=False)
+            else:  # one token each: decode rows (CUDA graphs on GPU)
+                fb = self._decode_rows(rows, prefix_lens, [feeds[i][0] for i in live])
             next_ids = self.runner.forward(fb).next_token_logits.argmax(dim=-1).tolist()
             for i, tok in zip(live, next_ids):
                 states[i].tokens.extend(feeds[i])
@@ -143,3 +150,12 @@ class DraftModelSpecWorker(NgramSpecWorker):
         for (req, _), state in zip(active, states):
             self._truncate(state, req.seqlen)  # drop the drafts' KV; keep the request's text
         return [drafts[id(r)] for r in reqs]
+
+    def _decode_rows(self, rows: List[int], prefix_lens: List[int], tokens: List[int]):
+        """A DECODE batch: token i at position prefix_lens[i] of draft table row rows[i]."""
+        slots = self.kv.alloc_slots(len(tokens))
+        if slots is None:
+            raise OutOfKVMemory(f"cannot allocate {len(tokens)} KV slots for a draft step")
+        spec = RowsSpec(list(tokens), list(prefix_lens), list(rows), [p + 1 for p in prefix_lens],
+                        [(r, p, s) for r, p, s in zip(rows, prefix_lens, slots.tolist())])
+        return spec.build(slots.to(torch.int64), self.kv)

@@ -22,6 +22,7 @@ import torch
 from sglang.runtime.managers.req import Req
 from sglang.runtime.managers.schedule_batch import KVResources, OutOfKVMemory
 from sglang.runtime.mem_cache.mla_pool import make_kv_pool
+from sglang.runtime.model_executor.cuda_graph_runner import capture_batch_sizes
 from sglang.runtime.model_executor.model_runner import ModelRunner
 from sglang.runtime.models.model_config import ModelConfig
 from sglang.runtime.speculative.eagle_features import FeatureStore, attach_feature_store
@@ -40,10 +41,19 @@ class EagleDraftRunner(ModelRunner):
     """A ModelRunner for the head: the target's table and allocator, a KV pool by target slot."""
 
     is_draft = True
+    defer_cuda_graphs = True  # captured once the head has the target's embedding (EagleDrafter)
 
     def __init__(self, server_args, target: ModelRunner):
         self.target = target
         super().__init__(server_args)
+
+    def _wants_cuda_graph(self) -> bool:
+        # Padded graph rows use the target's all-zero table row (the head shares its table).
+        return super()._wants_cuda_graph() and self.target.padding_req_row is not None
+
+    def cuda_graph_batch_sizes(self):
+        # Rows are frontier nodes (up to topk per request), not requests: not capped by max running.
+        return capture_batch_sizes(self.server_args.cuda_graph_max_bs)
 
     def _model_config(self, server_args) -> ModelConfig:
         cfg = super()._model_config(server_args)
@@ -58,7 +68,7 @@ class EagleDraftRunner(ModelRunner):
     def _init_memory(self) -> None:
         t = self.target
         self.max_total_num_tokens, self.max_running_requests = t.max_total_num_tokens, t.max_running_requests
-        self.req_to_token_pool, self.allocator, self.padding_req_row = t.req_to_token_pool, t.allocator, None
+        self.req_to_token_pool, self.allocator, self.padding_req_row = t.req_to_token_pool, t.allocator, t.padding_req_row
         cfg = self.model_config
         self.kv_pool = make_kv_pool(cfg, t.max_total_num_tokens, self.kv_dtype(), cfg.num_key_value_heads, self.device)
 
@@ -68,8 +78,10 @@ def head_server_args(server_args, target: ModelRunner):
     return dataclasses.replace(
         server_args, model_path=path, tokenizer_path=path, served_model_name=path, speculative_algorithm=None,
         quantization=None, load_format="auto" if server_args.load_format != "dummy" else "dummy",
-        context_length=target.context_len, dtype=str(target.dtype).replace("torch.", ""), disable_cuda_graph=True,
-        disable_cpu_kernels=True, enable_lora=False, enable_fused_gemv=False)
+        context_length=target.context_len, dtype=str(target.dtype).replace("torch.", ""),
+        disable_cpu_kernels=True, enable_lora=False, enable_fused_gemv=False,
+        # tree levels: up to topk frontier rows for each request of a speculating batch
+        cuda_graph_max_bs=max(1, server_args.speculative_disable_batch_size) * server_args.speculative_eagle_topk)
 
 
 @dataclass
@@ -97,6 +109,8 @@ class EagleDrafter:
         width = cfg.hidden_size * (len(layers) if layers is not None else 1)
         self.store = FeatureStore(target.max_total_num_tokens, width, target.dtype, target.device, layers)
         attach_feature_store(target.model, self.store)
+        if self.runner.use_cuda_graph:
+            self.runner.capture_cuda_graphs()
         self.head = head
         self.kv = None  # set by bind_cache (needs the scheduler's tree cache for eviction)
         self.states: Dict[int, HeadState] = {}
