@@ -9,6 +9,9 @@ import zlib
 import pytest
 import torch
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from sglang.runtime.constrained.registry import create_backend
 from tests.constrained.cfg_specs import CFG_SPECS, CFGSpec
 from tests.constrained.conftest import MODEL_VOCAB
@@ -172,3 +175,21 @@ def test_vectorized_masks_equal_the_trie_walk(spec: CFGSpec, lark_backend, vocab
                 break
             assert compiled.allowed(state).tolist() == compiled.walk_ids(state).tolist()
             assert replay.accept_token(tid)
+
+
+@given(st.integers(0, 0x10FFFF).filter(lambda c: not 0xD800 <= c <= 0xDFFF))
+def test_lead_byte_range_holds_every_character_it_begins(cp):
+    from sglang.runtime.constrained.lark_token_index import _lead_range
+
+    first = chr(cp).encode("utf-8")[0]
+    lo, hi = _lead_range(first)
+    assert lo <= cp <= hi
+    # ranges of different lead bytes never overlap: the prefilter is tight, not just a superset
+    assert all(_lead_range(b) is None or _lead_range(b)[1] < lo or _lead_range(b)[0] > hi
+               for b in range(256) if b != first)
+
+
+def test_continuation_and_invalid_bytes_begin_no_character():
+    from sglang.runtime.constrained.lark_token_index import _lead_range
+
+    assert all(_lead_range(b) is None for b in [*range(0x80, 0xC2), *range(0xF5, 0x100)])

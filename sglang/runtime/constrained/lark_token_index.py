@@ -66,11 +66,46 @@ class TokenCells:
         self.seq = np.where(cps < 0, self.pad, cell).astype(np.int32)
         self.seq[~chars.text_ids] = self.reject  # never matched by the vectorized path
         self.chars = chars
+        self.first_byte_cells = _first_byte_cells(cells)
+        self.bits = self._cell_bits() if self.reject < 64 else None
+
+    def _cell_bits(self) -> np.ndarray:
+        """[V] uint64: bit c set when the token holds a character of cell c (REJECT included), so
+        "every character is in group G" is one AND over the vocabulary."""
+        bits = np.zeros(len(self.seq), dtype=np.uint64)
+        for j in range(self.seq.shape[1]):
+            col = self.seq[:, j]
+            live = col != self.pad
+            bits[live] |= np.left_shift(np.uint64(1), col[live].astype(np.uint64))
+        return bits
 
     def lookup(self, members) -> np.ndarray:
         table = np.zeros(self.reject + 1, dtype=bool)
         table[list(members)] = True
         return table
+
+
+def _lead_range(byte: int) -> Optional[Tuple[int, int]]:
+    """Codepoints whose UTF-8 encoding starts with `byte` (None: no character does)."""
+    if byte < 0x80:
+        return byte, byte
+    if byte < 0xC2 or byte > 0xF4:  # continuation, overlong or beyond U+10FFFF
+        return None
+    payload, tail, least = (0x1F, 6, 0x80) if byte < 0xE0 else (0x0F, 12, 0x800) if byte < 0xF0 else (0x07, 18, 0x10000)
+    lo = (byte & payload) << tail
+    return max(lo, least), min(lo + (1 << tail) - 1, 0x10FFFF)  # shortest encodings only
+
+
+def _first_byte_cells(cells: CharCells) -> np.ndarray:
+    """[256, num_cells] bool: cell c holds a character whose encoding starts with byte b."""
+    out = np.zeros((256, cells.num_cells), dtype=bool)
+    for byte in range(256):
+        span = _lead_range(byte)
+        if span is None:
+            continue
+        for c, ranges in enumerate(cells.cell_ranges):
+            out[byte, c] = any(lo <= span[1] and span[0] <= hi for lo, hi in ranges)
+    return out
 
 
 def _loop_group(driver: LALRDriver, nxt: Dict[int, Stack]) -> Tuple[int, ...]:
@@ -111,16 +146,26 @@ def allowed_ids(driver: LALRDriver, tokens: TokenCells, token_bytes: Sequence[Op
     nxt = {c: driver.feed(stack, driver.terminals[c]) for c in driver.acceptable_cells(stack)}
     seq = tokens.seq
     ids = np.flatnonzero(tokens.lookup(nxt)[seq[:, 0]])  # the first character is acceptable
-    rows = seq[ids]
     allowed = np.zeros(len(seq), dtype=bool)
     group = _loop_group(driver, nxt)
     if group:
-        bulk = tokens.lookup(group + (tokens.pad,))[rows].all(axis=1)
+        if tokens.bits is not None:
+            outside = np.uint64(((1 << 64) - 1) ^ sum(1 << c for c in group))
+            bulk = (tokens.bits[ids] & outside) == 0
+        else:
+            bulk = tokens.lookup(group + (tokens.pad,))[seq[ids]].all(axis=1)
         allowed[ids[bulk]] = True
-        ids, rows = ids[~bulk], rows[~bulk]
+        ids = ids[~bulk]
+    rows = seq[ids]
     memo: Dict = {}
     allowed[ids] = step_cells_columns(driver, stack, rows, tokens.pad)
-    allowed[tokens.chars.stepped_ids] = step_bytes_columns(driver, stack, tokens.chars.stepped_bytes, memo)
+    # Tokens that are not whole characters: only those whose first byte can begin an acceptable
+    # character are stepped (a continuation byte never can; most lead bytes fail outside strings).
+    chars = tokens.chars
+    if chars.stepped_ids.size:
+        byte_ok = tokens.first_byte_cells[:, sorted(nxt)].any(axis=1)
+        cand = np.flatnonzero(byte_ok[chars.stepped_bytes[:, 0]])
+        allowed[chars.stepped_ids[cand]] = step_bytes_columns(driver, stack, chars.stepped_bytes[cand], memo)
     return torch.from_numpy(np.flatnonzero(allowed).astype(np.int32))
 
 
