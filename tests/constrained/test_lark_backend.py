@@ -193,3 +193,20 @@ def test_continuation_and_invalid_bytes_begin_no_character():
     from sglang.runtime.constrained.lark_token_index import _lead_range
 
     assert all(_lead_range(b) is None for b in [*range(0x80, 0xC2), *range(0xF5, 0x100)])
+
+
+def test_masks_are_shared_across_nesting_depths_and_stay_exact(lark_backend, tokenizer):
+    """A mask is cached under the stack entries its computation read: the same local context at
+    another nesting depth is a hit, and the masks served equal a fresh trie walk at every depth."""
+    grammar = lark_backend.compile("ebnf", 'root ::= expr\nexpr ::= term (("+" | "*") term)*\n'
+                                           'term ::= [0-9]+ | "(" expr ")"')
+    compiled = grammar.compiled
+    sizes = []
+    for depth in range(1, 7):
+        g = grammar.copy()
+        for tid in tokenizer.encode("(" * depth + "1+", add_special_tokens=False):
+            assert g.accept_token(tid)
+        before = len(compiled._masks)
+        assert compiled.allowed(g.state).tolist() == compiled.walk_ids(g.state).tolist()
+        sizes.append(len(compiled._masks) - before)
+    assert sizes[-3:] == [0, 0, 0], sizes  # deeper nestings reuse the cached mask

@@ -140,6 +140,34 @@ class LALRDriver:
         return "".join(out)
 
 
+class DepthTracker(LALRDriver):
+    """A driver view for one computation from a stack of `depth` entries: `low` ends as the
+    smallest stack length any step consulted, so the result depends only on stack[low - 1:]
+    (entries below were never read). Masks are cached under that suffix: the same local parse
+    context at another nesting depth reuses them. One per computation (not shared by threads)."""
+
+    def __init__(self, driver: LALRDriver, depth: int):
+        self.__dict__.update(driver.__dict__)  # the shared table, cells and terminals
+        self.low = depth
+
+    def feed(self, stack: Stack, term: str) -> Optional[Stack]:
+        states, low = self.states, self.low
+        try:
+            while True:
+                action = states[stack[-1]].get(term)
+                if action is None:
+                    return None
+                kind, arg = action
+                if kind is Shift:
+                    return stack + (arg,)
+                size = len(arg.expansion)
+                stack = stack[:-size] if size else stack
+                low = min(low, len(stack))  # the goto below reads the new top
+                stack = stack + (states[stack[-1]][arg.origin.name][1],)
+        finally:
+            self.low = low
+
+
 _MIN_CODEPOINT = {2: 0x80, 3: 0x800, 4: 0x10000}
 
 

@@ -17,7 +17,7 @@ import torch
 
 from sglang.runtime.constrained.base_grammar import BaseGrammarObject, eos_only_mask
 from sglang.runtime.constrained.grammar_limits import JUMP_CHUNK_CHARS
-from sglang.runtime.constrained.lalr_driver import LALRDriver, State
+from sglang.runtime.constrained.lalr_driver import DepthTracker, LALRDriver, State
 from sglang.runtime.constrained.lark_token_index import TokenCells, VocabChars, allowed_ids
 from sglang.runtime.constrained.vocab_trie import VocabTrie
 
@@ -36,21 +36,30 @@ class CompiledCFG:
         # holds ~128k ids, a punctuation state a handful. 4M ids = 16 MB per grammar.
         self._cache_ids, self._cached_ids = cache_ids, 0
         self._lock = threading.Lock()
+        # top LALR state -> lengths of the stack suffixes its cached masks are keyed by
+        self._suffix_lens: Dict[int, set] = {}
 
     def allowed(self, state: State) -> torch.Tensor:
         """int32 ids of the non-EOS tokens allowed in `state`."""
+        stack, pending = state
+        keys = [state] if pending else [(stack[-k:], b"") for k in self._suffix_lens.get(stack[-1], ()) if k <= len(stack)]
         with self._lock:
-            found = self._masks.get(state)
-            if found is not None:
-                self._masks.move_to_end(state)
-                return found
-        if self.tokens is not None and not state[1]:
-            found = allowed_ids(self.driver, self.tokens, self.token_bytes, state[0])
+            for key in keys:
+                found = self._masks.get(key)
+                if found is not None:
+                    self._masks.move_to_end(key)
+                    return found
+        if self.tokens is not None and not pending:
+            tracker = DepthTracker(self.driver, len(stack))
+            found = allowed_ids(tracker, self.tokens, self.token_bytes, stack)
+            key = (stack[tracker.low - 1:], b"")  # the entries the computation read
         else:  # mid-character (or no vectorized index): the trie walk
-            found = self._walk(state)
+            found, key = self._walk(state), state
         with self._lock:
-            if state not in self._masks:
-                self._masks[state] = found
+            if not pending:
+                self._suffix_lens.setdefault(stack[-1], set()).add(len(key[0]))
+            if key not in self._masks:
+                self._masks[key] = found
                 self._cached_ids += found.numel()
             while self._cached_ids > self._cache_ids and len(self._masks) > 1:
                 self._cached_ids -= self._masks.popitem(last=False)[1].numel()
