@@ -12,6 +12,7 @@ Tokens that are not whole UTF-8 text, or longer than MAX_CHARS characters, are a
 
 from __future__ import annotations
 
+import codecs
 from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -25,13 +26,23 @@ MAX_CHARS = 32
 MAX_LOOP_CELLS = 64  # finding a loop costs |cells|^2 parser steps
 
 
+def _utf8_prefix(spelled: bytes) -> bool:
+    """Whether the bytes begin some valid UTF-8 text (whole characters, then perhaps the start of
+    one): a token that does not is rejected from every state without pending bytes."""
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(spelled, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 class VocabChars:
     """Codepoints of every token (one per backend): [V, MAX_CHARS] int32, -1 padded."""
 
     def __init__(self, token_bytes: Sequence[Optional[bytes]]):
         n = len(token_bytes)
         self.codepoints = np.full((n, MAX_CHARS), -1, dtype=np.int32)
-        self.stepped: List[int] = []  # ids always stepped byte by byte
+        self.stepped: List[int] = []  # ids stepped byte by byte (not whole text, or too long)
         self.text_ids = np.zeros(n, dtype=bool)  # ids handled by the vectorized path
         for tid, spelled in enumerate(token_bytes):
             if not spelled:
@@ -39,7 +50,8 @@ class VocabChars:
             try:
                 text = spelled.decode("utf-8")
             except UnicodeDecodeError:
-                self.stepped.append(tid)
+                if _utf8_prefix(spelled):  # else no boundary state accepts it: never stepped
+                    self.stepped.append(tid)
                 continue
             if len(text) > MAX_CHARS:
                 self.stepped.append(tid)
