@@ -95,7 +95,7 @@ class LALRDriver:
         """State after one more byte (cache: a per-walk memo, of steps and of acceptable cells)."""
         stack, pending = state
         pending += bytes((byte,))
-        need = _utf8_length(pending[0])
+        need = utf8_length(pending[0])
         if need == 0 or (len(pending) > 1 and byte & 0xC0 != 0x80):
             return None
         if len(pending) < need:
@@ -112,13 +112,8 @@ class LALRDriver:
         return result
 
     def _prefix_possible(self, stack: Stack, pending: bytes, need: int, cache: Dict) -> bool:
-        rest = need - len(pending)
-        value = pending[0] & (0xFF >> (need + 1))
-        for b in pending[1:]:
-            value = (value << 6) | (b & 0x3F)
-        lo, hi = value << (6 * rest), ((value + 1) << (6 * rest)) - 1
-        lo = max(lo, _MIN_CODEPOINT[need])  # shorter encodings of smaller codepoints are invalid
-        if hi < lo or (lo >= 0xD800 and hi <= 0xDFFF):  # overlong, or surrogates only
+        lo, hi = partial_char_range(pending, need)
+        if hi < lo:
             return False
         cells = cache.get(stack)
         if cells is None:
@@ -171,7 +166,22 @@ class DepthTracker(LALRDriver):
 _MIN_CODEPOINT = {2: 0x80, 3: 0x800, 4: 0x10000}
 
 
-def _utf8_length(first: int) -> int:
+def partial_char_range(pending: bytes, need: int) -> Tuple[int, int]:
+    """Codepoints the unfinished character `pending` (its lead byte says `need` bytes in all) can
+    still become; lo > hi when none (overlong, or surrogates only)."""
+    rest = need - len(pending)
+    value = pending[0] & (0xFF >> (need + 1))
+    for b in pending[1:]:
+        value = (value << 6) | (b & 0x3F)
+    lo, hi = value << (6 * rest), min(((value + 1) << (6 * rest)) - 1, 0x10FFFF)
+    lo = max(lo, _MIN_CODEPOINT[need])  # shorter encodings of smaller codepoints are invalid
+    if lo >= 0xD800 and hi <= 0xDFFF:
+        return 1, 0
+    return lo, hi
+
+
+def utf8_length(first: int) -> int:
+    """Bytes of the character a lead byte begins (0: not a lead byte)."""
     if first < 0x80:
         return 1
     if 0xC2 <= first < 0xE0:

@@ -20,20 +20,20 @@ import numpy as np
 import torch
 
 from sglang.runtime.constrained.ebnf_to_lark import CharCells
-from sglang.runtime.constrained.lalr_driver import LALRDriver, Stack
+from sglang.runtime.constrained.lalr_driver import LALRDriver, Stack, partial_char_range, utf8_length
 
 MAX_CHARS = 32
 MAX_LOOP_CELLS = 64  # finding a loop costs |cells|^2 parser steps
 
 
-def _utf8_prefix(spelled: bytes) -> bool:
-    """Whether the bytes begin some valid UTF-8 text (whole characters, then perhaps the start of
-    one): a token that does not is rejected from every state without pending bytes."""
+def _split_partial(spelled: bytes) -> Optional[Tuple[str, bytes]]:
+    """(whole characters, the unfinished one's bytes) when the bytes begin some valid UTF-8 text;
+    None when they do not: such a token is rejected from every state without pending bytes."""
     try:
-        codecs.getincrementaldecoder("utf-8")().decode(spelled, final=False)
+        text = codecs.getincrementaldecoder("utf-8")().decode(spelled, final=False)
     except UnicodeDecodeError:
-        return False
-    return True
+        return None
+    return text, spelled[len(text.encode("utf-8")):]
 
 
 class VocabChars:
@@ -44,17 +44,21 @@ class VocabChars:
         self.codepoints = np.full((n, MAX_CHARS), -1, dtype=np.int32)
         self.stepped: List[int] = []  # ids stepped byte by byte (not whole text, or too long)
         self.text_ids = np.zeros(n, dtype=bool)  # ids handled by the vectorized path
+        splits: List[Optional[Tuple[str, bytes]]] = []  # per stepped id: (whole chars, unfinished char)
         for tid, spelled in enumerate(token_bytes):
             if not spelled:
                 continue
             try:
                 text = spelled.decode("utf-8")
             except UnicodeDecodeError:
-                if _utf8_prefix(spelled):  # else no boundary state accepts it: never stepped
+                split = _split_partial(spelled)
+                if split is not None:  # else no boundary state accepts it: never stepped
                     self.stepped.append(tid)
+                    splits.append(split if len(split[0]) <= MAX_CHARS else None)
                 continue
             if len(text) > MAX_CHARS:
                 self.stepped.append(tid)
+                splits.append(None)
                 continue
             self.codepoints[tid, : len(text)] = [ord(ch) for ch in text]
             self.text_ids[tid] = True
@@ -64,6 +68,18 @@ class VocabChars:
         for row, tid in enumerate(self.stepped):
             self.stepped_bytes[row, : len(token_bytes[tid])] = np.frombuffer(token_bytes[tid], dtype=np.uint8)
         self.stepped_ids = np.asarray(self.stepped, dtype=np.int64)
+        # For the bulk test of stepped tokens: their whole characters (-1 padded; a row of -2 when
+        # not split: longer than MAX_CHARS) and the codepoint range of the unfinished character.
+        self.stepped_prefix = np.full((len(self.stepped), MAX_CHARS), -1, dtype=np.int32)
+        self.stepped_tail = np.zeros((len(self.stepped), 2), dtype=np.int64)
+        for row, split in enumerate(splits):
+            if split is None:
+                self.stepped_prefix[row] = -2
+                self.stepped_tail[row] = (1, 0)
+                continue
+            text, tail = split
+            self.stepped_prefix[row, : len(text)] = [ord(ch) for ch in text]
+            self.stepped_tail[row] = partial_char_range(tail, utf8_length(tail[0]))
 
 
 class TokenCells:
@@ -71,25 +87,45 @@ class TokenCells:
 
     def __init__(self, chars: VocabChars, cells: CharCells):
         self.pad, self.reject = cells.num_cells, cells.num_cells + 1
-        cps = chars.codepoints
-        interval = np.searchsorted(np.asarray(cells.bounds), np.maximum(cps, 0), side="right") - 1
-        cell = np.asarray(cells.cell_of_interval, dtype=np.int32)[interval]
-        cell = np.where(cell < 0, self.reject, cell)
-        self.seq = np.where(cps < 0, self.pad, cell).astype(np.int32)
+        self.seq = self._cells_of(chars.codepoints, cells)
         self.seq[~chars.text_ids] = self.reject  # never matched by the vectorized path
         self.chars = chars
         self.first_byte_cells = _first_byte_cells(cells)
-        self.bits = self._cell_bits() if self.reject < 64 else None
+        self.bits = self.stepped_bits = self.tail_bits = None
+        if self.reject < 64:
+            self.bits = self._cell_bits(self.seq)
+            # stepped tokens: cells of their whole characters, and cells their unfinished one may be in
+            self.stepped_bits = self._cell_bits(self._cells_of(chars.stepped_prefix, cells))
+            self.tail_bits = self._range_bits(chars.stepped_tail, cells)
 
-    def _cell_bits(self) -> np.ndarray:
-        """[V] uint64: bit c set when the token holds a character of cell c (REJECT included), so
+    def _cells_of(self, cps: np.ndarray, cells: CharCells) -> np.ndarray:
+        """Codepoints (-1 padding, -2 refused) as cells (PAD, REJECT)."""
+        interval = np.searchsorted(np.asarray(cells.bounds), np.maximum(cps, 0), side="right") - 1
+        cell = np.asarray(cells.cell_of_interval, dtype=np.int32)[interval]
+        cell = np.where((cell < 0) | (cps == -2), self.reject, cell)
+        return np.where(cps == -1, self.pad, cell).astype(np.int32)
+
+    def _cell_bits(self, seq: np.ndarray) -> np.ndarray:
+        """[rows] uint64: bit c set when the row holds a character of cell c (REJECT included), so
         "every character is in group G" is one AND over the vocabulary."""
-        bits = np.zeros(len(self.seq), dtype=np.uint64)
-        for j in range(self.seq.shape[1]):
-            col = self.seq[:, j]
+        bits = np.zeros(len(seq), dtype=np.uint64)
+        for j in range(seq.shape[1]):
+            col = seq[:, j]
             live = col != self.pad
             bits[live] |= np.left_shift(np.uint64(1), col[live].astype(np.uint64))
         return bits
+
+    @staticmethod
+    def _range_bits(spans: np.ndarray, cells: CharCells) -> np.ndarray:
+        """[rows] uint64: bit c set when cell c holds a codepoint of the row's [lo, hi] span."""
+        memo: Dict[Tuple[int, int], int] = {}
+        out = np.zeros(len(spans), dtype=np.uint64)
+        for row, (lo, hi) in enumerate(spans.tolist()):
+            if (lo, hi) not in memo:
+                memo[lo, hi] = sum(1 << c for c, ranges in enumerate(cells.cell_ranges)
+                                   if any(a <= hi and lo <= b for a, b in ranges))
+            out[row] = memo[lo, hi]
+        return out
 
     def lookup(self, members) -> np.ndarray:
         table = np.zeros(self.reject + 1, dtype=bool)
@@ -160,9 +196,10 @@ def allowed_ids(driver: LALRDriver, tokens: TokenCells, token_bytes: Sequence[Op
     ids = np.flatnonzero(tokens.lookup(nxt)[seq[:, 0]])  # the first character is acceptable
     allowed = np.zeros(len(seq), dtype=bool)
     group = _loop_group(driver, nxt)
+    inside = sum(1 << c for c in group)
+    outside = np.uint64(((1 << 64) - 1) ^ inside)
     if group:
         if tokens.bits is not None:
-            outside = np.uint64(((1 << 64) - 1) ^ sum(1 << c for c in group))
             bulk = (tokens.bits[ids] & outside) == 0
         else:
             bulk = tokens.lookup(group + (tokens.pad,))[seq[ids]].all(axis=1)
@@ -177,6 +214,12 @@ def allowed_ids(driver: LALRDriver, tokens: TokenCells, token_bytes: Sequence[Op
     if chars.stepped_ids.size:
         byte_ok = tokens.first_byte_cells[:, sorted(nxt)].any(axis=1)
         cand = np.flatnonzero(byte_ok[chars.stepped_bytes[:, 0]])
+        if group and tokens.stepped_bits is not None:
+            # whole characters all in the loop, and the unfinished one may be a loop character
+            bulk = (((tokens.stepped_bits[cand] & outside) == 0)
+                    & ((tokens.tail_bits[cand] & np.uint64(inside)) != 0))
+            allowed[chars.stepped_ids[cand[bulk]]] = True
+            cand = cand[~bulk]
         allowed[chars.stepped_ids[cand]] = step_bytes_columns(driver, stack, chars.stepped_bytes[cand], memo)
     return torch.from_numpy(np.flatnonzero(allowed).astype(np.int32))
 
