@@ -60,16 +60,21 @@ class LALRDriver:
 
     def feed(self, stack: Stack, term: str) -> Optional[Stack]:
         """The stack after shifting `term`, or None if the grammar rejects it here."""
+        return self.feed_reading(stack, term, len(stack))[0]
+
+    def feed_reading(self, stack: Stack, term: str, low: int) -> Tuple[Optional[Stack], int]:
+        """feed, and the smaller of `low` and the shortest stack length whose top it read."""
         states = self.states
         while True:
             action = states[stack[-1]].get(term)
             if action is None:
-                return None
+                return None, low
             kind, arg = action
             if kind is Shift:
-                return stack + (arg,)
+                return stack + (arg,), low
             size = len(arg.expansion)
             stack = stack[:-size] if size else stack
+            low = min(low, len(stack))  # the goto below reads the new top
             stack = stack + (states[stack[-1]][arg.origin.name][1],)
 
     def accepts_end(self, stack: Stack) -> bool:
@@ -146,21 +151,8 @@ class DepthTracker(LALRDriver):
         self.low = depth
 
     def feed(self, stack: Stack, term: str) -> Optional[Stack]:
-        states, low = self.states, self.low
-        try:
-            while True:
-                action = states[stack[-1]].get(term)
-                if action is None:
-                    return None
-                kind, arg = action
-                if kind is Shift:
-                    return stack + (arg,)
-                size = len(arg.expansion)
-                stack = stack[:-size] if size else stack
-                low = min(low, len(stack))  # the goto below reads the new top
-                stack = stack + (states[stack[-1]][arg.origin.name][1],)
-        finally:
-            self.low = low
+        nxt, self.low = self.feed_reading(stack, term, self.low)
+        return nxt
 
 
 _MIN_CODEPOINT = {2: 0x80, 3: 0x800, 4: 0x10000}

@@ -42,7 +42,10 @@ class CompiledCFG:
     def allowed(self, state: State) -> torch.Tensor:
         """int32 ids of the non-EOS tokens allowed in `state`."""
         stack, pending = state
-        keys = [state] if pending else [(stack[-k:], b"") for k in self._suffix_lens.get(stack[-1], ()) if k <= len(stack)]
+        if pending:
+            keys = [state]
+        else:  # the stack suffixes masks with this top were cached under
+            keys = [(stack[-k:], b"") for k in self._suffix_lens.get(stack[-1], ()) if k <= len(stack)]
         with self._lock:
             for key in keys:
                 found = self._masks.get(key)

@@ -135,13 +135,11 @@ class TokenCells:
 
 def _lead_range(byte: int) -> Optional[Tuple[int, int]]:
     """Codepoints whose UTF-8 encoding starts with `byte` (None: no character does)."""
-    if byte < 0x80:
-        return byte, byte
-    if byte < 0xC2 or byte > 0xF4:  # continuation, overlong or beyond U+10FFFF
-        return None
-    payload, tail, least = (0x1F, 6, 0x80) if byte < 0xE0 else (0x0F, 12, 0x800) if byte < 0xF0 else (0x07, 18, 0x10000)
-    lo = (byte & payload) << tail
-    return max(lo, least), min(lo + (1 << tail) - 1, 0x10FFFF)  # shortest encodings only
+    need = utf8_length(byte)
+    if need <= 1:
+        return (byte, byte) if need else None
+    lo, hi = partial_char_range(bytes((byte,)), need)
+    return (lo, hi) if lo <= hi else None
 
 
 def _first_byte_cells(cells: CharCells) -> np.ndarray:

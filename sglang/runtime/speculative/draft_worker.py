@@ -156,6 +156,6 @@ class DraftModelSpecWorker(NgramSpecWorker):
         slots = self.kv.alloc_slots(len(tokens))
         if slots is None:
             raise OutOfKVMemory(f"cannot allocate {len(tokens)} KV slots for a draft step")
-        spec = RowsSpec(list(tokens), list(prefix_lens), list(rows), [p + 1 for p in prefix_lens],
+        spec = RowsSpec(tokens, prefix_lens, rows, [p + 1 for p in prefix_lens],
                         [(r, p, s) for r, p, s in zip(rows, prefix_lens, slots.tolist())])
         return spec.build(slots.to(torch.int64), self.kv)
